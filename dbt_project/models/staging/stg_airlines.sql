@@ -1,0 +1,4 @@
+select
+    upper(trim(carrier))    as carrier,
+    name                    as airline_name
+from {{ source('raw', 'airlines') }}

@@ -1,0 +1,117 @@
+"""The experiment config: windows, features, hyperparameters, seeds and gate, in one YAML file.
+
+Its hash is part of every model's lineage, so the hash is taken over a canonical JSON form
+(sorted keys, ISO dates) and not over the file's bytes: comments and key order do not matter.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class ConfigError(ValueError):
+    """The experiment config is malformed or inconsistent."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DateWindow(_Strict):
+    """An inclusive range of days."""
+
+    start: dt.date
+    end: dt.date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DateWindow:
+        if self.end < self.start:
+            raise ValueError(f"window ends ({self.end}) before it starts ({self.start})")
+        return self
+
+    def days(self) -> list[dt.date]:
+        n = (self.end - self.start).days + 1
+        return [self.start + dt.timedelta(days=i) for i in range(n)]
+
+
+class Windows(_Strict):
+    """Time-based splits only: train < validation < test, no overlap."""
+
+    train: DateWindow
+    validation: DateWindow
+    test: DateWindow
+
+    @model_validator(mode="after")
+    def _time_ordered(self) -> Windows:
+        if not (self.train.end < self.validation.start and self.validation.end < self.test.start):
+            raise ValueError(
+                "windows must be time-ordered without overlap: "
+                f"train {self.train.start}..{self.train.end}, "
+                f"validation {self.validation.start}..{self.validation.end}, "
+                f"test {self.test.start}..{self.test.end}"
+            )
+        return self
+
+    @property
+    def span(self) -> DateWindow:
+        return DateWindow(start=self.train.start, end=self.test.end)
+
+
+class ModelConfig(_Strict):
+    family: str = "lightgbm"
+    params: dict[str, Any] = Field(default_factory=dict)
+    num_boost_round: int = 2000
+    early_stopping_rounds: int = 50
+    # Fixed thread count: LightGBM's histogram sums depend on how rows are split across
+    # threads, so a different count can change the model bytes.
+    num_threads: int = 2
+
+
+class EvaluationConfig(_Strict):
+    decision_threshold: float = 0.5
+
+
+class GateConfig(_Strict):
+    """When a challenger may also become champion."""
+
+    min_test_roc_auc: float
+    min_uplift_over_baseline: float = 0.0
+
+
+class ExperimentConfig(_Strict):
+    name: str
+    registered_model_name: str
+    seed: int
+    windows: Windows
+    features: list[str]
+    model: ModelConfig
+    evaluation: EvaluationConfig = EvaluationConfig()
+    gate: GateConfig
+
+    @property
+    def config_hash(self) -> str:
+        return config_hash(self)
+
+
+def config_hash(config: ExperimentConfig) -> str:
+    canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def load_config(path: Path) -> ExperimentConfig:
+    """Read and validate a YAML config; errors name the file and the offending field."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"experiment config not found: {path}") from exc
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValueError as exc:
+        raise ConfigError(f"experiment config {path.name} is invalid: {exc}") from exc

@@ -1,0 +1,66 @@
+"""The code location: `dagster dev -m trainflow.definitions` or `dagster asset materialize -m ...`.
+
+Everything environment-specific is decided by `Settings.from_env()` (DESIGN.md §3).
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from trainflow.defs import evaluation, features, ingest, training, warehouse
+from trainflow.defs.io_manager import DeltaLakeIOManager
+from trainflow.defs.resources import (
+    ExperimentConfigResource,
+    MlflowResource,
+    ReportStoreResource,
+    WarehouseResource,
+)
+from trainflow.settings import Settings
+
+
+def build_resources(settings: Settings) -> dict[str, object]:
+    """All resources for one profile; tests call this with settings for a temp folder."""
+    opts = settings.storage_options
+    s3 = {
+        "aws_endpoint_url": opts.get("AWS_ENDPOINT_URL"),
+        "aws_region": opts.get("AWS_REGION") or opts.get("AWS_DEFAULT_REGION"),
+    }
+    return {
+        "io_manager": DeltaLakeIOManager(
+            lake_uri=settings.lake_uri,
+            aws_allow_http=opts.get("AWS_ALLOW_HTTP", "").lower() == "true",
+            **s3,
+        ),
+        "report_store": ReportStoreResource(lake_uri=settings.lake_uri, **s3),
+        "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
+        "dbt": warehouse.dbt_cli_resource(),
+        "experiment": ExperimentConfigResource(path=str(settings.config_path)),
+        "mlflow_tracking": MlflowResource(
+            tracking_uri=settings.mlflow_tracking_uri, artifact_uri=settings.mlflow_artifact_uri
+        ),
+    }
+
+
+ALL_ASSETS = [
+    *warehouse.landed_tables,
+    warehouse.warehouse_models,
+    ingest.raw_snapshot,
+    ingest.validated_flights,
+    features.flight_features,
+    training.training_dataset,
+    training.model,
+    evaluation.evaluation_report,
+    evaluation.registry_entry,
+]
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    return dg.Definitions(
+        assets=ALL_ASSETS,
+        resources=build_resources(settings),
+        # One process per step, like one pod per step in production.
+        executor=dg.multiprocess_executor.configured({"max_concurrent": 2}),
+    )
+
+
+defs = build_definitions(Settings.from_env())

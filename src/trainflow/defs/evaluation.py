@@ -1,0 +1,227 @@
+"""Evaluation on the test window, then registration in MLflow with the promotion gate."""
+
+
+import base64
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import mlflow
+import numpy as np
+import polars as pl
+from mlflow.exceptions import MlflowException
+
+from trainflow.defs.code_versions import CODE_VERSIONS
+from trainflow.defs.io_manager import DeltaInput
+from trainflow.defs.resources import ExperimentConfigResource, MlflowResource, ReportStoreResource
+from trainflow.evaluation.metrics import binary_metrics, slice_metrics
+from trainflow.evaluation.plots import calibration_plot, roc_plot
+from trainflow.evaluation.report import render_html, render_markdown
+from trainflow.features.flights import LABEL
+from trainflow.models.baseline import fit_calendar_baseline, predict_baseline
+from trainflow.models.lightgbm_model import load_model, predict
+from trainflow.promotion import decide_promotion
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+def _champion_scores(
+    mlflow_tracking: MlflowResource, model_name: str, test: pl.DataFrame
+) -> tuple[str | None, np.ndarray | None]:
+    """Score the current champion on this test window, if there is one it can score.
+
+    Reads registry state at run time: the comparison depends on which version holds the
+    alias now, so the version used is recorded in the report and metadata.
+    """
+    client = mlflow_tracking.client()
+    try:
+        version = client.get_model_version_by_alias(model_name, CHAMPION)
+    except MlflowException:
+        return None, None
+    booster = mlflow.lightgbm.load_model(f"models:/{model_name}@{CHAMPION}")
+    features = list(booster.feature_name())
+    if not set(features) <= set(test.columns):
+        return f"{version.version} (features not in this dataset)", None
+    return str(version.version), predict(booster, test, features)
+
+
+def _long_metrics(role: str, metrics: dict[str, float]) -> list[dict[str, Any]]:
+    return [
+        {"role": role, "slice": "all", "slice_value": "all", "metric": k, "value": v}
+        for k, v in metrics.items()
+    ]
+
+
+@dg.asset(
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    code_version=CODE_VERSIONS["evaluation_report"],
+    group_name="evaluation",
+    kinds={"mlflow"},
+    op_tags={"trainflow/stage": "evaluation"},
+)
+def evaluation_report(
+    context: dg.AssetExecutionContext,
+    training_dataset: DeltaInput,
+    model: pl.DataFrame,
+    experiment: ExperimentConfigResource,
+    mlflow_tracking: MlflowResource,
+    report_store: ReportStoreResource,
+) -> pl.DataFrame:
+    """Test-window metrics for the model, the calendar baseline and the current champion,
+    slices by carrier and origin, ROC and calibration plots, and a Markdown/HTML report."""
+    config = experiment.load()
+    threshold = config.evaluation.decision_threshold
+    data = training_dataset.frame
+    train = data.filter(pl.col("split") == "train")
+    test = data.filter(pl.col("split") == "test")
+    y_true = test[LABEL].to_numpy()
+    row = model.row(0, named=True)
+
+    scores = {"model": predict(load_model(row["model_text"]), test, row["feature_names"])}
+    scores["baseline"] = predict_baseline(fit_calendar_baseline(train, LABEL), test)
+    champion_version, champion_scores = _champion_scores(
+        mlflow_tracking, config.registered_model_name, test
+    )
+    if champion_scores is not None:
+        scores["champion"] = champion_scores
+    metrics = {name: binary_metrics(y_true, s, threshold) for name, s in scores.items()}
+    slices = slice_metrics(test, y_true, scores["model"], threshold)
+
+    images = {"roc.png": roc_plot(y_true, scores), "calibration.png": calibration_plot(y_true, scores)}
+    store = report_store.store()
+    prefix = f"evaluation_report/{context.run_id}"
+    plot_uris = {name: store.put(f"{prefix}/{name}", png, "image/png") for name, png in images.items()}
+    markdown = render_markdown(
+        title=f"Evaluation of {config.name}",
+        context={
+            "model sha256": row["model_sha256"],
+            "test window": f"{config.windows.test.start} .. {config.windows.test.end}",
+            "decision threshold": str(threshold),
+            "champion compared": champion_version or "none",
+            "config hash": config.config_hash,
+            "dagster run": context.run_id,
+        },
+        models=metrics,
+        slices=slices,
+        plot_links=plot_uris,
+    )
+    report_uri = store.put(f"{prefix}/report.md", markdown.encode(), "text/markdown")
+    html_uri = store.put(f"{prefix}/report.html", render_html(markdown, images).encode(), "text/html")
+
+    client = mlflow_tracking.client()
+    for name, value in metrics["model"].items():
+        client.log_metric(row["mlflow_run_id"], f"test_{name}", value)
+    client.log_metric(row["mlflow_run_id"], "baseline_test_roc_auc", metrics["baseline"]["roc_auc"])
+    with tempfile.TemporaryDirectory() as folder:
+        for name, png in images.items():
+            (Path(folder) / name).write_bytes(png)
+        (Path(folder) / "report.md").write_text(markdown)
+        client.log_artifacts(row["mlflow_run_id"], folder, "evaluation")
+
+    inline = "\n\n".join(
+        f"![{name}](data:image/png;base64,{base64.b64encode(png).decode()})"
+        for name, png in images.items()
+    )
+    context.add_output_metadata(
+        {
+            "test_roc_auc": metrics["model"]["roc_auc"],
+            "baseline_test_roc_auc": metrics["baseline"]["roc_auc"],
+            "champion_test_roc_auc": metrics.get("champion", {}).get("roc_auc"),
+            "champion_version": champion_version or "none",
+            "report": dg.MetadataValue.md(markdown),
+            "plots": dg.MetadataValue.md(inline),
+            "report_uri": report_uri,
+            "report_html_uri": html_uri,
+        }
+    )
+    rows = [r for role, m in metrics.items() for r in _long_metrics(role, m)]
+    for sliced in slices.iter_rows(named=True):
+        rows += [
+            {"role": "model", "slice": sliced["slice"], "slice_value": sliced["value"],
+             "metric": k, "value": float(sliced[k])}
+            for k in ("roc_auc", "positive_rate", "rows")
+        ]  # fmt: skip
+    return pl.DataFrame(rows).with_columns(
+        pl.lit(report_uri).alias("report_uri"), pl.lit(row["model_sha256"]).alias("model_sha256")
+    )
+
+
+def _metric(report: pl.DataFrame, role: str, metric: str) -> float | None:
+    found = report.filter(
+        (pl.col("role") == role) & (pl.col("slice") == "all") & (pl.col("metric") == metric)
+    )
+    return float(found["value"][0]) if found.height else None
+
+
+@dg.asset(
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    code_version=CODE_VERSIONS["registry_entry"],
+    group_name="evaluation",
+    kinds={"mlflow"},
+    op_tags={"trainflow/stage": "registry"},
+)
+def registry_entry(
+    context: dg.AssetExecutionContext,
+    model: pl.DataFrame,
+    evaluation_report: pl.DataFrame,
+    experiment: ExperimentConfigResource,
+    mlflow_tracking: MlflowResource,
+) -> pl.DataFrame:
+    """An MLflow model version tagged with its lineage; alias `challenger` always, and
+    `champion` only if the gate passes and it is not worse than the current champion."""
+    config = experiment.load()
+    row = model.row(0, named=True)
+    candidate_auc = _metric(evaluation_report, "model", "roc_auc")
+    baseline_auc = _metric(evaluation_report, "baseline", "roc_auc")
+    assert candidate_auc is not None and baseline_auc is not None
+    decision = decide_promotion(
+        candidate_auc=candidate_auc,
+        baseline_auc=baseline_auc,
+        champion_auc=_metric(evaluation_report, "champion", "roc_auc"),
+        gate=config.gate,
+    )
+    lineage = json.loads(row["lineage_json"])
+    tags = {
+        "dagster_run_id": lineage["dagster_run_id"],
+        "registered_by_dagster_run_id": context.run_id,
+        "config_hash": lineage["config_hash"],
+        "code_versions": json.dumps(lineage["code_versions"], sort_keys=True),
+        "input_delta_versions": json.dumps(lineage["input_delta_versions"], sort_keys=True),
+        "model_sha256": row["model_sha256"],
+        "test_roc_auc": f"{candidate_auc:.6f}",
+        "baseline_test_roc_auc": f"{baseline_auc:.6f}",
+        "promotion": decision.summary(),
+    }
+    client = mlflow_tracking.client()
+    version = mlflow.register_model(row["mlflow_model_uri"], config.registered_model_name, tags=tags)
+    client.set_registered_model_alias(config.registered_model_name, CHALLENGER, version.version)
+    aliases = [CHALLENGER]
+    if decision.promote:
+        client.set_registered_model_alias(config.registered_model_name, CHAMPION, version.version)
+        aliases.append(CHAMPION)
+    context.log.info(
+        f"registered {config.registered_model_name} v{version.version} as "
+        f"{', '.join(aliases)}: {decision.summary()}"
+    )
+    context.add_output_metadata(
+        {
+            "registered_model": config.registered_model_name,
+            "version": int(version.version),
+            "aliases": ", ".join(aliases),
+            "decision": decision.summary(),
+            "model_uri": f"models:/{config.registered_model_name}/{version.version}",
+        }
+    )
+    return pl.DataFrame(
+        {
+            "registered_model": [config.registered_model_name],
+            "version": [int(version.version)],
+            "aliases": [aliases],
+            "promoted": [decision.promote],
+            "decision": [decision.summary()],
+            "model_sha256": [row["model_sha256"]],
+            "dagster_run_id": [context.run_id],
+        }
+    )

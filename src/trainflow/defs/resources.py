@@ -1,0 +1,111 @@
+"""One resource per external system: experiment config, warehouse, report store, MLflow.
+
+Resource fields hold locations only. Credentials are never resource config (they would
+show in the UI): deltalake and boto3 read the standard AWS_* variables themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import mlflow
+import polars as pl
+from mlflow import MlflowClient
+
+from trainflow.config import ExperimentConfig, load_config
+from trainflow.lake.delta_lake import DayWindow
+from trainflow.lake.object_store import ObjectStore
+
+WAREHOUSE_MODEL = "main.flights_enriched"
+
+
+class ExperimentConfigResource(dg.ConfigurableResource):
+    """The experiment config file (TRAINFLOW_CONFIG); its hash goes into every metadata."""
+
+    path: str
+
+    def load(self) -> ExperimentConfig:
+        return load_config(Path(self.path))
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The DuckDB warehouse file that `trainflow land` fills and dbt models."""
+
+    path: str
+
+    def read_flights(self, window: DayWindow) -> pl.DataFrame:
+        """The dbt model's rows for the window, sorted by flight_id (a stable order)."""
+        if not Path(self.path).exists():
+            raise FileNotFoundError(
+                f"warehouse {self.path} does not exist: run `trainflow land` first"
+            )
+        # read_only: any number of readers; the dbt step is the only writer in a run.
+        with duckdb.connect(self.path, read_only=True) as conn:
+            table = conn.execute(
+                f"select * from {WAREHOUSE_MODEL} where day between ? and ? order by flight_id",
+                [window.first, window.last],
+            ).to_arrow_table()
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        return frame
+
+    @contextlib.contextmanager
+    def dbt_environment(self) -> Iterator[None]:
+        """Expose the warehouse path to the dbt subprocess (profiles.yml reads it).
+
+        dagster-dbt passes the current environment to dbt and has no per-call env option,
+        so the variable is set for the duration of the dbt invocation only.
+        """
+        previous = os.environ.get("TRAINFLOW_WAREHOUSE_PATH")
+        os.environ["TRAINFLOW_WAREHOUSE_PATH"] = self.path
+        try:
+            yield
+        finally:
+            if previous is None:
+                os.environ.pop("TRAINFLOW_WAREHOUSE_PATH", None)
+            else:
+                os.environ["TRAINFLOW_WAREHOUSE_PATH"] = previous
+
+
+class ReportStoreResource(dg.ConfigurableResource):
+    """Files that are not tables (reports, plots) under `<lake root>/_reports`."""
+
+    lake_uri: str
+    aws_endpoint_url: str | None = None
+    aws_region: str | None = None
+
+    def store(self) -> ObjectStore:
+        options = {
+            k: v
+            for k, v in {
+                "AWS_ENDPOINT_URL": self.aws_endpoint_url,
+                "AWS_REGION": self.aws_region,
+            }.items()
+            if v
+        }
+        return ObjectStore(root=f"{self.lake_uri.rstrip('/')}/_reports", storage_options=options)
+
+
+class MlflowResource(dg.ConfigurableResource):
+    """MLflow tracking and registry (MLflow's own client; aliases, never stages)."""
+
+    tracking_uri: str
+    artifact_uri: str
+
+    def client(self) -> MlflowClient:
+        mlflow.set_tracking_uri(self.tracking_uri)
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def experiment_id(self, name: str) -> str:
+        client = self.client()
+        found = client.get_experiment_by_name(name)
+        if found is not None:
+            return str(found.experiment_id)
+        return str(
+            client.create_experiment(name, artifact_location=f"{self.artifact_uri}/{name}")
+        )

@@ -1,0 +1,201 @@
+"""Training: the configured dataset windows, then a LightGBM model logged to MLflow."""
+
+
+import json
+import time
+
+import dagster as dg
+import lightgbm as lgb
+import mlflow
+import polars as pl
+
+from trainflow.config import ExperimentConfig
+from trainflow.defs.code_versions import CODE_VERSIONS
+from trainflow.defs.io_manager import DeltaInput
+from trainflow.defs.resources import ExperimentConfigResource, MlflowResource
+from trainflow.features.flights import ALL_FEATURES, IDENTITY_COLUMNS, LABEL
+from trainflow.models.lightgbm_model import train_lightgbm
+
+SPLITS = ("train", "validation", "test")
+
+
+class DatasetError(ValueError):
+    """The configured windows cannot be served from the available feature partitions."""
+
+
+def _select_splits(features: pl.DataFrame, config: ExperimentConfig) -> pl.DataFrame:
+    unknown = sorted(set(config.features) - set(ALL_FEATURES))
+    if unknown:
+        raise DatasetError(f"config {config.name}: unknown feature(s) {', '.join(unknown)}")
+    windows = config.windows
+    split = (
+        pl.when(pl.col("day").is_between(windows.train.start, windows.train.end))
+        .then(pl.lit("train"))
+        .when(pl.col("day").is_between(windows.validation.start, windows.validation.end))
+        .then(pl.lit("validation"))
+        .when(pl.col("day").is_between(windows.test.start, windows.test.end))
+        .then(pl.lit("test"))
+    )
+    selected = features.with_columns(split.alias("split")).filter(pl.col("split").is_not_null())
+    present = set(selected["day"].unique().to_list())
+    needed = [d for w in (windows.train, windows.validation, windows.test) for d in w.days()]
+    missing = [str(d) for d in needed if d not in present]
+    if missing:
+        raise DatasetError(
+            f"training_dataset: flight_features has no rows for {len(missing)} configured "
+            f"day(s), e.g. {', '.join(missing[:5])}; materialize those partitions first"
+        )
+    # Cancelled and diverted flights have no arrival delay, hence no label.
+    return (
+        selected.filter(pl.col(LABEL).is_not_null())
+        .select(*IDENTITY_COLUMNS, *config.features, LABEL, "split")
+        .sort("flight_id")
+    )
+
+
+@dg.asset(
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    code_version=CODE_VERSIONS["training_dataset"],
+    group_name="training",
+    kinds={"polars", "deltalake"},
+    op_tags={"trainflow/stage": "training"},
+)
+def training_dataset(
+    context: dg.AssetExecutionContext,
+    flight_features: DeltaInput,
+    experiment: ExperimentConfigResource,
+) -> pl.DataFrame:
+    """Train / validation / test rows chosen by date from the config (time-based splits only).
+
+    Fails, naming the days, if any configured day has no feature partition.
+    """
+    config = experiment.load()
+    dataset = _select_splits(flight_features.frame, config).with_columns(
+        pl.lit(flight_features.version, dtype=pl.Int64).alias("flight_features_delta_version")
+    )
+    counts = dict(dataset.group_by("split").len().iter_rows())
+    rates = dict(dataset.group_by("split").agg(pl.col(LABEL).mean()).iter_rows())
+    context.add_output_metadata(
+        {
+            "config_hash": config.config_hash,
+            "config_name": config.name,
+            "flight_features_delta_version": flight_features.version,
+            **{f"rows_{s}": int(counts.get(s, 0)) for s in SPLITS},
+            **{f"positive_rate_{s}": round(float(rates.get(s, 0.0)), 4) for s in SPLITS},
+            "windows": dg.MetadataValue.json(config.windows.model_dump(mode="json")),
+        }
+    )
+    return dataset
+
+
+@dg.asset(
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    code_version=CODE_VERSIONS["model"],
+    group_name="training",
+    kinds={"lightgbm", "mlflow"},
+    op_tags={"trainflow/stage": "training"},
+)
+def model(
+    context: dg.AssetExecutionContext,
+    training_dataset: DeltaInput,
+    experiment: ExperimentConfigResource,
+    mlflow_tracking: MlflowResource,
+) -> pl.DataFrame:
+    """A deterministic LightGBM model with early stopping on the validation window.
+
+    Stored as one row (model text + lineage) in the lake and logged to MLflow.
+    """
+    config = experiment.load()
+    data = training_dataset.frame
+    train = data.filter(pl.col("split") == "train")
+    validation = data.filter(pl.col("split") == "validation")
+    started = time.perf_counter()
+    trained = train_lightgbm(
+        train,
+        validation,
+        features=config.features,
+        label=LABEL,
+        params=config.model.params,
+        seed=config.seed,
+        num_threads=config.model.num_threads,
+        num_boost_round=config.model.num_boost_round,
+        early_stopping_rounds=config.model.early_stopping_rounds,
+    )
+    train_seconds = time.perf_counter() - started
+    lineage = {
+        "dagster_run_id": context.run_id,
+        "config_hash": config.config_hash,
+        "code_versions": CODE_VERSIONS,
+        "input_delta_versions": {
+            "training_dataset": training_dataset.version,
+            "flight_features": int(data["flight_features_delta_version"][0]),
+        },
+        "seed": config.seed,
+    }
+    context.log.info(
+        f"model: {trained.best_iteration} trees, validation ROC AUC "
+        f"{trained.validation_auc:.4f}, {train_seconds:.1f}s"
+    )
+
+    experiment_id = mlflow_tracking.experiment_id(config.name)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"dagster-{context.run_id[:8]}"):
+        mlflow.set_tags(
+            {
+                "dagster_run_id": context.run_id,
+                "config_hash": config.config_hash,
+                "model_sha256": trained.sha256,
+                "code_version.model": CODE_VERSIONS["model"],
+            }
+        )
+        mlflow.log_params(
+            {**config.model.params, "seed": config.seed, "features": ",".join(config.features)}
+        )
+        mlflow.log_metrics(
+            {
+                "validation_roc_auc": trained.validation_auc,
+                "best_iteration": trained.best_iteration,
+                "train_rows": train.height,
+                "validation_rows": validation.height,
+            }
+        )
+        mlflow.log_dict(config.model_dump(mode="json"), "experiment_config.json")
+        mlflow.log_dict(lineage, "lineage.json")
+        info = mlflow.lightgbm.log_model(
+            trained.booster,
+            name="model",
+            pip_requirements=[f"lightgbm=={lgb.__version__}"],
+        )
+        run_id = info.run_id
+
+    importance = sorted(
+        zip(trained.feature_names, trained.booster.feature_importance("gain"), strict=True),
+        key=lambda pair: -pair[1],
+    )
+    context.add_output_metadata(
+        {
+            "validation_roc_auc": trained.validation_auc,
+            "best_iteration": trained.best_iteration,
+            "model_sha256": trained.sha256,
+            "mlflow_run_id": run_id,
+            "config_hash": config.config_hash,
+            "train_seconds": round(train_seconds, 2),
+            "feature_importance_gain": dg.MetadataValue.md(
+                "| feature | gain |\n|---|---|\n"
+                + "\n".join(f"| {name} | {gain:.0f} |" for name, gain in importance)
+            ),
+        }
+    )
+    return pl.DataFrame(
+        {
+            "model_family": ["lightgbm"],
+            "model_sha256": [trained.sha256],
+            "model_text": [trained.model_text],
+            "feature_names": [trained.feature_names],
+            "best_iteration": [trained.best_iteration],
+            "validation_roc_auc": [trained.validation_auc],
+            "mlflow_run_id": [run_id],
+            "mlflow_model_uri": [info.model_uri],
+            "config_hash": [config.config_hash],
+            "lineage_json": [json.dumps(lineage, sort_keys=True)],
+        }
+    )

@@ -1,0 +1,151 @@
+"""Point-in-time flight features, as pure polars functions.
+
+The rule that keeps them honest: features for a flight on day D use
+- the flight's own schedule (known in advance),
+- the origin's weather in the scheduled departure hour (known at departure time),
+- the plane's registry data (static), and
+- outcomes (delays) of days strictly before D only.
+No outcome of day D or later, and no row of a later day, can change a feature of day D;
+`tests/features/test_point_in_time.py` proves this property on generated data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import polars as pl
+
+LABEL = "is_delayed"
+DELAY_THRESHOLD_MINUTES = 15.0
+ROLLING_WINDOWS_DAYS = (7, 28)
+ROLLING_KEYS = {"carrier": ("carrier",), "origin": ("origin",), "route": ("origin", "dest")}
+# Pseudo-count pulling a small group's rate toward the all-flights rate of the same window.
+SMOOTHING_FLIGHTS = 20.0
+LOOKBACK_DAYS = max(ROLLING_WINDOWS_DAYS)
+
+IDENTITY_COLUMNS = ("flight_id", "day", "carrier", "origin", "dest")
+CALENDAR_FEATURES = ("month", "day_of_week", "sched_dep_hour", "sched_dep_minute_of_day")
+SCHEDULE_FEATURES = ("distance_miles", "origin_flights_same_hour", "origin_flights_same_day")
+WEATHER_FEATURES = (
+    "temp_f",
+    "dewpoint_f",
+    "humidity_pct",
+    "wind_speed_mph",
+    "wind_gust_mph",
+    "precip_in",
+    "pressure_mb",
+    "visibility_mi",
+)
+PLANE_FEATURES = ("plane_age_years", "plane_seats")
+ROLLING_FEATURES = tuple(
+    f"{name}_{kind}_{window}d"
+    for name in ROLLING_KEYS
+    for window in ROLLING_WINDOWS_DAYS
+    for kind in ("delay_rate", "flights")
+)
+ALL_FEATURES = (
+    CALENDAR_FEATURES + SCHEDULE_FEATURES + WEATHER_FEATURES + PLANE_FEATURES + ROLLING_FEATURES
+)
+
+
+class FeatureError(ValueError):
+    """Inputs cannot produce point-in-time features for the requested days."""
+
+
+def label_expr() -> pl.Expr:
+    """Arrival delay over 15 minutes; null when the flight never arrived (cancelled/diverted)."""
+    return (pl.col("arr_delay_minutes") > DELAY_THRESHOLD_MINUTES).alias(LABEL)
+
+
+def build_flight_features(flights: pl.DataFrame, days: Sequence[dt.date]) -> pl.DataFrame:
+    """One row per flight scheduled on `days`: identity columns, features and the label.
+
+    `flights` must hold the validated rows of `days` plus up to LOOKBACK_DAYS before the
+    first of them (fewer at the start of the data: the rates are then null or built from
+    what exists). Rows after the last day are ignored.
+    """
+    if not days:
+        raise FeatureError("no days requested")
+    targets = sorted(set(days))
+    today = flights.filter(pl.col("day").is_in(targets))
+    history = flights.filter(pl.col("day") < targets[-1])
+    base = today.select(
+        *IDENTITY_COLUMNS,
+        pl.col("day").dt.month().cast(pl.Int32).alias("month"),
+        pl.col("day").dt.weekday().cast(pl.Int32).alias("day_of_week"),
+        pl.col("sched_dep_hour").cast(pl.Int32),
+        (pl.col("sched_dep_local").dt.hour().cast(pl.Int32) * 60
+         + pl.col("sched_dep_local").dt.minute().cast(pl.Int32)).alias("sched_dep_minute_of_day"),
+        pl.col("distance_miles"),
+        pl.len().over("day", "origin", "sched_dep_hour").cast(pl.Int32)
+        .alias("origin_flights_same_hour"),
+        pl.len().over("day", "origin").cast(pl.Int32).alias("origin_flights_same_day"),
+        *WEATHER_FEATURES,
+        (pl.col("day").dt.year().cast(pl.Int32) - pl.col("plane_manufacture_year"))
+        .cast(pl.Float64)
+        .alias("plane_age_years"),
+        pl.col("plane_seats").cast(pl.Float64),
+        label_expr().cast(pl.Int8),
+    )  # fmt: skip
+    for window in ROLLING_WINDOWS_DAYS:
+        # A group with no history in the window takes the all-flights rate of that window.
+        prior = rolling_delay_rates(history, targets, (), window, prefix="all")
+        base = base.join(prior, on="day", how="left")
+        for name, keys in ROLLING_KEYS.items():
+            rates = rolling_delay_rates(history, targets, keys, window, prefix=name)
+            rate, count = f"{name}_delay_rate_{window}d", f"{name}_flights_{window}d"
+            base = base.join(rates, on=["day", *keys], how="left").with_columns(
+                pl.col(count).fill_null(0),
+                pl.col(rate).fill_null(pl.col(f"all_delay_rate_{window}d")),
+            )
+        base = base.drop(f"all_delay_rate_{window}d", f"all_flights_{window}d")
+    return base.select(*IDENTITY_COLUMNS, *ALL_FEATURES, LABEL).sort("flight_id")
+
+
+def rolling_delay_rates(
+    history: pl.DataFrame,
+    targets: Sequence[dt.date],
+    keys: Sequence[str],
+    window: int,
+    prefix: str,
+) -> pl.DataFrame:
+    """Per target day and key: flights and smoothed delay rate over days [D - window, D - 1].
+
+    Only flights with a known arrival delay count. The join keeps history days strictly
+    before the target day, which is the whole point-in-time guarantee for these features.
+    """
+    daily = (
+        history.filter(pl.col("arr_delay_minutes").is_not_null())
+        .group_by("day", *keys)
+        .agg(
+            pl.len().alias("n"),
+            (pl.col("arr_delay_minutes") > DELAY_THRESHOLD_MINUTES).sum().alias("n_delayed"),
+        )
+        .rename({"day": "history_day"})
+    )
+    target_frame = pl.DataFrame({"day": list(targets)}, schema={"day": pl.Date}).with_columns(
+        (pl.col("day") - pl.duration(days=window)).alias("window_start")
+    )
+    pairs = target_frame.join_where(
+        daily,
+        pl.col("history_day") < pl.col("day"),
+        pl.col("history_day") >= pl.col("window_start"),
+    )
+    totals = pairs.group_by("day", *keys).agg(pl.col("n").sum(), pl.col("n_delayed").sum())
+    if keys:
+        overall = pairs.group_by("day").agg(
+            (pl.col("n_delayed").sum() / pl.col("n").sum()).alias("prior")
+        )
+        totals = totals.join(overall, on="day", how="left")
+        rate = (pl.col("n_delayed") + SMOOTHING_FLIGHTS * pl.col("prior")) / (
+            pl.col("n") + SMOOTHING_FLIGHTS
+        )
+    else:
+        rate = pl.col("n_delayed") / pl.col("n")
+    return totals.select(
+        "day",
+        *keys,
+        rate.cast(pl.Float64).alias(f"{prefix}_delay_rate_{window}d"),
+        pl.col("n").cast(pl.Int32).alias(f"{prefix}_flights_{window}d"),
+    )

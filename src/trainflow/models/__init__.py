@@ -1,0 +1,1 @@
+"""Model families: train, predict, serialise. No Dagster, no MLflow: plain functions."""

@@ -1,0 +1,22 @@
+"""Read-only views of the MLflow model registry, for the CLI and tests."""
+
+from __future__ import annotations
+
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+ALIASES = ("champion", "challenger")
+
+
+def registry_aliases(tracking_uri: str, model_name: str) -> dict[str, str]:
+    """alias -> "vN (test ROC AUC x)" for each alias that is set."""
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    found: dict[str, str] = {}
+    for alias in ALIASES:
+        try:
+            version = client.get_model_version_by_alias(model_name, alias)
+        except MlflowException:
+            continue
+        auc = version.tags.get("test_roc_auc", "?")
+        found[alias] = f"v{version.version} (test ROC AUC {auc}, source {version.source})"
+    return found

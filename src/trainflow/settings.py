@@ -1,0 +1,81 @@
+"""The one place that reads the environment (DESIGN.md §3 and §7).
+
+Everything else receives a `Settings` object, so a profile switch is a change of
+environment variables only and tests can build settings for a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROFILES = ("local", "prod")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG = REPO_ROOT / "configs" / "experiment.yaml"
+DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+
+# AWS_* variables deltalake (object_store) and boto3 both understand; passed through verbatim.
+_AWS_KEYS = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ALLOW_HTTP",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_S3_ALLOW_UNSAFE_RENAME",
+)
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value trainflow cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    profile: str
+    home: Path
+    lake_uri: str
+    warehouse_path: Path
+    config_path: Path
+    mlflow_tracking_uri: str
+    mlflow_artifact_uri: str
+    storage_options: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def lake_is_s3(self) -> bool:
+        return self.lake_uri.startswith("s3://")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        profile = env.get("TRAINFLOW_PROFILE", "local")
+        if profile not in PROFILES:
+            raise SettingsError(
+                f"TRAINFLOW_PROFILE={profile!r} is not one of {', '.join(PROFILES)}"
+            )
+        home = Path(env.get("TRAINFLOW_HOME", ".trainflow")).expanduser().resolve()
+        lake_uri = env.get("TRAINFLOW_LAKE_URI") or str(home / "lake")
+        if not lake_uri.startswith("s3://"):
+            lake_uri = str(Path(lake_uri).expanduser().resolve())
+        warehouse = env.get("TRAINFLOW_WAREHOUSE_URL") or str(home / "warehouse.duckdb")
+        if "://" in warehouse:
+            raise SettingsError(
+                "TRAINFLOW_WAREHOUSE_URL: only a DuckDB file path is supported so far "
+                "(the PostgreSQL warehouse arrives with the prod profile)"
+            )
+        config_path = Path(env.get("TRAINFLOW_CONFIG") or DEFAULT_CONFIG).expanduser().resolve()
+        mlflow_dir = home / "mlflow"
+        tracking_uri = env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlflow_dir / 'mlflow.db'}"
+        return cls(
+            profile=profile,
+            home=home,
+            lake_uri=lake_uri.rstrip("/"),
+            warehouse_path=Path(warehouse).expanduser().resolve(),
+            config_path=config_path,
+            mlflow_tracking_uri=tracking_uri,
+            mlflow_artifact_uri=(mlflow_dir / "artifacts").as_uri(),
+            storage_options={k: env[k] for k in _AWS_KEYS if env.get(k)},
+        )

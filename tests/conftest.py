@@ -1,0 +1,109 @@
+"""Shared fixtures: real services on loopback, real landed data, isolated trainflow homes.
+
+Nothing here is mocked: S3 is moto's HTTP server in its own process (deltalake's Rust
+client deadlocks against an in-process threaded server), the warehouse is a DuckDB file
+filled by `trainflow land` code and built by the real dbt project.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from trainflow.defs.warehouse import DBT_EXECUTABLE
+from trainflow.settings import DBT_PROJECT_DIR
+from trainflow.warehouse import landing
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+QUICK_CONFIG = REPO_ROOT / "configs" / "quick.yaml"
+S3_TEST_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto's S3 server as a separate process on a free loopback port (fails if it can't start)."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"moto_server did not start on {endpoint}:\n{log.read_text()}")
+            time.sleep(0.2)
+    yield endpoint
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_environ(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """AWS_* variables pointing at moto (dummy keys), plus a fresh bucket for this test."""
+    env = {
+        **S3_TEST_ENV,
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "AWS_ALLOW_HTTP": "true",
+        "AWS_REGION": "us-east-1",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    bucket = f"lake-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1").create_bucket(
+        Bucket=bucket
+    )
+    return {**env, "BUCKET": bucket}
+
+
+def run_dbt_build(warehouse_path: Path) -> None:
+    env = {**os.environ, "TRAINFLOW_WAREHOUSE_PATH": str(warehouse_path)}
+    subprocess.run(
+        [DBT_EXECUTABLE, "build", "--quiet", "--profiles-dir", str(DBT_PROJECT_DIR)],
+        cwd=DBT_PROJECT_DIR,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def built_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """January and February 2013 landed and modelled by dbt; copy it before changing it."""
+    path = tmp_path_factory.mktemp("warehouse") / "warehouse.duckdb"
+    landing.land(path, landing.plan_days([], through=dt.date(2013, 2, 28)))
+    run_dbt_build(path)
+    return path
+
+
+@pytest.fixture
+def warehouse_copy(built_warehouse: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "warehouse.duckdb"
+    shutil.copy(built_warehouse, target)
+    return target
