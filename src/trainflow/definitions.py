@@ -41,7 +41,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
     }
 
 
-ALL_ASSETS = [
+ALL_ASSETS: list[dg.AssetsDefinition | dg.AssetSpec] = [
     *warehouse.landed_tables,
     warehouse.warehouse_models,
     ingest.raw_snapshot,

@@ -16,17 +16,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "experiment.yaml"
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
 
-# AWS_* variables deltalake (object_store) and boto3 both understand; passed through verbatim.
-_AWS_KEYS = (
-    "AWS_ENDPOINT_URL",
-    "AWS_ALLOW_HTTP",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_S3_ALLOW_UNSAFE_RENAME",
-)
+# Where the object store is. Credentials (AWS_ACCESS_KEY_ID, ...) are deliberately absent:
+# deltalake and boto3 read them from the environment themselves, so they never enter
+# trainflow's settings, resource config, logs or metadata.
+_AWS_KEYS = ("AWS_ENDPOINT_URL", "AWS_ALLOW_HTTP", "AWS_REGION", "AWS_DEFAULT_REGION")
 
 
 class SettingsError(ValueError):

@@ -96,9 +96,7 @@ def test_features_ignore_same_day_and_future_outcomes(
     altered_rows = [dict(r) for r in rows]
     for i, row in enumerate(altered_rows[n_past:]):
         value = new_outcomes[i % len(new_outcomes)]
-        row.update(
-            arr_delay_minutes=value, dep_delay_minutes=value, cancelled=value is None
-        )
+        row.update(arr_delay_minutes=value, dep_delay_minutes=value, cancelled=value is None)
     altered = frame(altered_rows + extra_future)
     after = features_of_target(altered)
 

@@ -8,8 +8,8 @@ fails the partition.
 
 from __future__ import annotations
 
-import polars as pl
 import pandera.polars as pa
+import polars as pl
 from pandera.errors import SchemaErrors
 
 CONTRACT_NAME = "flights"
@@ -23,7 +23,9 @@ ORIGINS = ("EWR", "JFK", "LGA")
 KEY_COLUMNS = ("flight_id", "day", "carrier", "flight_number", "origin", "dest", "sched_dep_local")
 
 
-def _col(dtype: type[pl.DataType] | pl.DataType, *, nullable: bool = True, **kw: object) -> pa.Column:
+def _col(
+    dtype: type[pl.DataType] | pl.DataType, *, nullable: bool = True, **kw: object
+) -> pa.Column:
     return pa.Column(dtype, nullable=nullable, **kw)  # type: ignore[arg-type]
 
 

@@ -1,6 +1,5 @@
 """Evaluation on the test window, then registration in MLflow with the promotion gate."""
 
-
 import base64
 import json
 import tempfile
@@ -89,10 +88,14 @@ def evaluation_report(
     metrics = {name: binary_metrics(y_true, s, threshold) for name, s in scores.items()}
     slices = slice_metrics(test, y_true, scores["model"], threshold)
 
-    images = {"roc.png": roc_plot(y_true, scores), "calibration.png": calibration_plot(y_true, scores)}
+    images = {
+        "roc.png": roc_plot(y_true, scores),
+        "calibration.png": calibration_plot(y_true, scores),
+    }
     store = report_store.store()
     prefix = f"evaluation_report/{context.run_id}"
-    plot_uris = {name: store.put(f"{prefix}/{name}", png, "image/png") for name, png in images.items()}
+    for name, png in images.items():
+        store.put(f"{prefix}/{name}", png, "image/png")
     markdown = render_markdown(
         title=f"Evaluation of {config.name}",
         context={
@@ -105,10 +108,12 @@ def evaluation_report(
         },
         models=metrics,
         slices=slices,
-        plot_links=plot_uris,
+        plot_links={name: f"{name} (beside this report)" for name in images},
     )
     report_uri = store.put(f"{prefix}/report.md", markdown.encode(), "text/markdown")
-    html_uri = store.put(f"{prefix}/report.html", render_html(markdown, images).encode(), "text/html")
+    html_uri = store.put(
+        f"{prefix}/report.html", render_html(markdown, images).encode(), "text/html"
+    )
 
     client = mlflow_tracking.client()
     for name, value in metrics["model"].items():
@@ -195,7 +200,9 @@ def registry_entry(
         "promotion": decision.summary(),
     }
     client = mlflow_tracking.client()
-    version = mlflow.register_model(row["mlflow_model_uri"], config.registered_model_name, tags=tags)
+    version = mlflow.register_model(
+        row["mlflow_model_uri"], config.registered_model_name, tags=tags
+    )
     client.set_registered_model_alias(config.registered_model_name, CHALLENGER, version.version)
     aliases = [CHALLENGER]
     if decision.promote:

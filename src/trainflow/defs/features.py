@@ -1,6 +1,5 @@
 """Daily point-in-time features (the logic lives in `trainflow.features.flights`)."""
 
-
 import time
 
 import dagster as dg

@@ -106,6 +106,4 @@ class MlflowResource(dg.ConfigurableResource):
         found = client.get_experiment_by_name(name)
         if found is not None:
             return str(found.experiment_id)
-        return str(
-            client.create_experiment(name, artifact_location=f"{self.artifact_uri}/{name}")
-        )
+        return str(client.create_experiment(name, artifact_location=f"{self.artifact_uri}/{name}"))

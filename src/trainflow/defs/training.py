@@ -1,6 +1,5 @@
 """Training: the configured dataset windows, then a LightGBM model logged to MLflow."""
 
-
 import json
 import time
 

@@ -4,7 +4,6 @@ The landed tables are external assets (`trainflow land` writes them, not Dagster
 UI shows lineage from each warehouse table through dbt to the lake assets.
 """
 
-
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path

@@ -19,8 +19,7 @@ def metrics_table(models: Mapping[str, Mapping[str, float]]) -> str:
     header = "| model | " + " | ".join(_SHOWN) + " |"
     rule = "|---" * (len(_SHOWN) + 1) + "|"
     rows = [
-        f"| {name} | " + " | ".join(_fmt(m[k]) for k in _SHOWN) + " |"
-        for name, m in models.items()
+        f"| {name} | " + " | ".join(_fmt(m[k]) for k in _SHOWN) + " |" for name, m in models.items()
     ]
     return "\n".join([header, rule, *rows])
 
@@ -44,7 +43,7 @@ def render_markdown(
     plot_links: Mapping[str, str],
 ) -> str:
     facts = "\n".join(f"- **{k}**: {v}" for k, v in context.items())
-    plots = "\n".join(f"- {name}: `{uri}`" for name, uri in plot_links.items())
+    plots = "\n".join(f"- {name}: {where}" for name, where in plot_links.items())
     return (
         f"# {title}\n\n{facts}\n\n## Test-window metrics\n\n{metrics_table(models)}\n\n"
         f"## Slices (trained model)\n\n{slices_table(slices)}\n\n## Plots\n\n{plots}\n"

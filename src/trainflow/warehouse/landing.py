@@ -74,7 +74,9 @@ def plan_days(
         if days < 1:
             raise LandingError(f"--days must be at least 1, got {days}")
         start = max(landed) + dt.timedelta(1) if landed else FIRST_DAY
-        chosen |= {start + dt.timedelta(i) for i in range(days) if start + dt.timedelta(i) <= LAST_DAY}
+        chosen |= {
+            start + dt.timedelta(i) for i in range(days) if start + dt.timedelta(i) <= LAST_DAY
+        }
     for day in chosen:
         _check_in_range(day)
     return sorted(chosen)

@@ -1,0 +1,180 @@
+"""The whole graph on real data: January to train, February to validate and test.
+
+Run the way a user runs it: `trainflow land` and `dagster asset materialize` as
+subprocesses (multiprocess executor, one process per step), then everything a user would
+check is read back from the Dagster instance, the lake, the report store and MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import boto3
+import dagster as dg
+import polars as pl
+import pytest
+from mlflow import MlflowClient
+
+from tests.conftest import BIN, QUICK_CONFIG, REPO_ROOT
+from trainflow.config import load_config
+from trainflow.definitions import ALL_ASSETS, build_resources
+from trainflow.defs import warehouse
+from trainflow.defs.code_versions import CODE_VERSIONS
+from trainflow.lake.delta_lake import DeltaLake
+from trainflow.settings import Settings
+
+LAKE_ASSETS = list(CODE_VERSIONS)
+RANGE = "2013-01-01...2013-02-28"
+
+
+def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(args, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, (
+        f"{' '.join(args)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-8000:]}"
+    )
+    return done
+
+
+@pytest.fixture(scope="module")
+def user_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    home = tmp_path_factory.mktemp("trainflow_home")
+    dagster_home = home / "dagster"
+    dagster_home.mkdir()
+    shutil.copy(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("TRAINFLOW_", "MLFLOW_", "AWS_"))
+    }
+    env.update(
+        TRAINFLOW_HOME=str(home),
+        DAGSTER_HOME=str(dagster_home),
+        TRAINFLOW_CONFIG=str(QUICK_CONFIG),
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+    )
+    return env
+
+
+@pytest.fixture(scope="module")
+def materialized(user_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    landed = run(["trainflow", "land", "--through", "2013-02-28"], user_env)
+    assert "landed 59 day(s) 2013-01-01..2013-02-28" in landed.stdout
+    return run(
+        ["dagster", "asset", "materialize", "-m", "trainflow.definitions", "--select", "*",
+         "--partition-range", RANGE],
+        user_env,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def settings(user_env: dict[str, str]) -> Settings:
+    return Settings.from_env(user_env)
+
+
+def latest(instance: dg.DagsterInstance, asset: str) -> dg.AssetMaterialization:
+    event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+    assert event is not None and event.asset_materialization is not None, asset
+    return event.asset_materialization
+
+
+def test_every_asset_materialized_with_code_version_and_metadata(
+    materialized, user_env, monkeypatch
+) -> None:
+    monkeypatch.setenv("DAGSTER_HOME", user_env["DAGSTER_HOME"])
+    with dg.DagsterInstance.get() as instance:
+        for asset in LAKE_ASSETS:
+            mat = latest(instance, asset)
+            assert (
+                mat.tags is not None
+                and mat.tags.get("dagster/code_version") == CODE_VERSIONS[asset]
+            )
+            assert mat.metadata["dagster/row_count"].value > 0  # type: ignore[operator]
+            assert isinstance(mat.metadata["delta_version"].value, int)
+        snapshot = latest(instance, "raw_snapshot")
+        assert snapshot.metadata["dagster/row_count"].value == 51955  # Jan + Feb 2013 flights
+        assert len(str(snapshot.metadata["content_sha256"].value)) == 64
+        config_hash = load_config(QUICK_CONFIG).config_hash
+        assert latest(instance, "training_dataset").metadata["config_hash"].value == config_hash
+        assert latest(instance, "model").metadata["config_hash"].value == config_hash
+
+
+def test_registered_challenger_with_lineage_beats_baseline(materialized, settings) -> None:
+    config = load_config(QUICK_CONFIG)
+    client = MlflowClient(settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
+    version = client.get_model_version_by_alias(config.registered_model_name, "challenger")
+    tags = version.tags
+    assert tags["config_hash"] == config.config_hash
+    assert json.loads(tags["code_versions"]) == CODE_VERSIONS
+    assert set(json.loads(tags["input_delta_versions"])) == {"training_dataset", "flight_features"}
+    assert len(tags["dagster_run_id"]) == 36
+
+    report = DeltaLake(settings.lake_uri).read("evaluation_report")
+    overall = report.filter((pl.col("slice") == "all") & (pl.col("metric") == "roc_auc"))
+    auc = dict(zip(overall["role"], overall["value"], strict=True))
+    assert auc["model"] > auc["baseline"]
+    assert float(tags["test_roc_auc"]) == pytest.approx(auc["model"], abs=1e-6)
+    slices = report.filter(pl.col("slice").is_in(["carrier", "origin"]))
+    assert set(slices.filter(pl.col("slice") == "origin")["slice_value"]) == {"EWR", "JFK", "LGA"}
+
+    run = client.get_run(version.run_id)
+    assert run.data.metrics["test_roc_auc"] == pytest.approx(auc["model"])
+    assert run.data.tags["model_sha256"] == tags["model_sha256"]
+
+
+def test_report_files_are_in_the_lake(materialized, settings) -> None:
+    report_uri = DeltaLake(settings.lake_uri).read("evaluation_report")["report_uri"][0]
+    folder = Path(report_uri).parent
+    assert (folder / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (folder / "calibration.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    markdown = (folder / "report.md").read_text()
+    assert "| model |" in markdown and "| baseline |" in markdown
+    assert "<img" in (folder / "report.html").read_text()
+
+
+def test_one_day_rematerialized_from_the_terminal(materialized, user_env, settings) -> None:
+    lake = DeltaLake(settings.lake_uri)
+    before = lake.version("flight_features")
+    rows_before = lake.read("flight_features").height
+    run(
+        ["dagster", "asset", "materialize", "-m", "trainflow.definitions",
+         "--select", "raw_snapshot,validated_flights,flight_features", "--partition", "2013-02-01"],
+        user_env,
+    )  # fmt: skip
+    assert lake.version("flight_features") == (before or 0) + 1
+    assert lake.read("flight_features").height == rows_before  # replaced, not appended
+    status = run(["trainflow", "status"], user_env).stdout
+    assert "trainflow-flight-delay@challenger" in status
+
+
+def test_whole_graph_on_an_s3_lake(warehouse_copy, s3_environ, tmp_path) -> None:
+    """The same assets and resources with the lake on S3 (moto over HTTP), in process."""
+    settings = Settings.from_env(
+        {
+            **s3_environ,
+            "TRAINFLOW_HOME": str(tmp_path),
+            "TRAINFLOW_LAKE_URI": f"s3://{s3_environ['BUCKET']}/lake",
+            "TRAINFLOW_WAREHOUSE_URL": str(warehouse_copy),
+            "TRAINFLOW_CONFIG": str(QUICK_CONFIG),
+        }
+    )
+    result = dg.materialize(
+        ALL_ASSETS,
+        resources=build_resources(settings),
+        # The landed tables are external: `trainflow land` writes them, not Dagster.
+        selection=dg.AssetSelection.all()
+        - dg.AssetSelection.keys(*[spec.key for spec in warehouse.landed_tables]),
+        tags={
+            "dagster/asset_partition_range_start": "2013-01-01",
+            "dagster/asset_partition_range_end": "2013-02-28",
+        },
+    )
+    assert result.success
+    s3 = boto3.client("s3", endpoint_url=s3_environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
+    keys = [
+        o["Key"] for o in s3.list_objects_v2(Bucket=s3_environ["BUCKET"], MaxKeys=1000)["Contents"]
+    ]
+    for table in LAKE_ASSETS:
+        assert f"lake/{table}/_delta_log/00000000000000000000.json" in keys
+    assert any(k.endswith("/report.html") for k in keys)
