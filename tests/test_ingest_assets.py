@@ -6,10 +6,11 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from trainflow.defs.caching import CachePolicyResource
 from trainflow.defs.features import flight_features
 from trainflow.defs.ingest import raw_snapshot, validated_flights
 from trainflow.defs.io_manager import DeltaLakeIOManager
-from trainflow.defs.resources import WarehouseResource
+from trainflow.defs.resources import LakeResource, WarehouseResource
 from trainflow.lake.delta_lake import DeltaLake
 
 RANGE = {
@@ -19,9 +20,12 @@ RANGE = {
 
 
 def resources(warehouse: Path, lake: Path) -> dict[str, object]:
+    lake_resource = LakeResource(lake_uri=str(lake))
     return {
         "warehouse": WarehouseResource(path=str(warehouse)),
-        "io_manager": DeltaLakeIOManager(lake_uri=str(lake)),
+        "io_manager": DeltaLakeIOManager(lake=lake_resource),
+        "lake": lake_resource,
+        "cache_policy": CachePolicyResource(),
     }
 
 
@@ -34,8 +38,9 @@ def test_range_snapshot_validates_and_features_are_written(warehouse_copy, tmp_p
     assert result.success
     lake = DeltaLake(str(tmp_path / "lake"))
     assert lake.read("raw_snapshot").height == lake.read("flight_features").height > 4000
-    snapshot = result.asset_materializations_for_node("raw_snapshot")[0]
-    assert snapshot.metadata["days"].value == 5
+    snapshots = result.asset_materializations_for_node("raw_snapshot")
+    assert len(snapshots) == 5
+    assert all(m.metadata["cache"].value == "miss" for m in snapshots)
 
 
 def test_null_carrier_on_one_day_fails_naming_partition_column_and_rule(

@@ -92,9 +92,13 @@ def test_every_asset_materialized_with_code_version_and_metadata(
             )
             assert mat.metadata["dagster/row_count"].value > 0  # type: ignore[operator]
             assert isinstance(mat.metadata["delta_version"].value, int)
-        snapshot = latest(instance, "raw_snapshot")
-        assert snapshot.metadata["dagster/row_count"].value == 51955  # Jan + Feb 2013 flights
-        assert len(str(snapshot.metadata["content_sha256"].value)) == 64
+        snapshot = latest(instance, "raw_snapshot")  # the range's last day, 2013-02-28
+        assert snapshot.partition == "2013-02-28"
+        assert snapshot.metadata["cache"].value == "miss"
+        assert len(str(snapshot.metadata["content_hash"].value)) == 64
+        assert len(str(snapshot.metadata["data_version"].value)) == 64
+        lake = DeltaLake(Settings.from_env(user_env).lake_uri)
+        assert lake.read("raw_snapshot").height == 51955  # Jan + Feb 2013 flights
         config_hash = load_config(QUICK_CONFIG).config_hash
         assert latest(instance, "training_dataset").metadata["config_hash"].value == config_hash
         assert latest(instance, "model").metadata["config_hash"].value == config_hash
@@ -137,11 +141,14 @@ def test_one_day_rematerialized_from_the_terminal(materialized, user_env, settin
     lake = DeltaLake(settings.lake_uri)
     before = lake.version("flight_features")
     rows_before = lake.read("flight_features").height
-    run(
-        ["dagster", "asset", "materialize", "-m", "trainflow.definitions",
-         "--select", "raw_snapshot,validated_flights,flight_features", "--partition", "2013-02-01"],
-        user_env,
-    )  # fmt: skip
+    one_day = ["dagster", "asset", "materialize", "-m", "trainflow.definitions",
+               "--select", "raw_snapshot,validated_flights,flight_features",
+               "--partition", "2013-02-01"]  # fmt: skip
+    run(one_day, user_env)
+    assert lake.version("flight_features") == before  # unchanged inputs: a cache hit
+
+    force = '{"resources": {"cache_policy": {"config": {"force_recompute": true}}}}'
+    run([*one_day, "--config-json", force], user_env)
     assert lake.version("flight_features") == (before or 0) + 1
     assert lake.read("flight_features").height == rows_before  # replaced, not appended
     status = run(["trainflow", "status"], user_env).stdout

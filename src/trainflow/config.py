@@ -99,6 +99,15 @@ class ExperimentConfig(_Strict):
     def config_hash(self) -> str:
         return config_hash(self)
 
+    def hash_of(self, *fields: str) -> str:
+        """Hash of only the named top-level fields: the part of the config an asset uses,
+        so that changing a hyperparameter does not invalidate the dataset's cache."""
+        dumped = self.model_dump(mode="json")
+        canonical = json.dumps(
+            {f: dumped[f] for f in fields}, sort_keys=True, separators=(",", ":")
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
 
 def config_hash(config: ExperimentConfig) -> str:
     canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))

@@ -8,11 +8,12 @@ from __future__ import annotations
 import dagster as dg
 
 from trainflow.defs import evaluation, features, ingest, training, warehouse
+from trainflow.defs.caching import CachePolicyResource
 from trainflow.defs.io_manager import DeltaLakeIOManager
 from trainflow.defs.resources import (
     ExperimentConfigResource,
+    LakeResource,
     MlflowResource,
-    ReportStoreResource,
     WarehouseResource,
 )
 from trainflow.settings import Settings
@@ -21,17 +22,16 @@ from trainflow.settings import Settings
 def build_resources(settings: Settings) -> dict[str, object]:
     """All resources for one profile; tests call this with settings for a temp folder."""
     opts = settings.storage_options
-    s3 = {
-        "aws_endpoint_url": opts.get("AWS_ENDPOINT_URL"),
-        "aws_region": opts.get("AWS_REGION") or opts.get("AWS_DEFAULT_REGION"),
-    }
+    lake = LakeResource(
+        lake_uri=settings.lake_uri,
+        aws_endpoint_url=opts.get("AWS_ENDPOINT_URL"),
+        aws_region=opts.get("AWS_REGION") or opts.get("AWS_DEFAULT_REGION"),
+        aws_allow_http=opts.get("AWS_ALLOW_HTTP", "").lower() == "true",
+    )
     return {
-        "io_manager": DeltaLakeIOManager(
-            lake_uri=settings.lake_uri,
-            aws_allow_http=opts.get("AWS_ALLOW_HTTP", "").lower() == "true",
-            **s3,
-        ),
-        "report_store": ReportStoreResource(lake_uri=settings.lake_uri, **s3),
+        "io_manager": DeltaLakeIOManager(lake=lake),
+        "lake": lake,
+        "cache_policy": CachePolicyResource(),
         "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
         "dbt": warehouse.dbt_cli_resource(),
         "experiment": ExperimentConfigResource(path=str(settings.config_path)),

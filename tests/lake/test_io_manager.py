@@ -11,6 +11,7 @@ import pytest
 
 from trainflow.defs.io_manager import DeltaInput, DeltaLakeIOManager
 from trainflow.defs.partitions import daily_2013, day_window
+from trainflow.defs.resources import LakeResource
 from trainflow.lake.delta_lake import DeltaLake
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
@@ -68,13 +69,15 @@ def whole_table(numbers: DeltaInput, weekly_window: pl.LazyFrame) -> pl.DataFram
 @pytest.fixture(params=["local", "s3"])
 def io_manager(request: pytest.FixtureRequest, tmp_path) -> DeltaLakeIOManager:
     if request.param == "local":
-        return DeltaLakeIOManager(lake_uri=str(tmp_path / "lake"))
+        return DeltaLakeIOManager(lake=LakeResource(lake_uri=str(tmp_path / "lake")))
     env = request.getfixturevalue("s3_environ")
     return DeltaLakeIOManager(
-        lake_uri=f"s3://{env['BUCKET']}/lake",
-        aws_endpoint_url=env["AWS_ENDPOINT_URL"],
-        aws_region=env["AWS_REGION"],
-        aws_allow_http=True,
+        lake=LakeResource(
+            lake_uri=f"s3://{env['BUCKET']}/lake",
+            aws_endpoint_url=env["AWS_ENDPOINT_URL"],
+            aws_region=env["AWS_REGION"],
+            aws_allow_http=True,
+        )
     )
 
 
@@ -92,7 +95,7 @@ def test_seven_day_range_written_in_one_commit_and_read_back_as_a_window(io_mana
         [numbers, weekly_window],
         tags={RANGE_START: "2013-01-01", RANGE_END: "2013-01-07"},
     )
-    lake = io_manager.lake()
+    lake = io_manager.lake.lake()
     table = lake.read("numbers")
     assert table.height == 21
     assert sorted(set(table["day"].to_list())) == [dt.date(2013, 1, d) for d in range(1, 8)]
@@ -102,14 +105,14 @@ def test_seven_day_range_written_in_one_commit_and_read_back_as_a_window(io_mana
     # The range run reads days Dec 26 .. Jan 7 mapped; only Jan 1..7 exist.
     assert weekly["days_seen"].to_list() == [7] * 7
     mats = result.asset_materializations_for_node("numbers")
-    assert mats and mats[0].metadata["dagster/row_count"].value == 21
+    assert mats and mats[0].metadata["rows_written"].value == 21
 
 
 def test_one_partition_overwrites_only_its_day_without_duplicates(io_manager) -> None:
     materialize(io_manager, [numbers], tags={RANGE_START: "2013-01-01", RANGE_END: "2013-01-07"})
     materialize(io_manager, [numbers], partition_key="2013-01-03", tags={"value": "100"})
     materialize(io_manager, [numbers], partition_key="2013-01-03", tags={"value": "100"})
-    lake = io_manager.lake()
+    lake = io_manager.lake.lake()
     table = lake.read("numbers")
     assert table.height == 21, "rewriting a partition twice must not duplicate rows"
     jan3 = table.filter(pl.col("day") == dt.date(2013, 1, 3))
@@ -128,7 +131,7 @@ def test_single_partition_reads_its_seven_day_window(io_manager) -> None:
     materialize(
         io_manager, [numbers, weekly_window], partition_key="2013-01-09", selection=[weekly_window]
     )
-    weekly = io_manager.lake().read("weekly_window")
+    weekly = io_manager.lake.lake().read("weekly_window")
     assert weekly.to_dicts() == [{"day": dt.date(2013, 1, 9), "days_seen": 7, "rows_seen": 21}]
 
 
@@ -139,17 +142,19 @@ def test_unpartitioned_reader_gets_versioned_and_lazy_inputs(io_manager) -> None
         tags={RANGE_START: "2013-01-01", RANGE_END: "2013-01-04"},
     )
     materialize(io_manager, [numbers, weekly_window, whole_table], selection=[whole_table])
-    row = io_manager.lake().read("whole_table").row(0, named=True)
+    row = io_manager.lake.lake().read("whole_table").row(0, named=True)
     assert row == {"numbers_rows": 12, "numbers_version": 0, "weekly_rows": 4}
 
 
 def test_s3_lake_objects_really_live_in_the_bucket(s3_environ) -> None:
     lake_uri = f"s3://{s3_environ['BUCKET']}/lake"
     manager = DeltaLakeIOManager(
-        lake_uri=lake_uri,
-        aws_endpoint_url=s3_environ["AWS_ENDPOINT_URL"],
-        aws_region="us-east-1",
-        aws_allow_http=True,
+        lake=LakeResource(
+            lake_uri=lake_uri,
+            aws_endpoint_url=s3_environ["AWS_ENDPOINT_URL"],
+            aws_region="us-east-1",
+            aws_allow_http=True,
+        )
     )
     materialize(manager, [numbers], partition_key="2013-05-05")
     s3 = boto3.client("s3", endpoint_url=s3_environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
@@ -178,7 +183,9 @@ def test_write_outside_the_partition_window_is_refused(tmp_path) -> None:
     result = dg.materialize(
         [leaky],
         partition_key="2013-01-01",
-        resources={"io_manager": DeltaLakeIOManager(lake_uri=str(tmp_path / "lake"))},
+        resources={
+            "io_manager": DeltaLakeIOManager(lake=LakeResource(lake_uri=str(tmp_path / "lake")))
+        },
         raise_on_error=False,
     )
     assert not result.success

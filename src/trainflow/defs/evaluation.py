@@ -12,9 +12,11 @@ import numpy as np
 import polars as pl
 from mlflow.exceptions import MlflowException
 
+from trainflow.cache import cache_key, data_hash, with_bookkeeping
+from trainflow.defs.caching import CachePolicyResource, code_version_of, table_hit
 from trainflow.defs.code_versions import CODE_VERSIONS
-from trainflow.defs.io_manager import DeltaInput
-from trainflow.defs.resources import ExperimentConfigResource, MlflowResource, ReportStoreResource
+from trainflow.defs.io_manager import DeltaInput, LakeOutput
+from trainflow.defs.resources import ExperimentConfigResource, LakeResource, MlflowResource
 from trainflow.evaluation.metrics import binary_metrics, slice_metrics
 from trainflow.evaluation.plots import calibration_plot, roc_plot
 from trainflow.evaluation.report import render_html, render_markdown
@@ -63,20 +65,32 @@ def _long_metrics(role: str, metrics: dict[str, float]) -> list[dict[str, Any]]:
 def evaluation_report(
     context: dg.AssetExecutionContext,
     training_dataset: DeltaInput,
-    model: pl.DataFrame,
+    model: DeltaInput,
     experiment: ExperimentConfigResource,
     mlflow_tracking: MlflowResource,
-    report_store: ReportStoreResource,
-) -> pl.DataFrame:
+    lake: LakeResource,
+    cache_policy: CachePolicyResource,
+) -> LakeOutput:
     """Test-window metrics for the model, the calendar baseline and the current champion,
-    slices by carrier and origin, ROC and calibration plots, and a Markdown/HTML report."""
+    slices by carrier and origin, ROC and calibration plots, and a Markdown/HTML report.
+
+    The cache key leaves out the registry: a hit keeps the report as it was computed,
+    against the champion of that time (named in the report); force a run to re-compare.
+    """
     config = experiment.load()
+    key = cache_key(
+        code_version_of(context),
+        config.hash_of("evaluation", "windows", "registered_model_name"),
+        {"training_dataset": training_dataset.data_version, "model": model.data_version},
+    )
+    if table_hit(context, cache_policy, lake.lake(), "evaluation_report", key):
+        return LakeOutput(frame=None)
     threshold = config.evaluation.decision_threshold
     data = training_dataset.frame
     train = data.filter(pl.col("split") == "train")
     test = data.filter(pl.col("split") == "test")
     y_true = test[LABEL].to_numpy()
-    row = model.row(0, named=True)
+    row = model.frame.row(0, named=True)
 
     scores = {"model": predict(load_model(row["model_text"]), test, row["feature_names"])}
     scores["baseline"] = predict_baseline(fit_calendar_baseline(train, LABEL), test)
@@ -92,7 +106,7 @@ def evaluation_report(
         "roc.png": roc_plot(y_true, scores),
         "calibration.png": calibration_plot(y_true, scores),
     }
-    store = report_store.store()
+    store = lake.report_store()
     prefix = f"evaluation_report/{context.run_id}"
     for name, png in images.items():
         store.put(f"{prefix}/{name}", png, "image/png")
@@ -148,9 +162,13 @@ def evaluation_report(
              "metric": k, "value": float(sliced[k])}
             for k in ("roc_auc", "positive_rate", "rows")
         ]  # fmt: skip
-    return pl.DataFrame(rows).with_columns(
+    metrics_frame = pl.DataFrame(rows)
+    # Content hash of the numbers only: the report's location names the run.
+    hashed = data_hash(metrics_frame)
+    report = metrics_frame.with_columns(
         pl.lit(report_uri).alias("report_uri"), pl.lit(row["model_sha256"]).alias("model_sha256")
     )
+    return LakeOutput(frame=with_bookkeeping(report, key, hashed))
 
 
 def _metric(report: pl.DataFrame, role: str, metric: str) -> float | None:
@@ -169,22 +187,34 @@ def _metric(report: pl.DataFrame, role: str, metric: str) -> float | None:
 )
 def registry_entry(
     context: dg.AssetExecutionContext,
-    model: pl.DataFrame,
-    evaluation_report: pl.DataFrame,
+    model: DeltaInput,
+    evaluation_report: DeltaInput,
     experiment: ExperimentConfigResource,
     mlflow_tracking: MlflowResource,
-) -> pl.DataFrame:
+    lake: LakeResource,
+    cache_policy: CachePolicyResource,
+) -> LakeOutput:
     """An MLflow model version tagged with its lineage; alias `challenger` always, and
-    `champion` only if the gate passes and it is not worse than the current champion."""
+    `champion` only if the gate passes and it is not worse than the current champion.
+
+    A cache hit (same model, same evaluation, same gate) registers nothing new."""
     config = experiment.load()
-    row = model.row(0, named=True)
-    candidate_auc = _metric(evaluation_report, "model", "roc_auc")
-    baseline_auc = _metric(evaluation_report, "baseline", "roc_auc")
+    key = cache_key(
+        code_version_of(context),
+        config.hash_of("gate", "registered_model_name"),
+        {"model": model.data_version, "evaluation_report": evaluation_report.data_version},
+    )
+    if table_hit(context, cache_policy, lake.lake(), "registry_entry", key):
+        return LakeOutput(frame=None)
+    row = model.frame.row(0, named=True)
+    report = evaluation_report.frame
+    candidate_auc = _metric(report, "model", "roc_auc")
+    baseline_auc = _metric(report, "baseline", "roc_auc")
     assert candidate_auc is not None and baseline_auc is not None
     decision = decide_promotion(
         candidate_auc=candidate_auc,
         baseline_auc=baseline_auc,
-        champion_auc=_metric(evaluation_report, "champion", "roc_auc"),
+        champion_auc=_metric(report, "champion", "roc_auc"),
         gate=config.gate,
     )
     lineage = json.loads(row["lineage_json"])
@@ -221,7 +251,7 @@ def registry_entry(
             "model_uri": f"models:/{config.registered_model_name}/{version.version}",
         }
     )
-    return pl.DataFrame(
+    entry = pl.DataFrame(
         {
             "registered_model": [config.registered_model_name],
             "version": [int(version.version)],
@@ -232,3 +262,4 @@ def registry_entry(
             "dagster_run_id": [context.run_id],
         }
     )
+    return LakeOutput(frame=with_bookkeeping(entry, key))

@@ -1,48 +1,73 @@
 """The IO manager: every asset output is a polars frame stored as one Delta table.
 
 It owns the storage layout (via `DeltaLake`); assets never build paths. Daily assets
-write exactly their partition window (one day or a backfill range) in one atomic commit,
-and read any window of upstream partitions that a partition mapping asks for.
-An input annotated `pl.LazyFrame` is a lazy scan (the asset filters before anything is
-read); `DeltaInput` also returns the Delta version read, for lineage.
+write their partition window (one day or a backfill range) in one atomic commit, and read
+any window of upstream partitions that a partition mapping asks for.
+
+Inputs: `pl.DataFrame` is the data; `pl.LazyFrame` a lazy scan (the asset filters before
+anything is read); `DeltaInput` also carries the Delta version read and the stored data
+versions, which cache keys and lineage are built from. Bookkeeping columns (`_cache_key`,
+`_content_hash`) are never part of the data an asset sees.
+
+Outputs: a `pl.DataFrame` replaces the whole window (or table); a `LakeOutput` says which
+days were recomputed (cache misses), or that an unpartitioned table is reused as stored.
 """
 
-from __future__ import annotations
-
-from dataclasses import dataclass
+import datetime as dt
+from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
 import polars as pl
 
+from trainflow.cache import (
+    BOOKKEEPING_COLUMNS,
+    CACHE_KEY_COLUMN,
+    CONTENT_HASH_COLUMN,
+    stable_hash,
+    stored_per_day,
+)
 from trainflow.defs.partitions import day_window
-from trainflow.lake.delta_lake import DayWindow, DeltaLake
+from trainflow.defs.resources import LakeResource
+from trainflow.lake.delta_lake import DayWindow
 
 
 @dataclass(frozen=True)
 class DeltaInput:
-    """An upstream table as read, with the Delta version it was read at."""
+    """An upstream table as read: data, Delta version, and the stored data versions (cache
+    keys) and content hashes, per day for a daily table."""
 
     frame: pl.DataFrame
     table: str
     version: int
+    day_versions: dict[dt.date, str] = field(default_factory=dict)
+    day_content_hashes: dict[dt.date, str] = field(default_factory=dict)
+    table_data_version: str | None = None
+
+    @property
+    def data_version(self) -> str:
+        """One version for everything read: the table's, or a hash of the days' versions."""
+        if self.table_data_version is not None:
+            return self.table_data_version
+        return stable_hash({d.isoformat(): v for d, v in sorted(self.day_versions.items())})
+
+
+@dataclass(frozen=True)
+class LakeOutput:
+    """What an asset hands the IO manager when it decided hits and misses itself.
+
+    `frame` None: the stored table is reused unchanged (unpartitioned cache hit).
+    `days`: for a daily asset, the days `frame` replaces; the window's other days stay.
+    `commit_metadata`: stored with the Delta commit (lineage that must travel with data).
+    """
+
+    frame: pl.DataFrame | None
+    days: list[dt.date] | None = None
+    commit_metadata: dict[str, str] = field(default_factory=dict)
 
 
 class DeltaLakeIOManager(dg.ConfigurableIOManager):
-    lake_uri: str
-    aws_endpoint_url: str | None = None
-    aws_region: str | None = None
-    aws_allow_http: bool = False
-
-    def lake(self) -> DeltaLake:
-        options: dict[str, str] = {}
-        if self.aws_endpoint_url:
-            options["AWS_ENDPOINT_URL"] = self.aws_endpoint_url
-        if self.aws_region:
-            options["AWS_REGION"] = self.aws_region
-        if self.aws_allow_http:
-            options["AWS_ALLOW_HTTP"] = "true"
-        return DeltaLake(root=self.lake_uri, storage_options=options)
+    lake: LakeResource
 
     @staticmethod
     def _table(context: dg.InputContext | dg.OutputContext) -> str:
@@ -54,31 +79,45 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
             return None
         return day_window(context.asset_partitions_time_window)
 
-    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame) -> None:
-        if not isinstance(obj, pl.DataFrame):
+    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | LakeOutput) -> None:
+        output = obj if isinstance(obj, LakeOutput) else LakeOutput(frame=obj)
+        if output.frame is not None and not isinstance(output.frame, pl.DataFrame):
             raise TypeError(
-                f"{context.asset_key.to_user_string()} returned {type(obj).__name__}; "
+                f"{context.asset_key.to_user_string()} returned {type(output.frame).__name__}; "
                 "trainflow assets return polars DataFrames"
             )
         table = self._table(context)
         window = self._window(context)
-        result = self.lake().write(table, obj, window)
+        lake = self.lake.lake()
+        if output.frame is None or output.days == []:
+            context.add_output_metadata(
+                {"delta_version": lake.version(table), "dagster/uri": lake.table_uri(table)}
+            )
+            return
+        result = lake.write(
+            table, output.frame, window, days=output.days, commit_metadata=output.commit_metadata
+        )
+        data_columns = {
+            k: v for k, v in output.frame.schema.items() if k not in BOOKKEEPING_COLUMNS
+        }
         metadata: dict[str, Any] = {
-            "dagster/row_count": result.rows,
             "dagster/uri": result.table_uri,
             "delta_version": result.version,
             "dagster/column_schema": dg.TableSchema(
-                columns=[dg.TableColumn(name, str(dtype)) for name, dtype in obj.schema.items()]
+                columns=[dg.TableColumn(name, str(dtype)) for name, dtype in data_columns.items()]
             ),
         }
-        if window is not None:
-            metadata["partitions_written"] = str(window)
+        if window is None:
+            metadata["dagster/row_count"] = result.rows
+        else:
+            metadata["rows_written"] = result.rows
+            metadata["partitions_written"] = len(output.days) if output.days else window.n_days
         context.add_output_metadata(metadata)
 
     def load_input(self, context: dg.InputContext) -> Any:
         table = self._table(context)
         window = self._window(context)
-        lake = self.lake()
+        lake = self.lake.lake()
         version = lake.version(table)
         if version is None:
             raise FileNotFoundError(
@@ -90,10 +129,23 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
         lazy = lake.scan(table, window, version=version)
         # (add_input_metadata cannot describe a multi-partition input, so this goes to the log.)
         context.log.info(f"reading {table} at Delta version {version}, days {window or 'all'}")
+        columns = lazy.collect_schema().names()
+        data_columns = [c for c in columns if c not in BOOKKEEPING_COLUMNS]
         wanted = context.dagster_type.typing_type
         if wanted is pl.LazyFrame:
-            return lazy
+            return lazy.select(data_columns)
         frame = lazy.collect()
-        if wanted is DeltaInput:
-            return DeltaInput(frame=frame, table=table, version=version)
-        return frame
+        if wanted is not DeltaInput:
+            return frame.select(data_columns)
+        daily = context.has_asset_partitions
+        table_version = None
+        if not daily and CACHE_KEY_COLUMN in columns and frame.height:
+            table_version = str(frame[CACHE_KEY_COLUMN][0])
+        return DeltaInput(
+            frame=frame.select(data_columns),
+            table=table,
+            version=version,
+            day_versions=stored_per_day(frame, CACHE_KEY_COLUMN) if daily else {},
+            day_content_hashes=stored_per_day(frame, CONTENT_HASH_COLUMN) if daily else {},
+            table_data_version=table_version,
+        )

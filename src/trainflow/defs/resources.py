@@ -18,7 +18,7 @@ import polars as pl
 from mlflow import MlflowClient
 
 from trainflow.config import ExperimentConfig, load_config
-from trainflow.lake.delta_lake import DayWindow
+from trainflow.lake.delta_lake import DayWindow, DeltaLake
 from trainflow.lake.object_store import ObjectStore
 
 WAREHOUSE_MODEL = "main.flights_enriched"
@@ -72,23 +72,32 @@ class WarehouseResource(dg.ConfigurableResource):
                 os.environ["TRAINFLOW_WAREHOUSE_PATH"] = previous
 
 
-class ReportStoreResource(dg.ConfigurableResource):
-    """Files that are not tables (reports, plots) under `<lake root>/_reports`."""
+class LakeResource(dg.ConfigurableResource):
+    """Where the lake is: a folder, or `s3://bucket/prefix` plus endpoint and region."""
 
     lake_uri: str
     aws_endpoint_url: str | None = None
     aws_region: str | None = None
+    aws_allow_http: bool = False
 
-    def store(self) -> ObjectStore:
-        options = {
-            k: v
-            for k, v in {
-                "AWS_ENDPOINT_URL": self.aws_endpoint_url,
-                "AWS_REGION": self.aws_region,
-            }.items()
-            if v
-        }
-        return ObjectStore(root=f"{self.lake_uri.rstrip('/')}/_reports", storage_options=options)
+    def _options(self) -> dict[str, str]:
+        options: dict[str, str] = {}
+        if self.aws_endpoint_url:
+            options["AWS_ENDPOINT_URL"] = self.aws_endpoint_url
+        if self.aws_region:
+            options["AWS_REGION"] = self.aws_region
+        if self.aws_allow_http:
+            options["AWS_ALLOW_HTTP"] = "true"
+        return options
+
+    def lake(self) -> DeltaLake:
+        return DeltaLake(root=self.lake_uri, storage_options=self._options())
+
+    def report_store(self) -> ObjectStore:
+        """Files that are not tables (reports, plots) under `<lake root>/_reports`."""
+        return ObjectStore(
+            root=f"{self.lake_uri.rstrip('/')}/_reports", storage_options=self._options()
+        )
 
 
 class MlflowResource(dg.ConfigurableResource):

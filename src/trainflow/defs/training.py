@@ -8,10 +8,12 @@ import lightgbm as lgb
 import mlflow
 import polars as pl
 
+from trainflow.cache import cache_key, window_versions, with_bookkeeping
 from trainflow.config import ExperimentConfig
+from trainflow.defs.caching import CachePolicyResource, code_version_of, table_hit
 from trainflow.defs.code_versions import CODE_VERSIONS
-from trainflow.defs.io_manager import DeltaInput
-from trainflow.defs.resources import ExperimentConfigResource, MlflowResource
+from trainflow.defs.io_manager import DeltaInput, LakeOutput
+from trainflow.defs.resources import ExperimentConfigResource, LakeResource, MlflowResource
 from trainflow.features.flights import ALL_FEATURES, IDENTITY_COLUMNS, LABEL
 from trainflow.models.lightgbm_model import train_lightgbm
 
@@ -63,28 +65,49 @@ def training_dataset(
     context: dg.AssetExecutionContext,
     flight_features: DeltaInput,
     experiment: ExperimentConfigResource,
-) -> pl.DataFrame:
+    lake: LakeResource,
+    cache_policy: CachePolicyResource,
+) -> LakeOutput:
     """Train / validation / test rows chosen by date from the config (time-based splits only).
 
-    Fails, naming the days, if any configured day has no feature partition.
+    Fails, naming the days, if any configured day has no feature partition. Its cache key
+    covers the data version of every feature day in the configured span.
     """
     config = experiment.load()
-    dataset = _select_splits(flight_features.frame, config).with_columns(
-        pl.lit(flight_features.version, dtype=pl.Int64).alias("flight_features_delta_version")
+    span = config.windows.span.days()
+    inputs = {"flight_features": window_versions(flight_features.day_versions, span)}
+    key = cache_key(code_version_of(context), config.hash_of("windows", "features"), inputs)
+    lineage = {
+        "flight_features": {
+            "delta_version": flight_features.version,
+            "day_data_versions": inputs["flight_features"],
+            "day_content_hashes": window_versions(flight_features.day_content_hashes, span),
+        }
+    }
+    context.add_output_metadata(
+        {
+            "config_hash": config.config_hash,
+            "flight_features_delta_version": flight_features.version,
+        }
     )
+    if table_hit(context, cache_policy, lake.lake(), "training_dataset", key):
+        return LakeOutput(frame=None)
+    dataset = _select_splits(flight_features.frame, config)
     counts = dict(dataset.group_by("split").len().iter_rows())
     rates = dict(dataset.group_by("split").agg(pl.col(LABEL).mean()).iter_rows())
     context.add_output_metadata(
         {
-            "config_hash": config.config_hash,
             "config_name": config.name,
-            "flight_features_delta_version": flight_features.version,
+            "dagster/row_count": dataset.height,
             **{f"rows_{s}": int(counts.get(s, 0)) for s in SPLITS},
             **{f"positive_rate_{s}": round(float(rates.get(s, 0.0)), 4) for s in SPLITS},
             "windows": dg.MetadataValue.json(config.windows.model_dump(mode="json")),
         }
     )
-    return dataset
+    return LakeOutput(
+        frame=with_bookkeeping(dataset, key),
+        commit_metadata={"trainflow.lineage": json.dumps(lineage, sort_keys=True)},
+    )
 
 
 @dg.asset(
@@ -99,12 +122,22 @@ def model(
     training_dataset: DeltaInput,
     experiment: ExperimentConfigResource,
     mlflow_tracking: MlflowResource,
-) -> pl.DataFrame:
+    lake: LakeResource,
+    cache_policy: CachePolicyResource,
+) -> LakeOutput:
     """A deterministic LightGBM model with early stopping on the validation window.
 
-    Stored as one row (model text + lineage) in the lake and logged to MLflow.
+    Stored as one row (model text + lineage) in the lake and logged to MLflow. A cache hit
+    (same code, same model config, same dataset version) trains nothing and logs nothing.
     """
     config = experiment.load()
+    key = cache_key(
+        code_version_of(context),
+        config.hash_of("model", "seed", "features"),
+        {"training_dataset": training_dataset.data_version},
+    )
+    if table_hit(context, cache_policy, lake.lake(), "model", key):
+        return LakeOutput(frame=None)
     data = training_dataset.frame
     train = data.filter(pl.col("split") == "train")
     validation = data.filter(pl.col("split") == "validation")
@@ -127,8 +160,9 @@ def model(
         "code_versions": CODE_VERSIONS,
         "input_delta_versions": {
             "training_dataset": training_dataset.version,
-            "flight_features": int(data["flight_features_delta_version"][0]),
+            "flight_features": _features_version(lake, training_dataset.version),
         },
+        "input_data_versions": {"training_dataset": training_dataset.data_version},
         "seed": config.seed,
     }
     context.log.info(
@@ -143,7 +177,7 @@ def model(
                 "dagster_run_id": context.run_id,
                 "config_hash": config.config_hash,
                 "model_sha256": trained.sha256,
-                "code_version.model": CODE_VERSIONS["model"],
+                "code_version.model": code_version_of(context),
             }
         )
         mlflow.log_params(
@@ -184,7 +218,7 @@ def model(
             ),
         }
     )
-    return pl.DataFrame(
+    row = pl.DataFrame(
         {
             "model_family": ["lightgbm"],
             "model_sha256": [trained.sha256],
@@ -198,3 +232,13 @@ def model(
             "lineage_json": [json.dumps(lineage, sort_keys=True)],
         }
     )
+    # The model's content hash is the sha256 of its text, the figure reproduce compares.
+    return LakeOutput(frame=with_bookkeeping(row, key, trained.sha256))
+
+
+def _features_version(lake: LakeResource, training_dataset_version: int) -> int | None:
+    """The flight_features Delta version the dataset was built from (its commit lineage)."""
+    lineage = lake.lake().commit_metadata("training_dataset", training_dataset_version)
+    if "trainflow.lineage" not in lineage:
+        return None
+    return int(json.loads(lineage["trainflow.lineage"])["flight_features"]["delta_version"])

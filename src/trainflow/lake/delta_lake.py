@@ -17,8 +17,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import polars as pl
-from deltalake import DeltaTable, write_deltalake
+from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
+
+from trainflow.cache import CACHE_KEY_COLUMN, CONTENT_HASH_COLUMN
 
 PARTITION_COLUMN = "day"
 
@@ -76,9 +78,22 @@ class DeltaLake:
         except TableNotFoundError:
             return None
 
-    def write(self, table: str, frame: pl.DataFrame, window: DayWindow | None) -> WriteResult:
-        """Replace the window's days (or the whole table when `window` is None) in one commit."""
+    def write(
+        self,
+        table: str,
+        frame: pl.DataFrame,
+        window: DayWindow | None,
+        *,
+        days: list[dt.date] | None = None,
+        commit_metadata: Mapping[str, str] | None = None,
+    ) -> WriteResult:
+        """Replace the window's days (or the whole table when `window` is None) in one commit.
+
+        `days` narrows a daily write to some days of the window (the others are cache hits
+        and keep their stored rows). `commit_metadata` is stored in the Delta commit info.
+        """
         uri = self.table_uri(table)
+        properties = CommitProperties(custom_metadata=dict(commit_metadata or {}))
         if window is None:
             write_deltalake(
                 uri,
@@ -86,25 +101,48 @@ class DeltaLake:
                 mode="overwrite",
                 schema_mode="overwrite",
                 storage_options=self._options(),
+                commit_properties=properties,
             )
         else:
-            _check_rows_in_window(table, frame, window)
-            predicate = (
-                f"{PARTITION_COLUMN} >= '{window.first.isoformat()}' AND "
-                f"{PARTITION_COLUMN} <= '{window.last.isoformat()}'"
-            )
+            replaced = window.days() if days is None else sorted(days)
+            _check_rows_in_days(table, frame, replaced, window)
             exists = self.version(table) is not None
             write_deltalake(
                 uri,
                 frame.to_arrow(),
                 mode="overwrite",
                 partition_by=[PARTITION_COLUMN],
-                predicate=predicate if exists else None,
+                predicate=_days_predicate(replaced, window) if exists else None,
                 storage_options=self._options(),
+                commit_properties=properties,
             )
         version = self.version(table)
         assert version is not None
         return WriteResult(table_uri=uri, version=version, rows=frame.height)
+
+    def stored_versions(
+        self, table: str, window: DayWindow | None
+    ) -> dict[dt.date | None, tuple[str, str, int]]:
+        """(cache key, content hash, rows) stored for each day of the window; key None for
+        the single entry of an unpartitioned table. Empty when nothing usable is stored."""
+        if self.version(table) is None:
+            return {}
+        lazy = self.scan(table, window)
+        if not {CACHE_KEY_COLUMN, CONTENT_HASH_COLUMN} <= set(lazy.collect_schema().names()):
+            return {}
+        if window is None:
+            single = lazy.group_by(CACHE_KEY_COLUMN, CONTENT_HASH_COLUMN).len().collect()
+            return {None: single.row(0)} if single.height == 1 else {}
+        per_day = lazy.group_by(PARTITION_COLUMN, CACHE_KEY_COLUMN, CONTENT_HASH_COLUMN).len()
+        return {day: (key, ver, n) for day, key, ver, n in per_day.collect().iter_rows()}
+
+    def commit_metadata(self, table: str, version: int) -> dict[str, str]:
+        """The custom metadata trainflow stored with one Delta commit."""
+        dt_ = DeltaTable(self.table_uri(table), storage_options=self._options())
+        for entry in dt_.history():
+            if entry.get("version") == version:
+                return {k: v for k, v in entry.items() if k.startswith("trainflow.")}
+        return {}
 
     def scan(
         self, table: str, window: DayWindow | None = None, version: int | None = None
@@ -125,13 +163,27 @@ class DeltaLake:
         return self.scan(table, window, version).collect()
 
 
-def _check_rows_in_window(table: str, frame: pl.DataFrame, window: DayWindow) -> None:
+def _days_predicate(days: list[dt.date], window: DayWindow) -> str:
+    if days == window.days():
+        return (
+            f"{PARTITION_COLUMN} >= '{window.first.isoformat()}' AND "
+            f"{PARTITION_COLUMN} <= '{window.last.isoformat()}'"
+        )
+    listed = ", ".join(f"'{day.isoformat()}'" for day in days)
+    return f"{PARTITION_COLUMN} IN ({listed})"
+
+
+def _check_rows_in_days(
+    table: str, frame: pl.DataFrame, days: list[dt.date], window: DayWindow
+) -> None:
     if PARTITION_COLUMN not in frame.columns:
         raise LakeError(f"{table}: a daily table needs a {PARTITION_COLUMN!r} date column")
-    outside = frame.filter(~pl.col(PARTITION_COLUMN).is_between(window.first, window.last))
+    if any(not window.first <= day <= window.last for day in days):
+        raise LakeError(f"{table}: days to replace must lie in partition window {window}")
+    outside = frame.filter(~pl.col(PARTITION_COLUMN).is_in(days))
     if outside.height:
-        days = sorted(set(outside[PARTITION_COLUMN].to_list()))[:5]
+        examples = sorted(set(outside[PARTITION_COLUMN].to_list()))[:5]
         raise LakeError(
             f"{table}: refusing to write {outside.height} rows outside partition window "
-            f"{window} (e.g. days {', '.join(map(str, days))})"
+            f"{window} (e.g. days {', '.join(map(str, examples))})"
         )
