@@ -7,13 +7,14 @@ export DAGSTER_HOME ?= $(TRAINFLOW_HOME)/dagster
 export PYTHONWARNINGS ?= ignore::DeprecationWarning,ignore::UserWarning
 FULL_YEAR := 2013-01-01...2013-12-31
 
-.PHONY: help install pipeline land materialize dev status test lint typecheck unit lock clean
+.PHONY: help install pipeline land materialize dev status test lint typecheck unit bench-cache lock clean
 
 help:
 	@echo "make pipeline   install, land all of 2013, materialize every asset (local profile)"
 	@echo "make test       lint, type-check and run the whole test suite (what CI runs)"
 	@echo "make dev        serve the Dagster UI on http://127.0.0.1:3000"
 	@echo "make status     where the lake, the model, the report and the registry are"
+	@echo "make bench-cache  cold run vs warm re-run of the full year (prints timings)"
 	@echo "make lock       re-resolve requirements.lock from pyproject.toml (needs uv)"
 
 install: $(VENV)/.installed
@@ -45,8 +46,8 @@ dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 typecheck: install
 	$(BIN)/mypy
@@ -55,6 +56,9 @@ unit: install
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
+
+bench-cache: install
+	$(BIN)/python benchmarks/cache_rerun.py
 
 lock:
 	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 \

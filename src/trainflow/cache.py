@@ -78,6 +78,8 @@ def stamp_days(frame: pl.DataFrame, keys: Mapping[dt.date, str]) -> pl.DataFrame
     parts = []
     for day in sorted(keys):
         rows = without_bookkeeping(frame.filter(pl.col("day") == day))
+        if "flight_id" in rows.columns:  # a stable row order, so the hash is reproducible
+            rows = rows.sort("flight_id")
         parts.append(with_bookkeeping(rows, keys[day]))
     return pl.concat(parts) if parts else frame.head(0)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+from pathlib import Path
 
 import click
 
@@ -84,6 +85,72 @@ def status() -> None:
     ).items():
         click.echo(f"  {config.registered_model_name}@{alias:<10} {described}")
     click.echo("dagster UI   make dev  (dagster dev -w workspace.yaml), then http://127.0.0.1:3000")
+
+
+@main.command()
+@click.argument("run", required=False)
+@click.option(
+    "--manifest",
+    "manifest_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Use this manifest file instead of the one stored with RUN.",
+)
+@click.option(
+    "--allow-other-commit", is_flag=True, help="Run even if this checkout's commit differs."
+)
+@click.option(
+    "--scratch", type=click.Path(file_okay=False, path_type=Path),
+    help="Where the reproduced model goes (default: $TRAINFLOW_HOME/reproduce/<run>).",
+)  # fmt: skip
+def reproduce(
+    run: str | None, manifest_file: Path | None, allow_other_commit: bool, scratch: Path | None
+) -> None:
+    """Retrain RUN (MLflow run id, model version or Dagster run id) from its manifest.
+
+    Inputs come back by Delta time travel to the recorded versions; the model is retrained
+    into a scratch folder (no lake table or registry alias is touched). Exits 0 only if the
+    model bytes and every recorded metric are identical.
+    """
+    import json
+
+    from mlflow import MlflowClient
+
+    from trainflow import reproduce as rep
+    from trainflow.config import load_config
+    from trainflow.lake.delta_lake import DeltaLake
+    from trainflow.lake.object_store import ObjectStore
+    from trainflow.settings import REPO_ROOT
+
+    settings = Settings.from_env()
+    client = MlflowClient(settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
+    try:
+        if run is None and manifest_file is None:
+            raise rep.ReproduceError("give a RUN or --manifest FILE")
+        run_id = None
+        if run is not None:
+            model_name = load_config(settings.config_path).registered_model_name
+            manifests = ObjectStore(f"{settings.lake_uri}/_manifests", settings.storage_options)
+            manifest, run_id = rep.find_manifest(client, manifests, run, model_name)
+        if manifest_file is not None:
+            manifest = json.loads(manifest_file.read_text())
+        for note in rep.check_commit(manifest, REPO_ROOT, allow_other_commit):
+            click.echo(note)
+        recorded = client.get_run(run_id).data.metrics if run_id else {}
+        target = scratch or settings.home / "reproduce" / (run_id or manifest["dagster_run_id"])
+        click.echo(f"reproducing model {manifest['model']['sha256'][:16]} into {target}")
+        comparison = rep.reproduce(
+            manifest=manifest,
+            lake=DeltaLake(settings.lake_uri, settings.storage_options),
+            recorded_metrics=recorded,
+            scratch=target,
+        )
+    except rep.ReproduceError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for line in comparison.lines:
+        click.echo(line)
+    if not comparison.matches:
+        raise click.ClickException("the reproduced run differs from the recorded one")
+    click.echo("reproduced exactly: identical model bytes and metrics")
 
 
 LAKE_TABLES = (

@@ -1,10 +1,41 @@
-"""Hashing for lineage: content hashes of frames (the run manifest grows here later)."""
+"""The run manifest: everything needed to prove a model can be rebuilt (DESIGN.md §5).
+
+A manifest records the code (git commit, dirty flag, lockfile hash, code versions), the
+full config and its hash, every seed, the Delta version, data version and content hash of
+every input partition, library versions, Python, OS and hardware, and the Dagster run.
+`trainflow reproduce` reads it back; nothing in it is needed to *run* the pipeline.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import platform
+import subprocess
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
 
 import polars as pl
+
+MANIFEST_VERSION = 1
+MANIFEST_ARTIFACT = "manifest.json"
+LIBRARIES = (
+    "dagster",
+    "dagster-dbt",
+    "dbt-core",
+    "deltalake",
+    "duckdb",
+    "lightgbm",
+    "mlflow",
+    "numpy",
+    "pandera",
+    "polars",
+    "pyarrow",
+    "scikit-learn",
+)
 
 
 def content_hash(frame: pl.DataFrame) -> str:
@@ -16,3 +47,77 @@ def content_hash(frame: pl.DataFrame) -> str:
         pl.struct(pl.col(name)).struct.json_encode().alias(name) for name in nested
     )
     return hashlib.sha256(flat.write_csv().encode()).hexdigest()
+
+
+# Determinism note: the manifest itself is environment capture (git, platform, versions),
+# read once per model; none of it feeds a computation or a cache key.
+def git_state(repo: Path) -> dict[str, Any]:
+    """Commit and dirty flag of the checkout the code runs from ("unknown" without git)."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"],
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()  # fmt: skip
+        changes = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": "unknown", "dirty": None}
+    return {"commit": commit, "dirty": bool(changes)}
+
+
+def file_sha256(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+
+
+def environment() -> dict[str, Any]:
+    libraries: dict[str, str | None] = {}
+    for name in LIBRARIES:
+        try:
+            libraries[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            libraries[name] = None
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "os": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "cpu_count": os.cpu_count(),
+        "libraries": libraries,
+    }
+
+
+def build_manifest(
+    *,
+    repo: Path,
+    model: Mapping[str, Any],
+    config: Mapping[str, Any],
+    config_hash: str,
+    seeds: Mapping[str, Any],
+    inputs: Mapping[str, Any],
+    code_versions: Mapping[str, str],
+    cache_keys: Mapping[str, str],
+    dagster_run_id: str,
+) -> dict[str, Any]:
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "model": dict(model),
+        "code": {
+            "git": git_state(repo),
+            "lockfile_sha256": file_sha256(repo / "requirements.lock"),
+            "code_versions": dict(code_versions),
+        },
+        "config": dict(config),
+        "config_hash": config_hash,
+        "seeds": dict(seeds),
+        "inputs": dict(inputs),
+        "cache_keys": dict(cache_keys),
+        "environment": environment(),
+        "dagster_run_id": dagster_run_id,
+    }
+
+
+def dumps(manifest: Mapping[str, Any]) -> str:
+    return json.dumps(manifest, indent=2, sort_keys=True, default=str)

@@ -106,7 +106,7 @@ def evaluation_report(
         "roc.png": roc_plot(y_true, scores),
         "calibration.png": calibration_plot(y_true, scores),
     }
-    store = lake.report_store()
+    store = lake.object_store("_reports")
     prefix = f"evaluation_report/{context.run_id}"
     for name, png in images.items():
         store.put(f"{prefix}/{name}", png, "image/png")

@@ -43,6 +43,7 @@ class DeltaInput:
     day_versions: dict[dt.date, str] = field(default_factory=dict)
     day_content_hashes: dict[dt.date, str] = field(default_factory=dict)
     table_data_version: str | None = None
+    table_content_hash: str | None = None
 
     @property
     def data_version(self) -> str:
@@ -138,9 +139,10 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
         if wanted is not DeltaInput:
             return frame.select(data_columns)
         daily = context.has_asset_partitions
-        table_version = None
+        table_version = table_hash = None
         if not daily and CACHE_KEY_COLUMN in columns and frame.height:
             table_version = str(frame[CACHE_KEY_COLUMN][0])
+            table_hash = str(frame[CONTENT_HASH_COLUMN][0])
         return DeltaInput(
             frame=frame.select(data_columns),
             table=table,
@@ -148,4 +150,5 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
             day_versions=stored_per_day(frame, CACHE_KEY_COLUMN) if daily else {},
             day_content_hashes=stored_per_day(frame, CONTENT_HASH_COLUMN) if daily else {},
             table_data_version=table_version,
+            table_content_hash=table_hash,
         )

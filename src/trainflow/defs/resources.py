@@ -93,10 +93,10 @@ class LakeResource(dg.ConfigurableResource):
     def lake(self) -> DeltaLake:
         return DeltaLake(root=self.lake_uri, storage_options=self._options())
 
-    def report_store(self) -> ObjectStore:
-        """Files that are not tables (reports, plots) under `<lake root>/_reports`."""
+    def object_store(self, folder: str) -> ObjectStore:
+        """Files that are not tables under `<lake root>/<folder>` (`_reports`, `_manifests`)."""
         return ObjectStore(
-            root=f"{self.lake_uri.rstrip('/')}/_reports", storage_options=self._options()
+            root=f"{self.lake_uri.rstrip('/')}/{folder}", storage_options=self._options()
         )
 
 

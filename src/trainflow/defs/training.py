@@ -1,7 +1,9 @@
 """Training: the configured dataset windows, then a LightGBM model logged to MLflow."""
 
+import datetime as dt
 import json
 import time
+from typing import Any
 
 import dagster as dg
 import lightgbm as lgb
@@ -9,49 +11,15 @@ import mlflow
 import polars as pl
 
 from trainflow.cache import cache_key, window_versions, with_bookkeeping
-from trainflow.config import ExperimentConfig
+from trainflow.datasets import SPLITS, select_splits
 from trainflow.defs.caching import CachePolicyResource, code_version_of, table_hit
 from trainflow.defs.code_versions import CODE_VERSIONS
 from trainflow.defs.io_manager import DeltaInput, LakeOutput
 from trainflow.defs.resources import ExperimentConfigResource, LakeResource, MlflowResource
-from trainflow.features.flights import ALL_FEATURES, IDENTITY_COLUMNS, LABEL
-from trainflow.models.lightgbm_model import train_lightgbm
-
-SPLITS = ("train", "validation", "test")
-
-
-class DatasetError(ValueError):
-    """The configured windows cannot be served from the available feature partitions."""
-
-
-def _select_splits(features: pl.DataFrame, config: ExperimentConfig) -> pl.DataFrame:
-    unknown = sorted(set(config.features) - set(ALL_FEATURES))
-    if unknown:
-        raise DatasetError(f"config {config.name}: unknown feature(s) {', '.join(unknown)}")
-    windows = config.windows
-    split = (
-        pl.when(pl.col("day").is_between(windows.train.start, windows.train.end))
-        .then(pl.lit("train"))
-        .when(pl.col("day").is_between(windows.validation.start, windows.validation.end))
-        .then(pl.lit("validation"))
-        .when(pl.col("day").is_between(windows.test.start, windows.test.end))
-        .then(pl.lit("test"))
-    )
-    selected = features.with_columns(split.alias("split")).filter(pl.col("split").is_not_null())
-    present = set(selected["day"].unique().to_list())
-    needed = [d for w in (windows.train, windows.validation, windows.test) for d in w.days()]
-    missing = [str(d) for d in needed if d not in present]
-    if missing:
-        raise DatasetError(
-            f"training_dataset: flight_features has no rows for {len(missing)} configured "
-            f"day(s), e.g. {', '.join(missing[:5])}; materialize those partitions first"
-        )
-    # Cancelled and diverted flights have no arrival delay, hence no label.
-    return (
-        selected.filter(pl.col(LABEL).is_not_null())
-        .select(*IDENTITY_COLUMNS, *config.features, LABEL, "split")
-        .sort("flight_id")
-    )
+from trainflow.features.flights import LABEL
+from trainflow.manifest import MANIFEST_ARTIFACT, build_manifest, dumps
+from trainflow.models.lightgbm_model import train_lightgbm, training_params
+from trainflow.settings import REPO_ROOT
 
 
 @dg.asset(
@@ -77,11 +45,14 @@ def training_dataset(
     span = config.windows.span.days()
     inputs = {"flight_features": window_versions(flight_features.day_versions, span)}
     key = cache_key(code_version_of(context), config.hash_of("windows", "features"), inputs)
+    hashes = flight_features.day_content_hashes
     lineage = {
         "flight_features": {
             "delta_version": flight_features.version,
-            "day_data_versions": inputs["flight_features"],
-            "day_content_hashes": window_versions(flight_features.day_content_hashes, span),
+            "partitions": {
+                day: {"data_version": version, "content_hash": hashes[dt.date.fromisoformat(day)]}
+                for day, version in inputs["flight_features"].items()
+            },
         }
     }
     context.add_output_metadata(
@@ -92,7 +63,7 @@ def training_dataset(
     )
     if table_hit(context, cache_policy, lake.lake(), "training_dataset", key):
         return LakeOutput(frame=None)
-    dataset = _select_splits(flight_features.frame, config)
+    dataset = select_splits(flight_features.frame, config)
     counts = dict(dataset.group_by("split").len().iter_rows())
     rates = dict(dataset.group_by("split").agg(pl.col(LABEL).mean()).iter_rows())
     context.add_output_metadata(
@@ -154,13 +125,51 @@ def model(
         early_stopping_rounds=config.model.early_stopping_rounds,
     )
     train_seconds = time.perf_counter() - started
+    features_read = _dataset_lineage(lake, training_dataset.version)["flight_features"]
+    manifest = build_manifest(
+        repo=REPO_ROOT,
+        model={
+            "family": "lightgbm",
+            "sha256": trained.sha256,
+            "best_iteration": trained.best_iteration,
+            "validation_roc_auc": trained.validation_auc,
+            "feature_names": trained.feature_names,
+        },
+        config=config.model_dump(mode="json"),
+        config_hash=config.config_hash,
+        seeds={
+            "seed": config.seed,
+            "lightgbm": {
+                k: v
+                for k, v in training_params({}, config.seed, config.model.num_threads).items()
+                if k.endswith("seed") or k in ("deterministic", "force_row_wise", "num_threads")
+            },
+        },
+        inputs={
+            "training_dataset": {
+                "delta_version": training_dataset.version,
+                "data_version": training_dataset.data_version,
+                "content_hash": training_dataset.table_content_hash,
+            },
+            "flight_features": {
+                "delta_version": features_read["delta_version"],
+                "partitions": {
+                    day: {"delta_version": features_read["delta_version"], **entry}
+                    for day, entry in features_read["partitions"].items()
+                },
+            },
+        },
+        code_versions=CODE_VERSIONS,
+        cache_keys={"training_dataset": training_dataset.data_version, "model": key},
+        dagster_run_id=context.run_id,
+    )
     lineage = {
         "dagster_run_id": context.run_id,
         "config_hash": config.config_hash,
         "code_versions": CODE_VERSIONS,
         "input_delta_versions": {
             "training_dataset": training_dataset.version,
-            "flight_features": _features_version(lake, training_dataset.version),
+            "flight_features": features_read["delta_version"],
         },
         "input_data_versions": {"training_dataset": training_dataset.data_version},
         "seed": config.seed,
@@ -170,6 +179,8 @@ def model(
         f"{trained.validation_auc:.4f}, {train_seconds:.1f}s"
     )
 
+    # MLflow run ids and timestamps are random / wall-clock by design: they identify the run,
+    # they never enter the model bytes, the manifest's hashes or any cache key.
     experiment_id = mlflow_tracking.experiment_id(config.name)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"dagster-{context.run_id[:8]}"):
         mlflow.set_tags(
@@ -193,12 +204,16 @@ def model(
         )
         mlflow.log_dict(config.model_dump(mode="json"), "experiment_config.json")
         mlflow.log_dict(lineage, "lineage.json")
+        mlflow.log_text(dumps(manifest), MANIFEST_ARTIFACT)
         info = mlflow.lightgbm.log_model(
             trained.booster,
             name="model",
             pip_requirements=[f"lightgbm=={lgb.__version__}"],
         )
         run_id = info.run_id
+    manifest_uri = lake.object_store("_manifests").put(
+        f"{run_id}.json", dumps(manifest).encode(), "application/json"
+    )
 
     importance = sorted(
         zip(trained.feature_names, trained.booster.feature_importance("gain"), strict=True),
@@ -212,6 +227,8 @@ def model(
             "mlflow_run_id": run_id,
             "config_hash": config.config_hash,
             "train_seconds": round(train_seconds, 2),
+            "manifest_uri": manifest_uri,
+            "manifest": dg.MetadataValue.json(manifest),
             "feature_importance_gain": dg.MetadataValue.md(
                 "| feature | gain |\n|---|---|\n"
                 + "\n".join(f"| {name} | {gain:.0f} |" for name, gain in importance)
@@ -230,15 +247,20 @@ def model(
             "mlflow_model_uri": [info.model_uri],
             "config_hash": [config.config_hash],
             "lineage_json": [json.dumps(lineage, sort_keys=True)],
+            "manifest_json": [dumps(manifest)],
         }
     )
     # The model's content hash is the sha256 of its text, the figure reproduce compares.
     return LakeOutput(frame=with_bookkeeping(row, key, trained.sha256))
 
 
-def _features_version(lake: LakeResource, training_dataset_version: int) -> int | None:
-    """The flight_features Delta version the dataset was built from (its commit lineage)."""
+def _dataset_lineage(lake: LakeResource, training_dataset_version: int) -> dict[str, Any]:
+    """What the training dataset was built from: stored with its Delta commit."""
     lineage = lake.lake().commit_metadata("training_dataset", training_dataset_version)
     if "trainflow.lineage" not in lineage:
-        return None
-    return int(json.loads(lineage["trainflow.lineage"])["flight_features"]["delta_version"])
+        raise ValueError(
+            f"training_dataset version {training_dataset_version} has no lineage in its "
+            "commit; re-materialize it"
+        )
+    found: dict[str, Any] = json.loads(lineage["trainflow.lineage"])
+    return found

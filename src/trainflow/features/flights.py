@@ -7,6 +7,10 @@ The rule that keeps them honest: features for a flight on day D use
 - outcomes (delays) of days strictly before D only.
 No outcome of day D or later, and no row of a later day, can change a feature of day D;
 `tests/features/test_point_in_time.py` proves this property on generated data.
+
+Determinism: polars runs group-bys and joins on several threads, so intermediate row
+order varies; every aggregate here is an integer count (exact in any order) and the
+output is sorted by flight_id, so the result is the same bytes on every run.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """The baseline every model must beat: logistic regression on calendar features only.
 
 It answers "what do we get without weather, plane and history features?" (about 0.61 ROC
-AUC on 2013). lbfgs is deterministic; no random state is involved.
+AUC on 2013). lbfgs uses no random state; its float sums go through BLAS, whose thread
+count can change the last bits of the coefficients (a determinism risk for the baseline's
+metrics only, never for the model; pin OPENBLAS_NUM_THREADS to rule it out).
 """
 
 from __future__ import annotations

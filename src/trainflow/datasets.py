@@ -1,0 +1,46 @@
+"""The training dataset: feature rows chosen by date windows (time-based splits only)."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from trainflow.config import ExperimentConfig
+from trainflow.features.flights import ALL_FEATURES, IDENTITY_COLUMNS, LABEL
+
+SPLITS = ("train", "validation", "test")
+
+
+class DatasetError(ValueError):
+    """The configured windows cannot be served from the available feature partitions."""
+
+
+def select_splits(features: pl.DataFrame, config: ExperimentConfig) -> pl.DataFrame:
+    """Rows of the configured windows with a `split` column, sorted by flight_id (a stable
+    order, so training sees the same rows in the same order every time)."""
+    unknown = sorted(set(config.features) - set(ALL_FEATURES))
+    if unknown:
+        raise DatasetError(f"config {config.name}: unknown feature(s) {', '.join(unknown)}")
+    windows = config.windows
+    split = (
+        pl.when(pl.col("day").is_between(windows.train.start, windows.train.end))
+        .then(pl.lit("train"))
+        .when(pl.col("day").is_between(windows.validation.start, windows.validation.end))
+        .then(pl.lit("validation"))
+        .when(pl.col("day").is_between(windows.test.start, windows.test.end))
+        .then(pl.lit("test"))
+    )
+    selected = features.with_columns(split.alias("split")).filter(pl.col("split").is_not_null())
+    present = set(selected["day"].unique().to_list())
+    needed = [d for w in (windows.train, windows.validation, windows.test) for d in w.days()]
+    missing = [str(d) for d in needed if d not in present]
+    if missing:
+        raise DatasetError(
+            f"training_dataset: flight_features has no rows for {len(missing)} configured "
+            f"day(s), e.g. {', '.join(missing[:5])}; materialize those partitions first"
+        )
+    # Cancelled and diverted flights have no arrival delay, hence no label.
+    return (
+        selected.filter(pl.col(LABEL).is_not_null())
+        .select(*IDENTITY_COLUMNS, *config.features, LABEL, "split")
+        .sort("flight_id")
+    )
