@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+import polars as pl
 
 from trainflow.settings import Settings
 from trainflow.warehouse import landing
@@ -153,9 +154,64 @@ def reproduce(
     click.echo("reproduced exactly: identical model bytes and metrics")
 
 
+@main.group()
+def quarantine() -> None:
+    """Inspect rows that broke the data contract (the quarantine_flights table)."""
+
+
+def _quarantine_table() -> pl.DataFrame | None:
+    from trainflow.defs.ingest import QUARANTINE_TABLE
+    from trainflow.lake.delta_lake import DeltaLake
+
+    settings = Settings.from_env()
+    lake = DeltaLake(settings.lake_uri, settings.storage_options)
+    if lake.version(QUARANTINE_TABLE) is None:
+        return None
+    return lake.read(QUARANTINE_TABLE)
+
+
+@quarantine.command("list")
+def quarantine_list() -> None:
+    """Quarantined rows per partition, column and rule."""
+    table = _quarantine_table()
+    if table is None or table.is_empty():
+        click.echo("quarantine is empty")
+        return
+    summary = (
+        table.group_by("day", "column", "rule", "contract")
+        .agg(pl.col("row_index").n_unique().alias("rows"))
+        .sort("day", "column", "rule")
+    )
+    click.echo(f"{'partition':<12} {'rows':>5}  {'column':<18} {'rule':<34} contract")
+    for day, column, rule, contract, rows in summary.select(
+        "day", "column", "rule", "contract", "rows"
+    ).iter_rows():
+        click.echo(f"{day!s:<12} {rows:>5}  {column:<18} {rule:<34} {contract}")
+
+
+@quarantine.command("show")
+@click.argument("partition")
+@click.option("--limit", default=20, show_default=True, help="Rows to print.")
+def quarantine_show(partition: str, limit: int) -> None:
+    """The quarantined rows of one partition (YYYY-MM-DD): rule, column, observed value, row."""
+    day = _date(partition)
+    table = _quarantine_table()
+    rows = table.filter(pl.col("day") == day) if table is not None else None
+    if rows is None or rows.is_empty():
+        raise click.ClickException(f"no quarantined rows for partition {partition}")
+    click.echo(f"partition {partition}: {rows['row_index'].n_unique()} row(s) quarantined")
+    for row in rows.head(limit).iter_rows(named=True):
+        click.echo(
+            f"  row {row['row_index']}: column {row['column']!r} rule {row['rule']} "
+            f"observed {row['observed']!r} ({row['contract']}, run {row['run_id'][:8]})"
+        )
+        click.echo(f"    {row['row_json']}")
+
+
 LAKE_TABLES = (
     "raw_snapshot",
     "validated_flights",
+    "quarantine_flights",
     "flight_features",
     "training_dataset",
     "model",

@@ -6,12 +6,12 @@ import dagster as dg
 import polars as pl
 
 from trainflow.cache import cache_key, stamp_days
-from trainflow.contracts.flights import (
-    CONTRACT_NAME,
-    CONTRACT_VERSION,
+from trainflow.contracts.contract import (
     ContractViolation,
-    validate_flights,
+    describe_quarantine,
+    validate_partitions,
 )
+from trainflow.contracts.flights import FLIGHTS_CONTRACT
 from trainflow.defs.caching import (
     CachePolicyResource,
     code_version_of,
@@ -25,6 +25,8 @@ from trainflow.defs.resources import LakeResource, WarehouseResource
 from trainflow.manifest import content_hash
 
 SINGLE_RUN = dg.BackfillPolicy.single_run()
+# Rejected rows of validated_flights: one Delta table, daily like the data it came from.
+QUARANTINE_TABLE = "quarantine_flights"
 
 
 @dg.asset(
@@ -90,10 +92,12 @@ def validated_flights(
     lake: LakeResource,
     cache_policy: CachePolicyResource,
 ) -> LakeOutput:
-    """The snapshot, checked day by day against the flights data contract.
+    """The snapshot's good rows, checked against the flights data contract (contracts/*.yaml).
 
-    A violation fails the step with a message naming partition, column and rule, so no
-    feature or model is ever built from a partition that broke the contract.
+    Rows that break a row-level rule go to the quarantine table with rule, column and
+    observed value (rows in = validated + quarantined, per partition). A table-level
+    violation, or too many rejected rows, fails the step with a message naming partition,
+    column, contract version and rule, so no feature or model is built from that partition.
     """
     window = day_window(context.partition_time_window)
     absent = [str(day) for day in window.days() if day not in raw_snapshot.day_versions]
@@ -101,30 +105,41 @@ def validated_flights(
         raise ValueError(
             f"validated_flights: raw_snapshot has no rows for partition(s) {', '.join(absent[:10])}"
         )
+    contract = FLIGHTS_CONTRACT
     code = code_version_of(context)
-    contract = f"{CONTRACT_NAME} v{CONTRACT_VERSION}"
     wanted = {
-        day: cache_key(code, contract, {"raw_snapshot": raw_snapshot.day_versions[day]})
+        day: cache_key(code, contract.fingerprint, {"raw_snapshot": raw_snapshot.day_versions[day]})
         for day in window.days()
     }
-    plan = plan_days(context, cache_policy, lake.lake(), "validated_flights", window, wanted)
+    store = lake.lake()
+    plan = plan_days(context, cache_policy, store, "validated_flights", window, wanted)
+    if not plan.misses:
+        return LakeOutput(frame=pl.DataFrame(), days=[])
     todo = raw_snapshot.frame.filter(pl.col("day").is_in(plan.misses))
     try:
-        # One pass over the whole range is fast; only a failure needs the per-day pass.
-        validate_flights(todo, partition=str(window))
-    except ContractViolation:
-        for day in plan.misses:
-            validate_flights(todo.filter(pl.col("day") == day), partition=str(day))
+        outcome = validate_partitions(todo, contract, plan.misses, context.run_id)
+    except ContractViolation as violation:
+        if violation.outcome is not None:  # too many rejects: keep them inspectable
+            store.write(QUARANTINE_TABLE, violation.outcome.quarantine, window, days=plan.misses)
         raise
-    context.log.info(f"validated_flights: {len(plan.misses)} partition(s) checked and passed")
-    validated = stamp_days(todo, plan.keys)
+    store.write(QUARANTINE_TABLE, outcome.quarantine, window, days=plan.misses)
+    validated = stamp_days(outcome.valid, plan.keys)
     report_computed_days(context, validated)
-    null_counts = {k: v for k, v in todo.null_count().row(0, named=True).items() if v}
+    for day in plan.misses:
+        context.add_asset_metadata(outcome.counts(day), partition_key=day.isoformat())
+    quarantined = outcome.quarantine["row_index"].n_unique()
+    context.log.info(
+        f"validated_flights: {len(plan.misses)} partition(s) checked against {contract.label}: "
+        f"{validated.height} rows valid, {quarantined} quarantined"
+    )
     context.add_output_metadata(
         {
-            "contract": contract,
-            "null_counts": dg.MetadataValue.json(null_counts),
-            "days": window.n_days,
+            "contract": contract.label,
+            "quarantine_table": store.table_uri(QUARANTINE_TABLE),
+            "quarantined_by_rule": dg.MetadataValue.json(describe_quarantine(outcome.quarantine)),
+            "null_counts": dg.MetadataValue.json(
+                {k: v for k, v in todo.null_count().row(0, named=True).items() if v}
+            ),
         }
     )
     return LakeOutput(frame=validated, days=plan.misses)

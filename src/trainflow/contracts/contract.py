@@ -1,0 +1,252 @@
+"""Data contracts as versioned YAML files, compiled to pandera polars schemas.
+
+Two kinds of violation, treated differently (nothing is ever silently dropped):
+- table-level (a missing, renamed or retyped column; a day with too few rows) fails the
+  partition at once: nothing downstream can be trusted;
+- row-level (a null key, an unknown code, a value out of range, a duplicate key) sends the
+  row to quarantine with the rule, column and observed value; the partition keeps its good
+  rows, unless more than `max_reject_fraction` of its rows were rejected, which fails it.
+Every message names the partition, the column, the contract version and the rule.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandera.polars as pa
+import polars as pl
+import yaml
+from pandera.errors import SchemaErrors
+from pydantic import BaseModel, ConfigDict
+
+POLARS_TYPES: dict[str, type[pl.DataType]] = {
+    "Boolean": pl.Boolean,
+    "Date": pl.Date,
+    "Datetime": pl.Datetime,
+    "Float64": pl.Float64,
+    "Int32": pl.Int32,
+    "Int64": pl.Int64,
+    "String": pl.String,
+}
+QUARANTINE_SCHEMA = {
+    "day": pl.Date,
+    "row_index": pl.Int64,
+    "column": pl.String,
+    "rule": pl.String,
+    "observed": pl.String,
+    "row_json": pl.String,
+    "contract": pl.String,
+    "run_id": pl.String,
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FieldSpec(_Strict):
+    type: str
+    nullable: bool = True
+    unique: bool = False
+    enum: list[str] | None = None
+    min: float | None = None
+    max: float | None = None
+    pattern: str | None = None
+
+
+class Expectations(_Strict):
+    min_rows_per_day: int = 1
+    max_reject_fraction: float = 0.0
+
+
+class Contract(_Strict):
+    name: str
+    version: int
+    key: list[str]
+    fields: dict[str, FieldSpec]
+    expectations: Expectations = Expectations()
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} v{self.version}"
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes with any rule, so a contract edit revalidates every partition."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+
+    def row_schema(self) -> pa.DataFrameSchema:
+        """The row-level rules as a pandera schema (types are checked before, table-level)."""
+        columns = {}
+        for name, spec in self.fields.items():
+            checks = []
+            if spec.enum is not None:
+                checks.append(pa.Check.isin(spec.enum))
+            if spec.min is not None:
+                checks.append(pa.Check.ge(spec.min))
+            if spec.max is not None:
+                checks.append(pa.Check.le(spec.max))
+            if spec.pattern is not None:
+                checks.append(pa.Check.str_matches(spec.pattern))
+            columns[name] = pa.Column(
+                None, checks=checks, nullable=spec.nullable, unique=spec.unique
+            )
+        return pa.DataFrameSchema(columns=columns, strict=False, name=self.label)
+
+
+def load_contract(path: Path) -> Contract:
+    return Contract.model_validate(yaml.safe_load(path.read_text()))
+
+
+class ContractViolation(ValueError):
+    """A partition broke its contract; the message names partition, column, version, rule."""
+
+    def __init__(self, message: str, outcome: ValidationOutcome | None = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+
+
+@dataclass(frozen=True)
+class ValidationOutcome:
+    valid: pl.DataFrame
+    quarantine: pl.DataFrame
+    rows_in: dict[dt.date, int]
+
+    def counts(self, day: dt.date) -> dict[str, int]:
+        rejected = self.quarantine.filter(pl.col("day") == day)["row_index"].n_unique()
+        return {
+            "rows_in": self.rows_in.get(day, 0),
+            "rows_validated": self.valid.filter(pl.col("day") == day).height,
+            "rows_quarantined": rejected,
+        }
+
+
+def check_table(frame: pl.DataFrame, contract: Contract, partition: str) -> None:
+    """Fail fast on what makes every row suspect: missing or retyped columns."""
+    problems = []
+    for name, spec in contract.fields.items():
+        if name not in frame.columns:
+            extra = sorted(set(frame.columns) - set(contract.fields))
+            hint = f" (columns not in the contract: {', '.join(extra)})" if extra else ""
+            problems.append(f"column {name!r} is missing (rule: required column){hint}")
+            continue
+        wanted = POLARS_TYPES[spec.type]
+        found = frame.schema[name]
+        if found.base_type() != wanted:
+            problems.append(
+                f"column {name!r} has type {found}, the contract requires {spec.type} (rule: type)"
+            )
+    if problems:
+        raise ContractViolation(
+            f"partition {partition} violates data contract {contract.label}: " + "; ".join(problems)
+        )
+
+
+def validate_partitions(
+    frame: pl.DataFrame,
+    contract: Contract,
+    days: list[dt.date],
+    run_id: str,
+) -> ValidationOutcome:
+    """Validate the rows of `days` (one or many partitions) against the contract.
+
+    Raises `ContractViolation` for a table-level problem, or when a day's reject fraction
+    is over the limit (the exception carries the outcome, so the quarantine can still be
+    written and inspected). Otherwise returns good rows and quarantine rows.
+    """
+    window = f"{days[0]}..{days[-1]}" if len(days) > 1 else str(days[0])
+    check_table(frame, contract, window)
+    rows_in = dict(frame.group_by("day").len().iter_rows())
+    too_few = [
+        f"{day} ({rows_in.get(day, 0)} rows)"
+        for day in days
+        if rows_in.get(day, 0) < contract.expectations.min_rows_per_day
+    ]
+    if too_few:
+        raise ContractViolation(
+            f"partition(s) {', '.join(too_few)} violate data contract {contract.label}: "
+            f"fewer than {contract.expectations.min_rows_per_day} rows "
+            "(rule: min_rows_per_day)"
+        )
+    indexed = frame.with_row_index("row_index").with_columns(pl.col("row_index").cast(pl.Int64))
+    quarantine = _row_failures(indexed, contract, run_id)
+    rejected = set(quarantine["row_index"].to_list())
+    outcome = ValidationOutcome(
+        valid=indexed.filter(~pl.col("row_index").is_in(rejected)).drop("row_index"),
+        quarantine=quarantine,
+        rows_in={day: rows_in.get(day, 0) for day in days},
+    )
+    limit = contract.expectations.max_reject_fraction
+    over = []
+    for day in days:
+        counts = outcome.counts(day)
+        fraction = counts["rows_quarantined"] / max(counts["rows_in"], 1)
+        if fraction > limit:
+            rules = (
+                quarantine.filter(pl.col("day") == day)
+                .group_by("column", "rule")
+                .agg(pl.col("row_index").n_unique().alias("rows"))
+                .sort("rows", descending=True)
+            )
+            detail = ", ".join(
+                f"column {c!r} rule {r} ({n} rows)" for c, r, n in rules.head(3).iter_rows()
+            )
+            over.append(
+                f"partition {day}: {counts['rows_quarantined']} of {counts['rows_in']} rows "
+                f"({fraction:.1%}) rejected, over max_reject_fraction {limit:.1%}: {detail}"
+            )
+    if over:
+        raise ContractViolation(
+            f"data contract {contract.label} violated; " + "; ".join(over), outcome
+        )
+    return outcome
+
+
+def _row_failures(indexed: pl.DataFrame, contract: Contract, run_id: str) -> pl.DataFrame:
+    try:
+        contract.row_schema().validate(indexed, lazy=True)
+    except SchemaErrors as exc:
+        failures = exc.failure_cases.filter(pl.col("index").is_not_null())
+    else:
+        return pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    if failures.is_empty():
+        return pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    failures = failures.select(
+        pl.col("index").cast(pl.Int64).alias("row_index"),
+        pl.col("column").cast(pl.String),
+        pl.col("check")
+        .cast(pl.String)
+        .map_elements(_rule_name, return_dtype=pl.String)
+        .alias("rule"),
+        pl.col("failure_case").cast(pl.String).alias("observed"),
+    )
+    rows = indexed.select(
+        "row_index",
+        "day",
+        pl.struct(pl.all().exclude("row_index")).struct.json_encode().alias("row_json"),
+    )
+    return (
+        failures.join(rows, on="row_index", how="left")
+        .with_columns(pl.lit(contract.label).alias("contract"), pl.lit(run_id).alias("run_id"))
+        .select(list(QUARANTINE_SCHEMA))
+        .cast(QUARANTINE_SCHEMA)
+        .sort("day", "row_index", "column")
+    )
+
+
+def _rule_name(check: str) -> str:
+    """pandera's check name, with enum lists shortened: `isin(['9E', ...])` -> `isin(enum)`."""
+    return re.sub(r"^isin\(\[.*\]\)$", "isin(enum)", check)
+
+
+def describe_quarantine(quarantine: pl.DataFrame) -> dict[str, Any]:
+    """Counts per column and rule, for metadata and the CLI."""
+    grouped = quarantine.group_by("column", "rule").agg(
+        pl.col("row_index").n_unique().alias("rows")
+    )
+    return {f"{c}: {r}": n for c, r, n in grouped.sort("rows", descending=True).iter_rows()}

@@ -1,0 +1,251 @@
+"""Bad input in the real warehouse, one case per test: each ends in a clear failure naming
+the problem, or in quarantine with exact counts; no row is ever lost
+(rows in = rows validated + rows quarantined)."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+
+from tests.conftest import BIN
+from trainflow.defs.caching import CachePolicyResource
+from trainflow.defs.features import flight_features
+from trainflow.defs.ingest import QUARANTINE_TABLE, raw_snapshot, validated_flights
+from trainflow.defs.io_manager import DeltaLakeIOManager
+from trainflow.defs.resources import LakeResource, WarehouseResource
+from trainflow.lake.delta_lake import DeltaLake
+
+DAYS = ("2013-02-01", "2013-02-05")
+BAD_DAY = "2013-02-03"
+
+
+def materialize(warehouse: Path, lake: Path) -> dg.ExecuteInProcessResult:
+    lake_resource = LakeResource(lake_uri=str(lake))
+    return dg.materialize(
+        [raw_snapshot, validated_flights, flight_features],
+        resources={
+            "warehouse": WarehouseResource(path=str(warehouse)),
+            "io_manager": DeltaLakeIOManager(lake=lake_resource),
+            "lake": lake_resource,
+            "cache_policy": CachePolicyResource(),
+        },
+        tags={
+            "dagster/asset_partition_range_start": DAYS[0],
+            "dagster/asset_partition_range_end": DAYS[1],
+        },
+        raise_on_error=False,
+    )
+
+
+def change(warehouse: Path, *statements: str) -> None:
+    with duckdb.connect(str(warehouse)) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+def failure_message(result: dg.ExecuteInProcessResult) -> tuple[str, str]:
+    assert not result.success
+    event = result.get_step_failure_events()[0]
+    error = event.step_failure_data.error
+    assert error is not None
+    return event.step_key or "", str(error.cause.message if error.cause else error.message)
+
+
+def drift_view(expression: str) -> str:
+    """Schema drift upstream: the warehouse model itself changes shape."""
+    return (
+        "create or replace view main.flights_enriched as "
+        f"select {expression} from main.flights_enriched_original"
+    )
+
+
+@pytest.fixture
+def warehouse(warehouse_copy: Path) -> Path:
+    change(
+        warehouse_copy,
+        "create table main.flights_enriched_original as select * from main.flights_enriched",
+    )
+    return warehouse_copy
+
+
+def assert_nothing_lost(lake: DeltaLake, quarantined_rows: int) -> None:
+    snapshot = lake.read("raw_snapshot")
+    validated = lake.read("validated_flights")
+    quarantine = lake.read(QUARANTINE_TABLE)
+    assert quarantine["row_index"].n_unique() == quarantined_rows
+    kept = set(validated["flight_id"].to_list())
+    rejected = {int(r) for r in quarantine["row_json"].str.json_path_match("$.flight_id")}
+    assert kept.isdisjoint(rejected)
+    assert kept | rejected == set(snapshot["flight_id"].to_list())
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        (
+            "* exclude (carrier)",
+            "column 'carrier' is missing (rule: required column)",
+        ),
+        (
+            "* rename (carrier as carrier_code)",
+            "column 'carrier' is missing (rule: required column) "
+            "(columns not in the contract: airline_name, carrier_code",
+        ),
+        (
+            "* replace (cast(arr_delay_minutes as varchar) as arr_delay_minutes)",
+            "column 'arr_delay_minutes' has type String, the contract requires Float64 (rule: type)",
+        ),
+    ],
+    ids=["dropped-column", "renamed-column", "retyped-column"],
+)
+def test_schema_drift_fails_fast_naming_column_version_and_rule(
+    warehouse: Path, tmp_path: Path, expression: str, expected: str
+) -> None:
+    change(warehouse, drift_view(expression))
+    step, message = failure_message(materialize(warehouse, tmp_path / "lake"))
+    assert step == "validated_flights"
+    assert "partition 2013-02-01..2013-02-05 violates data contract flights v2" in message
+    assert expected in message
+    assert DeltaLake(str(tmp_path / "lake")).version("validated_flights") is None
+    assert DeltaLake(str(tmp_path / "lake")).version("flight_features") is None
+
+
+def test_null_burst_in_a_key_fails_the_partition_and_keeps_the_rejects(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    change(
+        warehouse,
+        f"update raw.flights set carrier = null where flight_date = date '{BAD_DAY}' "
+        "and source_row % 4 = 0",
+    )
+    step, message = failure_message(materialize(warehouse, tmp_path / "lake"))
+    assert step == "validated_flights"
+    assert f"partition {BAD_DAY}:" in message
+    assert "over max_reject_fraction 5.0%: column 'carrier' rule not_nullable" in message
+    lake = DeltaLake(str(tmp_path / "lake"))
+    assert lake.version("validated_flights") is None
+    quarantine = lake.read(QUARANTINE_TABLE)
+    assert quarantine["day"].cast(pl.String).unique().to_list() == [BAD_DAY]
+    assert (
+        quarantine.height
+        == lake.read("raw_snapshot")
+        .filter((pl.col("day").cast(pl.String) == BAD_DAY) & pl.col("carrier").is_null())
+        .height
+    )
+
+
+@pytest.mark.parametrize(
+    ("statement", "column", "rule"),
+    [
+        ("update raw.flights set carrier = 'ZZ' where {bad} and source_row % 50 = 0",
+         "carrier", "isin(enum)"),
+        ("update raw.flights set distance = -5 where {bad} and source_row % 50 = 0",
+         "distance_miles", "greater_than_or_equal_to(1.0)"),
+        ("update raw.flights set origin = null where {bad} and source_row % 50 = 0",
+         "origin", "not_nullable"),
+    ],
+    ids=["unknown-carrier", "out-of-range-distance", "null-key"],
+)  # fmt: skip
+def test_bad_rows_are_quarantined_and_counted(
+    warehouse: Path, tmp_path: Path, statement: str, column: str, rule: str
+) -> None:
+    change(warehouse, statement.format(bad=f"flight_date = date '{BAD_DAY}'"))
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        row = conn.execute(
+            f"select count(*) from raw.flights where flight_date = date '{BAD_DAY}' "
+            "and source_row % 50 = 0"
+        ).fetchone()
+    assert row is not None
+    bad_rows = int(row[0])
+    result = materialize(warehouse, tmp_path / "lake")
+    assert result.success
+    lake = DeltaLake(str(tmp_path / "lake"))
+    quarantine = lake.read(QUARANTINE_TABLE)
+    assert quarantine.select("column", "rule").unique().rows() == [(column, rule)]
+    assert_nothing_lost(lake, bad_rows)
+    events = {
+        e.materialization.partition: e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.materialization.asset_key == validated_flights.key
+    }
+    counts = {
+        k: events[BAD_DAY][k].value for k in ("rows_in", "rows_validated", "rows_quarantined")
+    }
+    assert counts["rows_quarantined"] == bad_rows
+    assert counts["rows_in"] == counts["rows_validated"] + bad_rows
+    assert events["2013-02-02"]["rows_quarantined"].value == 0
+
+
+def test_duplicate_keys_are_quarantined(warehouse: Path, tmp_path: Path) -> None:
+    change(
+        warehouse,
+        "insert into raw.flights select * from raw.flights "
+        f"where flight_date = date '{BAD_DAY}' and source_row % 100 = 0",
+    )
+    result = materialize(warehouse, tmp_path / "lake")
+    assert result.success
+    lake = DeltaLake(str(tmp_path / "lake"))
+    quarantine = lake.read(QUARANTINE_TABLE)
+    assert quarantine.select("column", "rule").unique().rows() == [
+        ("flight_id", "field_uniqueness")
+    ]
+    duplicated = lake.read("raw_snapshot").group_by("flight_id").len().filter(pl.col("len") > 1)
+    assert quarantine["row_index"].n_unique() == 2 * duplicated.height  # both copies held
+    assert (
+        lake.read("validated_flights")["flight_id"].n_unique()
+        == lake.read("validated_flights").height
+    )
+
+
+def test_empty_day_fails_naming_the_partition(warehouse: Path, tmp_path: Path) -> None:
+    change(warehouse, f"delete from raw.flights where flight_date = date '{BAD_DAY}'")
+    step, message = failure_message(materialize(warehouse, tmp_path / "lake"))
+    assert step == "raw_snapshot"
+    assert f"no rows in the warehouse for partition(s) {BAD_DAY}" in message
+
+
+def test_thin_day_fails_min_rows_rule(warehouse: Path, tmp_path: Path) -> None:
+    change(
+        warehouse,
+        f"delete from raw.flights where flight_date = date '{BAD_DAY}' and source_row % 10 <> 0",
+    )
+    step, message = failure_message(materialize(warehouse, tmp_path / "lake"))
+    assert step == "validated_flights"
+    assert f"partition(s) {BAD_DAY} (" in message
+    assert (
+        "violate data contract flights v2: fewer than 400 rows (rule: min_rows_per_day)" in message
+    )
+
+
+def test_quarantine_command_lists_and_shows_rows(warehouse: Path, tmp_path: Path) -> None:
+    change(
+        warehouse,
+        f"update raw.flights set carrier = 'ZZ' where flight_date = date '{BAD_DAY}' "
+        "and source_row % 50 = 0",
+    )
+    assert materialize(warehouse, tmp_path / "lake").success
+    env = {**os.environ, "TRAINFLOW_LAKE_URI": str(tmp_path / "lake")}
+    listed = subprocess.run(
+        [str(BIN / "trainflow"), "quarantine", "list"], env=env, capture_output=True, text=True
+    )
+    assert listed.returncode == 0, listed.stderr
+    rows = DeltaLake(str(tmp_path / "lake")).read(QUARANTINE_TABLE).height
+    lines = [line.split() for line in listed.stdout.splitlines()]
+    assert [BAD_DAY, str(rows), "carrier", "isin(enum)", "flights", "v2"] in lines
+    shown = subprocess.run(
+        [str(BIN / "trainflow"), "quarantine", "show", BAD_DAY, "--limit", "2"],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert f"partition {BAD_DAY}: {rows} row(s) quarantined" in shown.stdout
+    assert "observed 'ZZ'" in shown.stdout
+    missing = subprocess.run(
+        [str(BIN / "trainflow"), "quarantine", "show", "2013-02-02"],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert missing.returncode != 0
+    assert "no quarantined rows for partition 2013-02-02" in missing.stderr
