@@ -49,6 +49,8 @@ def change(warehouse: Path, *statements: str) -> None:
 
 def failure_message(result: dg.ExecuteInProcessResult) -> tuple[str, str]:
     assert not result.success
+    # Deterministic failures are never retried (retries are for I/O).
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     event = result.get_step_failure_events()[0]
     error = event.step_failure_data.error
     assert error is not None

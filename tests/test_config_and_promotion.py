@@ -44,19 +44,20 @@ GATE = GateConfig(min_test_roc_auc=0.65, min_uplift_over_baseline=0.02)
 
 
 @pytest.mark.parametrize(
-    ("auc", "baseline", "champion", "promote"),
+    ("auc", "baseline", "champion", "verdict"),
     [
-        (0.70, 0.60, None, True),  # passes the gate, no champion yet
-        (0.70, 0.60, 0.69, True),  # better than the champion
-        (0.70, 0.60, 0.70, True),  # equal is "not worse"
-        (0.70, 0.60, 0.71, False),  # worse than the champion
-        (0.64, 0.50, None, False),  # under the absolute gate
-        (0.70, 0.69, None, False),  # too little uplift over baseline
+        (0.70, 0.60, None, "champion"),  # passes the gate, no champion yet
+        (0.70, 0.60, 0.69, "champion"),  # better than the champion
+        (0.70, 0.60, 0.70, "champion"),  # equal is "not worse"
+        (0.70, 0.60, 0.71, "challenger"),  # passes the gate, worse than the champion
+        (0.64, 0.50, None, "rejected"),  # under the absolute gate
+        (0.70, 0.69, None, "rejected"),  # too little uplift over baseline
     ],
 )
-def test_promotion_gate(auc: float, baseline: float, champion: float | None, promote: bool) -> None:
+def test_promotion_gate(auc: float, baseline: float, champion: float | None, verdict: str) -> None:
     decision = decide_promotion(
         candidate_auc=auc, baseline_auc=baseline, champion_auc=champion, gate=GATE
     )
-    assert decision.promote is promote
+    assert decision.verdict == verdict
+    assert decision.summary().startswith(f"{verdict}: ")
     assert len(decision.reasons) == 3

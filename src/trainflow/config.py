@@ -94,6 +94,9 @@ class ExperimentConfig(_Strict):
     model: ModelConfig
     evaluation: EvaluationConfig = EvaluationConfig()
     gate: GateConfig
+    # Refuse to train when the newest landed day is more than this many days after the
+    # newest day the model learns or is tested on (None: no freshness rule).
+    max_input_lag_days: int | None = None
 
     @property
     def config_hash(self) -> str:

@@ -17,6 +17,7 @@ from trainflow.defs.caching import CachePolicyResource, code_version_of, table_h
 from trainflow.defs.code_versions import CODE_VERSIONS
 from trainflow.defs.io_manager import DeltaInput, LakeOutput
 from trainflow.defs.resources import ExperimentConfigResource, LakeResource, MlflowResource
+from trainflow.defs.retries import IO_RETRY, fail_fast
 from trainflow.evaluation.metrics import binary_metrics, slice_metrics
 from trainflow.evaluation.plots import calibration_plot, roc_plot
 from trainflow.evaluation.report import render_html, render_markdown
@@ -26,6 +27,7 @@ from trainflow.models.lightgbm_model import load_model, predict
 from trainflow.promotion import decide_promotion
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+REJECTED_RUN_TAG = "trainflow/model_rejected"
 
 
 def _champion_scores(
@@ -56,12 +58,14 @@ def _long_metrics(role: str, metrics: dict[str, float]) -> list[dict[str, Any]]:
 
 
 @dg.asset(
+    retry_policy=IO_RETRY,
     backfill_policy=dg.BackfillPolicy.single_run(),
     code_version=CODE_VERSIONS["evaluation_report"],
     group_name="evaluation",
     kinds={"mlflow"},
     op_tags={"trainflow/stage": "evaluation"},
 )
+@fail_fast
 def evaluation_report(
     context: dg.AssetExecutionContext,
     training_dataset: DeltaInput,
@@ -179,12 +183,14 @@ def _metric(report: pl.DataFrame, role: str, metric: str) -> float | None:
 
 
 @dg.asset(
+    retry_policy=IO_RETRY,
     backfill_policy=dg.BackfillPolicy.single_run(),
     code_version=CODE_VERSIONS["registry_entry"],
     group_name="evaluation",
     kinds={"mlflow"},
     op_tags={"trainflow/stage": "registry"},
 )
+@fail_fast
 def registry_entry(
     context: dg.AssetExecutionContext,
     model: DeltaInput,
@@ -194,8 +200,9 @@ def registry_entry(
     lake: LakeResource,
     cache_policy: CachePolicyResource,
 ) -> LakeOutput:
-    """An MLflow model version tagged with its lineage; alias `challenger` always, and
-    `champion` only if the gate passes and it is not worse than the current champion.
+    """An MLflow model version tagged with its lineage. Fails the gate: tagged `rejected`
+    with the reason, no alias, and the Dagster run tagged. Passes: alias `challenger`, and
+    `champion` too if it is not worse than the current champion (`trainflow.promotion`).
 
     A cache hit (same model, same evaluation, same gate) registers nothing new."""
     config = experiment.load()
@@ -229,24 +236,35 @@ def registry_entry(
         "baseline_test_roc_auc": f"{baseline_auc:.6f}",
         "promotion": decision.summary(),
     }
+    if not decision.passed_gate:
+        tags.update(rejected="true", rejected_reason=decision.summary())
     client = mlflow_tracking.client()
     version = mlflow.register_model(
         row["mlflow_model_uri"], config.registered_model_name, tags=tags
     )
-    client.set_registered_model_alias(config.registered_model_name, CHALLENGER, version.version)
-    aliases = [CHALLENGER]
+    aliases = []
+    if decision.passed_gate:
+        aliases.append(CHALLENGER)
+        client.set_registered_model_alias(config.registered_model_name, CHALLENGER, version.version)
     if decision.promote:
-        client.set_registered_model_alias(config.registered_model_name, CHAMPION, version.version)
         aliases.append(CHAMPION)
+        client.set_registered_model_alias(config.registered_model_name, CHAMPION, version.version)
+    if not decision.passed_gate:
+        # Mark the Dagster run too, so nobody promotes its model by mistake.
+        context.instance.add_run_tags(
+            context.run_id, {REJECTED_RUN_TAG: f"v{version.version}: {decision.summary()}"}
+        )
+        context.log.warning(f"model version {version.version} rejected: {decision.summary()}")
     context.log.info(
-        f"registered {config.registered_model_name} v{version.version} as "
-        f"{', '.join(aliases)}: {decision.summary()}"
+        f"registered {config.registered_model_name} v{version.version} "
+        f"({', '.join(aliases) or 'no alias'}): {decision.summary()}"
     )
     context.add_output_metadata(
         {
             "registered_model": config.registered_model_name,
             "version": int(version.version),
-            "aliases": ", ".join(aliases),
+            "aliases": ", ".join(aliases) or "none",
+            "verdict": decision.verdict,
             "decision": decision.summary(),
             "model_uri": f"models:/{config.registered_model_name}/{version.version}",
         }
@@ -257,6 +275,7 @@ def registry_entry(
             "version": [int(version.version)],
             "aliases": [aliases],
             "promoted": [decision.promote],
+            "verdict": [decision.verdict],
             "decision": [decision.summary()],
             "model_sha256": [row["model_sha256"]],
             "dagster_run_id": [context.run_id],

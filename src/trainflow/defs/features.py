@@ -17,12 +17,14 @@ from trainflow.defs.code_versions import CODE_VERSIONS
 from trainflow.defs.io_manager import DeltaInput, LakeOutput
 from trainflow.defs.partitions import FEATURE_LOOKBACK_DAYS, daily_2013, day_window
 from trainflow.defs.resources import LakeResource
+from trainflow.defs.retries import IO_RETRY, fail_fast
 from trainflow.features.flights import ALL_FEATURES, LOOKBACK_DAYS, build_flight_features
 
 assert LOOKBACK_DAYS == FEATURE_LOOKBACK_DAYS, "partition mapping must cover the feature lookback"
 
 
 @dg.asset(
+    retry_policy=IO_RETRY,
     partitions_def=daily_2013,
     backfill_policy=dg.BackfillPolicy.single_run(),
     code_version=CODE_VERSIONS["flight_features"],
@@ -40,6 +42,7 @@ assert LOOKBACK_DAYS == FEATURE_LOOKBACK_DAYS, "partition mapping must cover the
     kinds={"polars", "deltalake"},
     op_tags={"trainflow/stage": "features"},
 )
+@fail_fast
 def flight_features(
     context: dg.AssetExecutionContext,
     validated_flights: DeltaInput,

@@ -22,6 +22,7 @@ from trainflow.defs.code_versions import CODE_VERSIONS
 from trainflow.defs.io_manager import DeltaInput, LakeOutput
 from trainflow.defs.partitions import daily_2013, day_window
 from trainflow.defs.resources import LakeResource, WarehouseResource
+from trainflow.defs.retries import IO_RETRY, fail_fast
 from trainflow.manifest import content_hash
 
 SINGLE_RUN = dg.BackfillPolicy.single_run()
@@ -30,6 +31,7 @@ QUARANTINE_TABLE = "quarantine_flights"
 
 
 @dg.asset(
+    retry_policy=IO_RETRY,
     partitions_def=daily_2013,
     backfill_policy=SINGLE_RUN,
     code_version=CODE_VERSIONS["raw_snapshot"],
@@ -38,6 +40,7 @@ QUARANTINE_TABLE = "quarantine_flights"
     kinds={"polars", "deltalake"},
     op_tags={"trainflow/stage": "ingest"},
 )
+@fail_fast
 def raw_snapshot(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
@@ -79,6 +82,7 @@ def raw_snapshot(
 
 
 @dg.asset(
+    retry_policy=IO_RETRY,
     partitions_def=daily_2013,
     backfill_policy=SINGLE_RUN,
     code_version=CODE_VERSIONS["validated_flights"],
@@ -86,6 +90,7 @@ def raw_snapshot(
     kinds={"polars", "deltalake", "pandera"},
     op_tags={"trainflow/stage": "validate"},
 )
+@fail_fast
 def validated_flights(
     context: dg.AssetExecutionContext,
     raw_snapshot: DeltaInput,

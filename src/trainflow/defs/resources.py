@@ -7,6 +7,7 @@ show in the UI): deltalake and boto3 read the standard AWS_* variables themselve
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from mlflow import MlflowClient
 from trainflow.config import ExperimentConfig, load_config
 from trainflow.lake.delta_lake import DayWindow, DeltaLake
 from trainflow.lake.object_store import ObjectStore
+from trainflow.warehouse.landing import landed_days
 
 WAREHOUSE_MODEL = "main.flights_enriched"
 
@@ -53,6 +55,10 @@ class WarehouseResource(dg.ConfigurableResource):
         frame = pl.from_arrow(table)
         assert isinstance(frame, pl.DataFrame)
         return frame
+
+    def newest_landed_day(self) -> dt.date | None:
+        days = landed_days(Path(self.path))
+        return days[-1] if days else None
 
     @contextlib.contextmanager
     def dbt_environment(self) -> Iterator[None]:

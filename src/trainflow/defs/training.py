@@ -11,11 +11,18 @@ import mlflow
 import polars as pl
 
 from trainflow.cache import cache_key, window_versions, with_bookkeeping
+from trainflow.config import ExperimentConfig
 from trainflow.datasets import SPLITS, select_splits
 from trainflow.defs.caching import CachePolicyResource, code_version_of, table_hit
 from trainflow.defs.code_versions import CODE_VERSIONS
 from trainflow.defs.io_manager import DeltaInput, LakeOutput
-from trainflow.defs.resources import ExperimentConfigResource, LakeResource, MlflowResource
+from trainflow.defs.resources import (
+    ExperimentConfigResource,
+    LakeResource,
+    MlflowResource,
+    WarehouseResource,
+)
+from trainflow.defs.retries import IO_RETRY, fail_fast
 from trainflow.features.flights import LABEL
 from trainflow.manifest import MANIFEST_ARTIFACT, build_manifest, dumps
 from trainflow.models.lightgbm_model import train_lightgbm, training_params
@@ -23,12 +30,14 @@ from trainflow.settings import REPO_ROOT
 
 
 @dg.asset(
+    retry_policy=IO_RETRY,
     backfill_policy=dg.BackfillPolicy.single_run(),
     code_version=CODE_VERSIONS["training_dataset"],
     group_name="training",
     kinds={"polars", "deltalake"},
     op_tags={"trainflow/stage": "training"},
 )
+@fail_fast
 def training_dataset(
     context: dg.AssetExecutionContext,
     flight_features: DeltaInput,
@@ -82,12 +91,14 @@ def training_dataset(
 
 
 @dg.asset(
+    retry_policy=IO_RETRY,
     backfill_policy=dg.BackfillPolicy.single_run(),
     code_version=CODE_VERSIONS["model"],
     group_name="training",
     kinds={"lightgbm", "mlflow"},
     op_tags={"trainflow/stage": "training"},
 )
+@fail_fast
 def model(
     context: dg.AssetExecutionContext,
     training_dataset: DeltaInput,
@@ -95,6 +106,7 @@ def model(
     mlflow_tracking: MlflowResource,
     lake: LakeResource,
     cache_policy: CachePolicyResource,
+    warehouse: WarehouseResource,
 ) -> LakeOutput:
     """A deterministic LightGBM model with early stopping on the validation window.
 
@@ -102,6 +114,7 @@ def model(
     (same code, same model config, same dataset version) trains nothing and logs nothing.
     """
     config = experiment.load()
+    refuse_if_stale(config, warehouse.newest_landed_day())
     key = cache_key(
         code_version_of(context),
         config.hash_of("model", "seed", "features"),
@@ -252,6 +265,25 @@ def model(
     )
     # The model's content hash is the sha256 of its text, the figure reproduce compares.
     return LakeOutput(frame=with_bookkeeping(row, key, trained.sha256))
+
+
+def refuse_if_stale(config: ExperimentConfig, newest_landed: dt.date | None) -> None:
+    """Refuse a training run on data older than what has landed (landed data is the clock;
+    the wall clock never is)."""
+    limit = config.max_input_lag_days
+    newest_input = config.windows.test.end
+    if limit is None or newest_landed is None:
+        return
+    lag = (newest_landed - newest_input).days
+    if lag > limit:
+        raise dg.Failure(
+            description=(
+                f"model: training refused as stale: newest input partition {newest_input} lags "
+                f"the newest landed partition {newest_landed} by {lag} days "
+                f"(config {config.name}: max_input_lag_days {limit})"
+            ),
+            allow_retries=False,
+        )
 
 
 def _dataset_lineage(lake: LakeResource, training_dataset_version: int) -> dict[str, Any]:

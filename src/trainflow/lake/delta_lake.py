@@ -25,7 +25,7 @@ from trainflow.cache import CACHE_KEY_COLUMN, CONTENT_HASH_COLUMN
 PARTITION_COLUMN = "day"
 
 
-class LakeError(RuntimeError):
+class LakeError(ValueError):
     """A lake read or write that cannot be done as asked."""
 
 

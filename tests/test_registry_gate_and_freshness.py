@@ -1,0 +1,75 @@
+"""Bad models and stale training runs are stopped where they start: a model that fails the
+gate is registered as `rejected` (reason tagged, no alias, Dagster run tagged); training on
+inputs far older than the landed data is refused, measured against landed days."""
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from tests.conftest import QUICK_CONFIG
+from tests.test_cache import LAKE_ASSETS, settings_for
+from trainflow.definitions import build_resources
+from trainflow.defs.evaluation import REJECTED_RUN_TAG
+from trainflow.warehouse import landing
+
+MODEL = "trainflow-flight-delay"
+RANGE = {
+    "dagster/asset_partition_range_start": "2013-01-01",
+    "dagster/asset_partition_range_end": "2013-02-28",
+}
+
+
+def config_with(tmp_path: Path, old: str, new: str) -> Path:
+    path = tmp_path / "config.yaml"
+    text = QUICK_CONFIG.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+    return path
+
+
+def test_model_failing_the_gate_is_rejected_never_aliased(warehouse_copy, tmp_path) -> None:
+    strict = config_with(tmp_path, "min_test_roc_auc: 0.6", "min_test_roc_auc: 0.99")
+    settings = settings_for(tmp_path / "home", warehouse_copy, strict)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize(
+            LAKE_ASSETS, resources=build_resources(settings), tags=RANGE, instance=instance
+        )
+        assert result.success
+        run_tags = instance.get_run_by_id(result.run_id).tags  # type: ignore[union-attr]
+    assert run_tags[REJECTED_RUN_TAG].startswith("v1: rejected: test ROC AUC")
+    client = MlflowClient(settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
+    version = client.get_model_version(MODEL, "1")
+    assert version.tags["rejected"] == "true"
+    assert "< gate 0.9900" in version.tags["rejected_reason"]
+    assert version.aliases == []
+    for alias in ("challenger", "champion"):
+        with pytest.raises(MlflowException):
+            client.get_model_version_by_alias(MODEL, alias)
+
+
+def test_training_on_stale_inputs_is_refused(warehouse_copy, tmp_path) -> None:
+    landing.land(warehouse_copy, [dt.date(2013, 3, d) for d in range(1, 15)])
+    fresh_only = config_with(
+        tmp_path,
+        "min_uplift_over_baseline: 0.02",
+        "min_uplift_over_baseline: 0.02\nmax_input_lag_days: 7",
+    )
+    settings = settings_for(tmp_path / "home", warehouse_copy, fresh_only)
+    result = dg.materialize(
+        LAKE_ASSETS, resources=build_resources(settings), tags=RANGE, raise_on_error=False
+    )
+    assert not result.success
+    failures = result.get_step_failure_events()
+    assert [f.step_key for f in failures] == ["model"]
+    error = failures[0].step_failure_data.error
+    assert error is not None
+    assert (
+        "training refused as stale: newest input partition 2013-02-28 lags the newest landed "
+        "partition 2013-03-14 by 14 days" in error.message
+    )
+    # A deterministic refusal is not retried.
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
