@@ -115,15 +115,29 @@ class ContractViolation(ValueError):
 class ValidationOutcome:
     valid: pl.DataFrame
     quarantine: pl.DataFrame
-    rows_in: dict[dt.date, int]
+    # day -> rows in, validated and quarantined (rows in = validated + quarantined)
+    counts_by_day: dict[dt.date, dict[str, int]]
+
+    @classmethod
+    def of(
+        cls, valid: pl.DataFrame, quarantine: pl.DataFrame, rows_in: dict[dt.date, int]
+    ) -> ValidationOutcome:
+        kept = dict(valid.group_by("day").len().iter_rows())
+        rejected = dict(quarantine.group_by("day").agg(pl.col("row_index").n_unique()).iter_rows())
+        counts = {
+            day: {
+                "rows_in": rows,
+                "rows_validated": kept.get(day, 0),
+                "rows_quarantined": rejected.get(day, 0),
+            }
+            for day, rows in rows_in.items()
+        }
+        return cls(valid=valid, quarantine=quarantine, counts_by_day=counts)
 
     def counts(self, day: dt.date) -> dict[str, int]:
-        rejected = self.quarantine.filter(pl.col("day") == day)["row_index"].n_unique()
-        return {
-            "rows_in": self.rows_in.get(day, 0),
-            "rows_validated": self.valid.filter(pl.col("day") == day).height,
-            "rows_quarantined": rejected,
-        }
+        return self.counts_by_day.get(
+            day, {"rows_in": 0, "rows_validated": 0, "rows_quarantined": 0}
+        )
 
 
 def check_table(frame: pl.DataFrame, contract: Contract, partition: str) -> None:
@@ -176,7 +190,7 @@ def validate_partitions(
     indexed = frame.with_row_index("row_index").with_columns(pl.col("row_index").cast(pl.Int64))
     quarantine = _row_failures(indexed, contract, run_id)
     rejected = set(quarantine["row_index"].to_list())
-    outcome = ValidationOutcome(
+    outcome = ValidationOutcome.of(
         valid=indexed.filter(~pl.col("row_index").is_in(rejected)).drop("row_index"),
         quarantine=quarantine,
         rows_in={day: rows_in.get(day, 0) for day in days},

@@ -5,7 +5,7 @@ import time
 import dagster as dg
 import polars as pl
 
-from trainflow.cache import cache_key, stamp_days
+from trainflow.cache import cache_key, split_days, stamp_days
 from trainflow.contracts.contract import (
     ContractViolation,
     describe_quarantine,
@@ -57,8 +57,8 @@ def raw_snapshot(
     window = day_window(context.partition_time_window)
     started = time.perf_counter()
     frame = warehouse.read_flights(window)
-    by_day = {day: frame.filter(pl.col("day") == day) for day in window.days()}
-    missing = [str(day) for day, rows in by_day.items() if rows.is_empty()]
+    by_day = split_days(frame)
+    missing = [str(day) for day in window.days() if day not in by_day]
     if missing:
         raise ValueError(
             f"raw_snapshot: no rows in the warehouse for partition(s) {', '.join(missing[:10])}"
