@@ -6,6 +6,7 @@ import polars as pl
 
 from trainflow.config import ExperimentConfig
 from trainflow.features.flights import ALL_FEATURES, IDENTITY_COLUMNS, LABEL
+from trainflow.models.lightgbm_model import TrainedModel, train_lightgbm
 
 SPLITS = ("train", "validation", "test")
 
@@ -43,4 +44,23 @@ def select_splits(features: pl.DataFrame, config: ExperimentConfig) -> pl.DataFr
         selected.filter(pl.col(LABEL).is_not_null())
         .select(*IDENTITY_COLUMNS, *config.features, LABEL, "split")
         .sort("flight_id")
+    )
+
+
+def train_on_dataset(dataset: pl.DataFrame, config: ExperimentConfig) -> TrainedModel:
+    """Train the configured model on a dataset's train split, early-stopping on validation.
+
+    The one training entry point: the `model` asset and `trainflow reproduce` both call it,
+    so a reproduction runs exactly the code path of the original.
+    """
+    return train_lightgbm(
+        dataset.filter(pl.col("split") == "train"),
+        dataset.filter(pl.col("split") == "validation"),
+        features=config.features,
+        label=LABEL,
+        params=config.model.params,
+        seed=config.seed,
+        num_threads=config.model.num_threads,
+        num_boost_round=config.model.num_boost_round,
+        early_stopping_rounds=config.model.early_stopping_rounds,
     )

@@ -21,13 +21,13 @@ from mlflow.exceptions import MlflowException
 
 from trainflow.cache import without_bookkeeping
 from trainflow.config import ExperimentConfig
-from trainflow.datasets import select_splits
+from trainflow.datasets import select_splits, train_on_dataset
 from trainflow.evaluation.metrics import binary_metrics
 from trainflow.features.flights import LABEL
 from trainflow.lake.delta_lake import DeltaLake
 from trainflow.lake.object_store import ObjectStore
 from trainflow.manifest import MANIFEST_ARTIFACT, content_hash, git_state
-from trainflow.models.lightgbm_model import predict, train_lightgbm
+from trainflow.models.lightgbm_model import predict
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _VERSION = re.compile(r"^(?:models:/)?(?:(?P<name>[^/@]+)/)?v?(?P<version>\d+)$")
@@ -158,19 +158,7 @@ def reproduce(
     recorded_dataset = manifest["inputs"]["training_dataset"]["content_hash"]
     comparison.check("training_dataset content hash", recorded_dataset, content_hash(dataset))
 
-    train = dataset.filter(pl.col("split") == "train")
-    validation = dataset.filter(pl.col("split") == "validation")
-    trained = train_lightgbm(
-        train,
-        validation,
-        features=config.features,
-        label=LABEL,
-        params=config.model.params,
-        seed=config.seed,
-        num_threads=config.model.num_threads,
-        num_boost_round=config.model.num_boost_round,
-        early_stopping_rounds=config.model.early_stopping_rounds,
-    )
+    trained = train_on_dataset(dataset, config)
     scratch.mkdir(parents=True, exist_ok=True)
     (scratch / "model.txt").write_text(trained.model_text)
 

@@ -12,7 +12,7 @@ import polars as pl
 
 from trainflow.cache import cache_key, window_versions, with_bookkeeping
 from trainflow.config import ExperimentConfig
-from trainflow.datasets import SPLITS, select_splits
+from trainflow.datasets import SPLITS, select_splits, train_on_dataset
 from trainflow.defs.caching import CachePolicyResource, code_version_of, table_hit
 from trainflow.defs.code_versions import CODE_VERSIONS
 from trainflow.defs.io_manager import DeltaInput, LakeOutput
@@ -25,7 +25,7 @@ from trainflow.defs.resources import (
 from trainflow.defs.retries import IO_RETRY, fail_fast
 from trainflow.features.flights import LABEL
 from trainflow.manifest import MANIFEST_ARTIFACT, build_manifest, dumps
-from trainflow.models.lightgbm_model import train_lightgbm, training_params
+from trainflow.models.lightgbm_model import training_params
 from trainflow.settings import REPO_ROOT
 
 
@@ -123,20 +123,8 @@ def model(
     if table_hit(context, cache_policy, lake.lake(), "model", key):
         return LakeOutput(frame=None)
     data = training_dataset.frame
-    train = data.filter(pl.col("split") == "train")
-    validation = data.filter(pl.col("split") == "validation")
     started = time.perf_counter()
-    trained = train_lightgbm(
-        train,
-        validation,
-        features=config.features,
-        label=LABEL,
-        params=config.model.params,
-        seed=config.seed,
-        num_threads=config.model.num_threads,
-        num_boost_round=config.model.num_boost_round,
-        early_stopping_rounds=config.model.early_stopping_rounds,
-    )
+    trained = train_on_dataset(data, config)
     train_seconds = time.perf_counter() - started
     features_read = _dataset_lineage(lake, training_dataset.version)["flight_features"]
     manifest = build_manifest(
@@ -211,8 +199,8 @@ def model(
             {
                 "validation_roc_auc": trained.validation_auc,
                 "best_iteration": trained.best_iteration,
-                "train_rows": train.height,
-                "validation_rows": validation.height,
+                "train_rows": data.filter(pl.col("split") == "train").height,
+                "validation_rows": data.filter(pl.col("split") == "validation").height,
             }
         )
         mlflow.log_dict(config.model_dump(mode="json"), "experiment_config.json")
