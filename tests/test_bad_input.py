@@ -57,6 +57,11 @@ def failure_message(result: dg.ExecuteInProcessResult) -> tuple[str, str]:
     return event.step_key or "", str(error.cause.message if error.cause else error.message)
 
 
+def check_outcomes(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    """The contract's asset checks as the run recorded them: name -> passed."""
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
 def drift_view(expression: str) -> str:
     """Schema drift upstream: the warehouse model itself changes shape."""
     return (
@@ -108,7 +113,9 @@ def test_schema_drift_fails_fast_naming_column_version_and_rule(
     warehouse: Path, tmp_path: Path, expression: str, expected: str
 ) -> None:
     change(warehouse, drift_view(expression))
-    step, message = failure_message(materialize(warehouse, tmp_path / "lake"))
+    result = materialize(warehouse, tmp_path / "lake")
+    assert check_outcomes(result) == {"schema": False}
+    step, message = failure_message(result)
     assert step == "validated_flights"
     assert "partition 2013-02-01..2013-02-05 violates data contract flights v2" in message
     assert expected in message
@@ -124,7 +131,13 @@ def test_null_burst_in_a_key_fails_the_partition_and_keeps_the_rejects(
         f"update raw.flights set carrier = null where flight_date = date '{BAD_DAY}' "
         "and source_row % 4 = 0",
     )
-    step, message = failure_message(materialize(warehouse, tmp_path / "lake"))
+    result = materialize(warehouse, tmp_path / "lake")
+    assert check_outcomes(result) == {
+        "schema": True,
+        "min_rows_per_day": True,
+        "max_reject_fraction": False,
+    }
+    step, message = failure_message(result)
     assert step == "validated_flights"
     assert f"partition {BAD_DAY}:" in message
     assert "over max_reject_fraction 5.0%: column 'carrier' rule not_nullable" in message
@@ -179,6 +192,11 @@ def test_bad_rows_are_quarantined_and_counted(
     }
     assert counts["rows_quarantined"] == bad_rows
     assert counts["rows_in"] == counts["rows_validated"] + bad_rows
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert all(check.passed for check in checks.values()) and len(checks) == 3
+    observed = checks["max_reject_fraction"].metadata
+    assert observed["worst_partition"].value == BAD_DAY
+    assert observed["max_reject_fraction_observed"].value == round(bad_rows / counts["rows_in"], 6)
     assert events["2013-02-02"]["rows_quarantined"].value == 0
 
 

@@ -103,11 +103,21 @@ def load_contract(path: Path) -> Contract:
     return Contract.model_validate(yaml.safe_load(path.read_text()))
 
 
-class ContractViolation(ValueError):
-    """A partition broke its contract; the message names partition, column, version, rule."""
+# The contract's expectations, each a Dagster asset check on the validated table.
+SCHEMA_RULE, MIN_ROWS_RULE, REJECT_RULE = "schema", "min_rows_per_day", "max_reject_fraction"
 
-    def __init__(self, message: str, outcome: ValidationOutcome | None = None) -> None:
+
+class ContractViolation(ValueError):
+    """A partition broke its contract; the message names partition, column, version, rule.
+
+    `expectation` says which expectation failed (SCHEMA_RULE, MIN_ROWS_RULE, REJECT_RULE).
+    """
+
+    def __init__(
+        self, message: str, expectation: str, outcome: ValidationOutcome | None = None
+    ) -> None:
         super().__init__(message)
+        self.expectation = expectation
         self.outcome = outcome
 
 
@@ -134,6 +144,14 @@ class ValidationOutcome:
         }
         return cls(valid=valid, quarantine=quarantine, counts_by_day=counts)
 
+    def worst_reject_fraction(self) -> tuple[str, float]:
+        """(partition, fraction) of the partition with the largest share of rejected rows."""
+        worst = max(
+            self.counts_by_day.items(),
+            key=lambda item: item[1]["rows_quarantined"] / max(item[1]["rows_in"], 1),
+        )
+        return str(worst[0]), worst[1]["rows_quarantined"] / max(worst[1]["rows_in"], 1)
+
     def counts(self, day: dt.date) -> dict[str, int]:
         return self.counts_by_day.get(
             day, {"rows_in": 0, "rows_validated": 0, "rows_quarantined": 0}
@@ -157,7 +175,9 @@ def check_table(frame: pl.DataFrame, contract: Contract, partition: str) -> None
             )
     if problems:
         raise ContractViolation(
-            f"partition {partition} violates data contract {contract.label}: " + "; ".join(problems)
+            f"partition {partition} violates data contract {contract.label}: "
+            + "; ".join(problems),
+            SCHEMA_RULE,
         )
 
 
@@ -185,7 +205,8 @@ def validate_partitions(
         raise ContractViolation(
             f"partition(s) {', '.join(too_few)} violate data contract {contract.label}: "
             f"fewer than {contract.expectations.min_rows_per_day} rows "
-            "(rule: min_rows_per_day)"
+            "(rule: min_rows_per_day)",
+            MIN_ROWS_RULE,
         )
     indexed = frame.with_row_index("row_index").with_columns(pl.col("row_index").cast(pl.Int64))
     quarantine = _row_failures(indexed, contract, run_id)
@@ -216,7 +237,7 @@ def validate_partitions(
             )
     if over:
         raise ContractViolation(
-            f"data contract {contract.label} violated; " + "; ".join(over), outcome
+            f"data contract {contract.label} violated; " + "; ".join(over), REJECT_RULE, outcome
         )
     return outcome
 

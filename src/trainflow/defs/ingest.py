@@ -1,13 +1,19 @@
 """From the warehouse to the lake: daily snapshots, then the data contract."""
 
 import time
+from collections.abc import Iterator
 
 import dagster as dg
 import polars as pl
 
 from trainflow.cache import cache_key, split_days, stamp_days
 from trainflow.contracts.contract import (
+    MIN_ROWS_RULE,
+    REJECT_RULE,
+    SCHEMA_RULE,
+    Contract,
     ContractViolation,
+    ValidationOutcome,
     describe_quarantine,
     validate_partitions,
 )
@@ -28,6 +34,12 @@ from trainflow.manifest import content_hash
 SINGLE_RUN = dg.BackfillPolicy.single_run()
 # Rejected rows of validated_flights: one Delta table, daily like the data it came from.
 QUARANTINE_TABLE = "quarantine_flights"
+# The contract's expectations as blocking asset checks, in the order they are evaluated.
+CONTRACT_CHECKS = {
+    SCHEMA_RULE: "Every contract column is present with its type.",
+    MIN_ROWS_RULE: "Every partition has at least the contract's minimum rows.",
+    REJECT_RULE: "No partition rejects more than the contract's share of rows.",
+}
 
 
 @dg.asset(
@@ -89,6 +101,10 @@ def raw_snapshot(
     group_name="lake",
     kinds={"polars", "deltalake", "pandera"},
     op_tags={"trainflow/stage": "validate"},
+    check_specs=[
+        dg.AssetCheckSpec(name, asset="validated_flights", description=text, blocking=True)
+        for name, text in CONTRACT_CHECKS.items()
+    ],
 )
 @fail_fast
 def validated_flights(
@@ -96,7 +112,7 @@ def validated_flights(
     raw_snapshot: DeltaInput,
     lake: LakeResource,
     cache_policy: CachePolicyResource,
-) -> LakeOutput:
+) -> Iterator[dg.Output[LakeOutput] | dg.AssetCheckResult]:
     """The snapshot's good rows, checked against the flights data contract (contracts/*.yaml).
 
     Rows that break a row-level rule go to the quarantine table with rule, column and
@@ -119,13 +135,30 @@ def validated_flights(
     store = lake.lake()
     plan = plan_days(context, cache_policy, store, "validated_flights", window, wanted)
     if not plan.misses:
-        return LakeOutput(frame=pl.DataFrame(), days=[])
+        yield dg.Output(LakeOutput(frame=pl.DataFrame(), days=[]))
+        for name in CONTRACT_CHECKS:
+            yield dg.AssetCheckResult(
+                check_name=name, passed=True, metadata={"cache": "hit (checked when computed)"}
+            )
+        return
     todo = raw_snapshot.frame.filter(pl.col("day").is_in(plan.misses))
     try:
         outcome = validate_partitions(todo, contract, plan.misses, context.run_id)
     except ContractViolation as violation:
         if violation.outcome is not None:  # too many rejects: keep them inspectable
             store.write(QUARANTINE_TABLE, violation.outcome.quarantine, window, days=plan.misses)
+        # The expectations checked before the failing one passed; the failing one fails
+        # with the message; later ones were not evaluated.
+        names = list(CONTRACT_CHECKS)
+        failed = names.index(violation.expectation)
+        for name in names[:failed]:
+            yield dg.AssetCheckResult(check_name=name, passed=True)
+        yield dg.AssetCheckResult(
+            check_name=names[failed],
+            passed=False,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"contract": contract.label, "violation": str(violation)},
+        )
         raise
     store.write(QUARANTINE_TABLE, outcome.quarantine, window, days=plan.misses)
     validated = stamp_days(outcome.valid, plan.keys)
@@ -145,6 +178,28 @@ def validated_flights(
             "null_counts": dg.MetadataValue.json(
                 {k: v for k, v in todo.null_count().row(0, named=True).items() if v}
             ),
-        }
+        },
+        output_name="result",  # the asset's checks are outputs too
     )
-    return LakeOutput(frame=validated, days=plan.misses)
+    yield dg.Output(LakeOutput(frame=validated, days=plan.misses))
+    yield from _passed_checks(contract, outcome)
+
+
+def _passed_checks(contract: Contract, outcome: ValidationOutcome) -> Iterator[dg.AssetCheckResult]:
+    """Every expectation passed: each check with what was observed against its limit."""
+    rows_in = [counts["rows_in"] for counts in outcome.counts_by_day.values()]
+    worst_day, worst_fraction = outcome.worst_reject_fraction()
+    observed: dict[str, dict[str, str | int | float]] = {
+        SCHEMA_RULE: {"contract": contract.label, "columns": len(contract.fields)},
+        MIN_ROWS_RULE: {
+            "min_rows_observed": min(rows_in),
+            "limit": contract.expectations.min_rows_per_day,
+        },
+        REJECT_RULE: {
+            "max_reject_fraction_observed": round(worst_fraction, 6),
+            "worst_partition": worst_day,
+            "limit": contract.expectations.max_reject_fraction,
+        },
+    }
+    for name in CONTRACT_CHECKS:
+        yield dg.AssetCheckResult(check_name=name, passed=True, metadata=observed[name])

@@ -7,6 +7,7 @@ the step fails at once with the original message, and no retry hides the cause.
 """
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -27,6 +28,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def fail_fast(fn: F) -> F:
     """Re-raise deterministic errors as non-retryable Dagster failures (message kept)."""
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def generator(*args: Any, **kwargs: Any) -> Any:
+            try:
+                yield from fn(*args, **kwargs)
+            except dg.Failure:
+                raise
+            except DETERMINISTIC_ERRORS as exc:
+                raise dg.Failure(description=str(exc), allow_retries=False) from exc
+
+        return generator  # type: ignore[return-value]
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
