@@ -22,10 +22,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import dagster as dg
-
-from trainflow.definitions import ALL_ASSETS, build_resources
-from trainflow.defs import warehouse
+from trainflow.definitions import materialize_range
 from trainflow.settings import REPO_ROOT, Settings
 from trainflow.warehouse import landing
 
@@ -44,16 +41,7 @@ def cli_run(env: dict[str, str], through: dt.date) -> float:
 
 def in_process_run(settings: Settings, through: dt.date) -> tuple[float, Counter]:
     started = time.perf_counter()
-    result = dg.materialize(
-        ALL_ASSETS,
-        resources=build_resources(settings),
-        selection=dg.AssetSelection.all()
-        - dg.AssetSelection.keys(*[spec.key for spec in warehouse.landed_tables]),
-        tags={
-            "dagster/asset_partition_range_start": "2013-01-01",
-            "dagster/asset_partition_range_end": str(through),
-        },
-    )
+    result = materialize_range(settings, "2013-01-01", str(through))
     seconds = time.perf_counter() - started
     cache = Counter(
         str(e.materialization.metadata["cache"].value)

@@ -21,8 +21,7 @@ from mlflow import MlflowClient
 
 from tests.conftest import BIN, QUICK_CONFIG, REPO_ROOT
 from trainflow.config import load_config
-from trainflow.definitions import ALL_ASSETS, build_resources
-from trainflow.defs import warehouse
+from trainflow.definitions import materialize_range
 from trainflow.defs.code_versions import CODE_VERSIONS
 from trainflow.lake.delta_lake import DeltaLake
 from trainflow.settings import Settings
@@ -166,17 +165,7 @@ def test_whole_graph_on_an_s3_lake(warehouse_copy, s3_environ, tmp_path) -> None
             "TRAINFLOW_CONFIG": str(QUICK_CONFIG),
         }
     )
-    result = dg.materialize(
-        ALL_ASSETS,
-        resources=build_resources(settings),
-        # The landed tables are external: `trainflow land` writes them, not Dagster.
-        selection=dg.AssetSelection.all()
-        - dg.AssetSelection.keys(*[spec.key for spec in warehouse.landed_tables]),
-        tags={
-            "dagster/asset_partition_range_start": "2013-01-01",
-            "dagster/asset_partition_range_end": "2013-02-28",
-        },
-    )
+    result = materialize_range(settings, "2013-01-01", "2013-02-28")
     assert result.success
     s3 = boto3.client("s3", endpoint_url=s3_environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
     keys = [

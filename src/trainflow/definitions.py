@@ -5,6 +5,8 @@ Everything environment-specific is decided by `Settings.from_env()` (DESIGN.md Â
 
 from __future__ import annotations
 
+from typing import Any
+
 import dagster as dg
 
 from trainflow.defs import evaluation, features, ingest, training, warehouse
@@ -52,6 +54,24 @@ ALL_ASSETS: list[dg.AssetsDefinition | dg.AssetSpec] = [
     evaluation.evaluation_report,
     evaluation.registry_entry,
 ]
+
+
+def materialize_range(
+    settings: Settings, first: str, last: str, **kwargs: Any
+) -> dg.ExecuteInProcessResult:
+    """Every asset Dagster materializes (not the landed tables, which `trainflow land`
+    writes) over days `first`..`last`, in process: one run, like a backfill."""
+    return dg.materialize(
+        ALL_ASSETS,
+        resources=build_resources(settings),
+        selection=dg.AssetSelection.all()
+        - dg.AssetSelection.keys(*[spec.key for spec in warehouse.landed_tables]),
+        tags={
+            "dagster/asset_partition_range_start": first,
+            "dagster/asset_partition_range_end": last,
+        },
+        **kwargs,
+    )
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:

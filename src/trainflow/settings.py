@@ -37,10 +37,6 @@ class Settings:
     mlflow_artifact_uri: str
     storage_options: Mapping[str, str] = field(default_factory=dict)
 
-    @property
-    def lake_is_s3(self) -> bool:
-        return self.lake_uri.startswith("s3://")
-
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ

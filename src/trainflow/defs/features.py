@@ -15,12 +15,10 @@ from trainflow.defs.caching import (
 )
 from trainflow.defs.code_versions import CODE_VERSIONS
 from trainflow.defs.io_manager import DeltaInput, LakeOutput
-from trainflow.defs.partitions import FEATURE_LOOKBACK_DAYS, daily_2013, day_window
+from trainflow.defs.partitions import daily_2013, day_window
 from trainflow.defs.resources import LakeResource
 from trainflow.defs.retries import IO_RETRY, fail_fast
 from trainflow.features.flights import ALL_FEATURES, LOOKBACK_DAYS, build_flight_features
-
-assert LOOKBACK_DAYS == FEATURE_LOOKBACK_DAYS, "partition mapping must cover the feature lookback"
 
 
 @dg.asset(
@@ -32,7 +30,7 @@ assert LOOKBACK_DAYS == FEATURE_LOOKBACK_DAYS, "partition mapping must cover the
         "validated_flights": dg.AssetIn(
             # Day D reads days D-28 .. D: history for the rolling rates, D for the schedule.
             partition_mapping=dg.TimeWindowPartitionMapping(
-                start_offset=-FEATURE_LOOKBACK_DAYS,
+                start_offset=-LOOKBACK_DAYS,
                 end_offset=0,
                 allow_nonexistent_upstream_partitions=True,
             )
@@ -77,7 +75,7 @@ def flight_features(
     report_computed_days(context, features)
     context.log.info(
         f"flight_features: {features.height} rows for {len(plan.misses)} computed day(s) of "
-        f"{window} from {flights.height} validated rows incl. {FEATURE_LOOKBACK_DAYS}-day history"
+        f"{window} from {flights.height} validated rows incl. {LOOKBACK_DAYS}-day history"
     )
     context.add_output_metadata(
         {
@@ -91,4 +89,4 @@ def flight_features(
 
 def lookback(day: dt.date) -> list[dt.date]:
     """The validated days a feature day reads: D - 28 .. D."""
-    return [day - dt.timedelta(days=n) for n in range(FEATURE_LOOKBACK_DAYS, -1, -1)]
+    return [day - dt.timedelta(days=n) for n in range(LOOKBACK_DAYS, -1, -1)]

@@ -10,9 +10,6 @@ from trainflow.lake.delta_lake import DayWindow
 
 daily_2013 = dg.DailyPartitionsDefinition(start_date="2013-01-01", end_date="2014-01-01")
 
-# Rolling features look back this many days before the partition day.
-FEATURE_LOOKBACK_DAYS = 28
-
 
 def day_window(time_window: dg.TimeWindow) -> DayWindow:
     """Dagster's half-open datetime window as the inclusive day range the lake uses."""
