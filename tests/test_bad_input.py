@@ -2,6 +2,7 @@
 the problem, or in quarantine with exact counts; no row is ever lost
 (rows in = rows validated + rows quarantined)."""
 
+import datetime as dt
 import os
 import subprocess
 from pathlib import Path
@@ -14,16 +15,24 @@ import pytest
 from tests.conftest import BIN
 from trainflow.defs.caching import CachePolicyResource
 from trainflow.defs.features import flight_features
-from trainflow.defs.ingest import QUARANTINE_TABLE, raw_snapshot, validated_flights
+from trainflow.defs.ingest import (
+    CONTRACT_CHECKS,
+    QUARANTINE_TABLE,
+    raw_snapshot,
+    validated_flights,
+)
 from trainflow.defs.io_manager import DeltaLakeIOManager
 from trainflow.defs.resources import LakeResource, WarehouseResource
 from trainflow.lake.delta_lake import DeltaLake
+from trainflow.warehouse import landing
 
 DAYS = ("2013-02-01", "2013-02-05")
 BAD_DAY = "2013-02-03"
 
 
-def materialize(warehouse: Path, lake: Path) -> dg.ExecuteInProcessResult:
+def materialize(
+    warehouse: Path, lake: Path, days: tuple[str, str] = DAYS
+) -> dg.ExecuteInProcessResult:
     lake_resource = LakeResource(lake_uri=str(lake))
     return dg.materialize(
         [raw_snapshot, validated_flights, flight_features],
@@ -34,8 +43,8 @@ def materialize(warehouse: Path, lake: Path) -> dg.ExecuteInProcessResult:
             "cache_policy": CachePolicyResource(),
         },
         tags={
-            "dagster/asset_partition_range_start": DAYS[0],
-            "dagster/asset_partition_range_end": DAYS[1],
+            "dagster/asset_partition_range_start": days[0],
+            "dagster/asset_partition_range_end": days[1],
         },
         raise_on_error=False,
     )
@@ -60,6 +69,23 @@ def failure_message(result: dg.ExecuteInProcessResult) -> tuple[str, str]:
 def check_outcomes(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
     """The contract's asset checks as the run recorded them: name -> passed."""
     return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def passed_until(failed: str) -> dict[str, bool]:
+    """Check outcomes when `failed` fails: the expectations before it passed, later ones
+    were not evaluated (they are checked in CONTRACT_CHECKS' order)."""
+    names = list(CONTRACT_CHECKS)
+    return {**dict.fromkeys(names[: names.index(failed)], True), failed: False}
+
+
+def computed_days(result: dg.ExecuteInProcessResult) -> dict[str, list[str]]:
+    """asset -> the partitions the run computed (cache misses), from its events."""
+    found: dict[str, list[str]] = {}
+    for event in result.get_asset_materialization_events():
+        mat = event.materialization
+        if mat.metadata["cache"].value == "miss":
+            found.setdefault(mat.asset_key.to_user_string(), []).append(str(mat.partition))
+    return {asset: sorted(days) for asset, days in found.items()}
 
 
 def drift_view(expression: str) -> str:
@@ -117,7 +143,7 @@ def test_schema_drift_fails_fast_naming_column_version_and_rule(
     assert check_outcomes(result) == {"schema": False}
     step, message = failure_message(result)
     assert step == "validated_flights"
-    assert "partition 2013-02-01..2013-02-05 violates data contract flights v2" in message
+    assert "partition 2013-02-01..2013-02-05 violates data contract flights v3" in message
     assert expected in message
     assert DeltaLake(str(tmp_path / "lake")).version("validated_flights") is None
     assert DeltaLake(str(tmp_path / "lake")).version("flight_features") is None
@@ -132,11 +158,7 @@ def test_null_burst_in_a_key_fails_the_partition_and_keeps_the_rejects(
         "and source_row % 4 = 0",
     )
     result = materialize(warehouse, tmp_path / "lake")
-    assert check_outcomes(result) == {
-        "schema": True,
-        "min_rows_per_day": True,
-        "max_reject_fraction": False,
-    }
+    assert check_outcomes(result) == passed_until("max_reject_fraction")
     step, message = failure_message(result)
     assert step == "validated_flights"
     assert f"partition {BAD_DAY}:" in message
@@ -193,7 +215,8 @@ def test_bad_rows_are_quarantined_and_counted(
     assert counts["rows_quarantined"] == bad_rows
     assert counts["rows_in"] == counts["rows_validated"] + bad_rows
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert all(check.passed for check in checks.values()) and len(checks) == 3
+    assert all(check.passed for check in checks.values())
+    assert set(checks) == set(CONTRACT_CHECKS)
     observed = checks["max_reject_fraction"].metadata
     assert observed["worst_partition"].value == BAD_DAY
     assert observed["max_reject_fraction_observed"].value == round(bad_rows / counts["rows_in"], 6)
@@ -237,8 +260,121 @@ def test_thin_day_fails_min_rows_rule(warehouse: Path, tmp_path: Path) -> None:
     assert step == "validated_flights"
     assert f"partition(s) {BAD_DAY} (" in message
     assert (
-        "violate data contract flights v2: fewer than 400 rows (rule: min_rows_per_day)" in message
+        "violate data contract flights v3: fewer than 400 rows (rule: min_rows_per_day)" in message
     )
+
+
+def test_null_rate_over_the_limit_fails_naming_partition_column_and_rule(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    # The tail-number feed drops for half of a day's rows (a null, not a row-level error).
+    change(
+        warehouse,
+        f"update raw.flights set tailnum = null where flight_date = date '{BAD_DAY}' "
+        "and source_row % 2 = 0",
+    )
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        row = conn.execute(
+            "select avg(cast(tailnum is null as double)) from main.flights_enriched "
+            f"where day = date '{BAD_DAY}'"
+        ).fetchone()
+    assert row is not None
+    result = materialize(warehouse, tmp_path / "lake")
+    assert check_outcomes(result) == passed_until("max_null_fraction")
+    step, message = failure_message(result)
+    assert step == "validated_flights"
+    assert "data contract flights v3 violated (rule: max_null_fraction): " in message
+    assert (
+        f"partition {BAD_DAY}: column 'tailnum' is null in {row[0]:.1%} of rows, "
+        "over max_null_fraction 35.0%"
+    ) in message
+    assert "partition 2013-02-02" not in message
+    assert DeltaLake(str(tmp_path / "lake")).version("validated_flights") is None
+
+
+def test_timestamps_shifted_by_a_timezone_fail_the_partition_and_keep_every_row(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    # Upstream starts writing New York wall-clock time labelled as UTC (5 hours early in
+    # February): the weather join would silently pick the wrong hour's weather.
+    change(
+        warehouse,
+        "update raw.flights set time_hour = strftime(cast(time_hour as timestamptz) "
+        "at time zone 'America/New_York', '%Y-%m-%dT%H:%M:%SZ') "
+        f"where flight_date = date '{BAD_DAY}'",
+    )
+    result = materialize(warehouse, tmp_path / "lake")
+    assert check_outcomes(result) == passed_until("max_reject_fraction")
+    step, message = failure_message(result)
+    lake = DeltaLake(str(tmp_path / "lake"))
+    day_rows = lake.read("raw_snapshot").filter(pl.col("day").cast(pl.String) == BAD_DAY).height
+    assert step == "validated_flights"
+    assert (
+        f"partition {BAD_DAY}: {day_rows} of {day_rows} rows (100.0%) rejected, over "
+        "max_reject_fraction 5.0%: column 'sched_dep_hour_utc' rule "
+        f"utc_hour_of(sched_dep_local, America/New_York) ({day_rows} rows)"
+    ) in message
+    quarantine = lake.read(QUARANTINE_TABLE)
+    assert quarantine["row_index"].n_unique() == day_rows  # every row kept, none lost
+    assert lake.version("validated_flights") is None
+
+
+def land_late(warehouse: Path, late_day: str, newest_landed: str) -> None:
+    """Warehouse state where `late_day` was missing while days up to `newest_landed` had
+    landed; then `late_day` lands, through the real landing code."""
+    change(
+        warehouse,
+        f"delete from raw.flights where flight_date = date '{late_day}' "
+        f"or flight_date > date '{newest_landed}'",
+        f"delete from raw.weather where weather_date = date '{late_day}' "
+        f"or weather_date > date '{newest_landed}'",
+        f"delete from raw.landings where day = date '{late_day}' or day > date '{newest_landed}'",
+    )
+
+
+def test_late_day_within_the_allowance_redoes_the_feature_windows_that_include_it(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    land_late(warehouse, BAD_DAY, newest_landed=DAYS[1])
+    lake_path = tmp_path / "lake"
+    assert materialize(warehouse, lake_path, ("2013-02-01", "2013-02-02")).success
+    assert materialize(warehouse, lake_path, ("2013-02-04", "2013-02-05")).success
+    landing.land(warehouse, [dt.date.fromisoformat(BAD_DAY)])  # two days after Feb 5
+
+    result = materialize(warehouse, lake_path)
+    assert result.success
+    # The late day is snapshotted and validated; every feature day whose 28-day window
+    # holds it (Feb 3, 4, 5) is recomputed; Feb 1 and 2 are untouched.
+    assert computed_days(result) == {
+        "raw_snapshot": [BAD_DAY],
+        "validated_flights": [BAD_DAY],
+        "flight_features": [BAD_DAY, "2013-02-04", "2013-02-05"],
+    }
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert checks["allowed_late_arrival"].passed
+    assert checks["allowed_late_arrival"].metadata["max_days_late_observed"].value == 2
+    lake = DeltaLake(str(lake_path))
+    features = lake.read("flight_features")
+    assert features["flight_id"].n_unique() == features.height
+    assert features.filter(pl.col("day").cast(pl.String) == BAD_DAY).height > 0
+    assert_nothing_lost(lake, quarantined_rows=0)
+
+
+def test_day_landed_later_than_allowed_fails_naming_its_lateness(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    land_late(warehouse, BAD_DAY, newest_landed="2013-02-28")
+    landing.land(warehouse, [dt.date.fromisoformat(BAD_DAY)])  # 25 days after Feb 28
+    result = materialize(warehouse, tmp_path / "lake")
+    assert check_outcomes(result) == passed_until("allowed_late_arrival")
+    step, message = failure_message(result)
+    assert step == "validated_flights"
+    assert (
+        f"partition(s) {BAD_DAY} (25 days late) violate data contract flights v3: landed "
+        "more than 7 days after later partitions (column 'landed_days_late', rule: "
+        "allowed_late_arrival)"
+    ) in message
+    assert DeltaLake(str(tmp_path / "lake")).version("flight_features") is None
 
 
 def test_quarantine_command_lists_and_shows_rows(warehouse: Path, tmp_path: Path) -> None:
@@ -255,7 +391,7 @@ def test_quarantine_command_lists_and_shows_rows(warehouse: Path, tmp_path: Path
     assert listed.returncode == 0, listed.stderr
     rows = DeltaLake(str(tmp_path / "lake")).read(QUARANTINE_TABLE).height
     lines = [line.split() for line in listed.stdout.splitlines()]
-    assert [BAD_DAY, str(rows), "carrier", "isin(enum)", "flights", "v2"] in lines
+    assert [BAD_DAY, str(rows), "carrier", "isin(enum)", "flights", "v3"] in lines
     shown = subprocess.run(
         [str(BIN / "trainflow"), "quarantine", "show", BAD_DAY, "--limit", "2"],
         env=env, capture_output=True, text=True,

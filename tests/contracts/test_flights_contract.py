@@ -35,7 +35,7 @@ def set_rows(frame: pl.DataFrame, column: str, value, rows: int) -> pl.DataFrame
 
 def test_contract_file_is_versioned_and_loads() -> None:
     contract = load_contract(CONTRACT_FILE)
-    assert contract.label == "flights v2"
+    assert contract.label == "flights v3"
     assert contract.key == ["flight_id"]
     assert contract.fields["carrier"].enum and "AA" in contract.fields["carrier"].enum
 
@@ -54,7 +54,7 @@ def test_retyped_column_fails_naming_partition_column_version_and_rule(real_day)
     with pytest.raises(ContractViolation) as failure:
         validate(retyped)
     assert str(failure.value) == (
-        "partition 2013-02-01 violates data contract flights v2: column 'arr_delay_minutes' "
+        "partition 2013-02-01 violates data contract flights v3: column 'arr_delay_minutes' "
         "has type String, the contract requires Float64 (rule: type)"
     )
 
@@ -69,7 +69,7 @@ def test_null_in_key_column_is_quarantined_with_rule_and_counts(real_day) -> Non
     q = outcome.quarantine
     assert q["column"].unique().to_list() == ["carrier"]
     assert q["rule"].unique().to_list() == ["not_nullable"]
-    assert q["contract"].unique().to_list() == ["flights v2"]
+    assert q["contract"].unique().to_list() == ["flights v3"]
     assert '"carrier":null' in q["row_json"][0]
 
 
@@ -78,7 +78,69 @@ def test_null_burst_in_key_column_fails_naming_partition_column_and_rule(real_da
     with pytest.raises(ContractViolation) as failure:
         validate(burst)
     message = str(failure.value)
-    assert "data contract flights v2 violated; partition 2013-02-01:" in message
+    assert "data contract flights v3 violated; partition 2013-02-01:" in message
     assert "over max_reject_fraction 5.0%: column 'carrier' rule not_nullable" in message
     assert failure.value.outcome is not None
     assert failure.value.outcome.counts(DAY)["rows_quarantined"] == real_day.height // 5
+
+
+def test_null_rate_over_the_column_limit_fails_naming_partition_column_and_rule(
+    real_day,
+) -> None:
+    half = set_rows(real_day, "tailnum", None, rows=real_day.height // 2)
+    rate = half["tailnum"].null_count() / half.height
+    with pytest.raises(ContractViolation) as failure:
+        validate(half)
+    assert failure.value.expectation == "max_null_fraction"
+    assert str(failure.value) == (
+        "data contract flights v3 violated (rule: max_null_fraction): partition 2013-02-01: "
+        f"column 'tailnum' is null in {rate:.1%} of rows, over max_null_fraction 35.0%"
+    )
+
+
+def test_null_rate_observed_per_column_and_waivers_skip_only_their_cells(real_day) -> None:
+    outcome = validate(real_day)
+    observed = outcome.observed["max_null_fraction"]
+    rate = real_day["tailnum"].null_count() / real_day.height
+    assert observed["tailnum (limit 0.35)"] == f"{rate:.4f} on 2013-02-01"
+    # The waiver covers the weather columns on 2013-12-31 only, not other days or columns.
+    assert FLIGHTS_CONTRACT.waived("max_null_fraction", dt.date(2013, 12, 31), "temp_f")
+    assert not FLIGHTS_CONTRACT.waived("max_null_fraction", dt.date(2013, 12, 30), "temp_f")
+    assert not FLIGHTS_CONTRACT.waived("max_null_fraction", dt.date(2013, 12, 31), "tailnum")
+    as_dec_31 = set_rows(real_day, "temp_f", None, rows=real_day.height).with_columns(
+        pl.lit(dt.date(2013, 12, 31)).alias("day")
+    )
+    waived = validate_partitions(as_dec_31, FLIGHTS_CONTRACT, [dt.date(2013, 12, 31)], "run")
+    assert "2013-12-31 temp_f" in waived.observed["max_null_fraction"]["waived"]
+
+
+def test_utc_hour_that_is_not_the_local_hour_is_quarantined(real_day) -> None:
+    shifted = real_day.with_columns(
+        pl.when(pl.int_range(pl.len()) < 4)
+        .then(pl.col("sched_dep_hour_utc") - pl.duration(hours=5))
+        .otherwise(pl.col("sched_dep_hour_utc"))
+        .alias("sched_dep_hour_utc")
+    )
+    outcome = validate(shifted)
+    assert outcome.counts(DAY)["rows_quarantined"] == 4
+    assert outcome.quarantine.select("column", "rule").unique().rows() == [
+        ("sched_dep_hour_utc", "utc_hour_of(sched_dep_local, America/New_York)")
+    ]
+
+
+def test_day_landed_later_than_allowed_fails_with_its_lateness(real_day) -> None:
+    within = real_day.with_columns(pl.lit(7, dtype=pl.Int32).alias("landed_days_late"))
+    assert validate(within).observed["allowed_late_arrival"] == {
+        "max_days_late_observed": 7,
+        "on": "2013-02-01",
+        "limit": 7,
+    }
+    late = real_day.with_columns(pl.lit(8, dtype=pl.Int32).alias("landed_days_late"))
+    with pytest.raises(ContractViolation) as failure:
+        validate(late)
+    assert failure.value.expectation == "allowed_late_arrival"
+    assert str(failure.value).startswith(
+        "partition(s) 2013-02-01 (8 days late) violate data contract flights v3: landed more "
+        "than 7 days after later partitions (column 'landed_days_late', rule: "
+        "allowed_late_arrival)"
+    )

@@ -1,5 +1,6 @@
 -- Flights with what is known at scheduled departure: the origin's weather in the scheduled
--- hour, the plane and the airline. Outcomes (delays, cancelled, diverted) ride along as labels.
+-- hour, the plane and the airline, and how late the day landed. Outcomes (delays, cancelled,
+-- diverted) ride along as labels.
 select
     f.flight_id,
     f.day,
@@ -12,6 +13,7 @@ select
     f.sched_dep_hhmm,
     f.sched_dep_hour,
     f.sched_dep_local,
+    f.sched_dep_hour_utc,
     f.sched_arr_hhmm,
     f.distance_miles,
     w.temp_f,
@@ -28,7 +30,8 @@ select
     f.dep_delay_minutes,
     f.arr_delay_minutes,
     f.cancelled,
-    f.diverted
+    f.diverted,
+    l.landed_days_late
 from {{ ref('stg_flights') }} as f
 left join {{ ref('stg_weather') }} as w
     on w.origin = f.origin and w.hour_utc = f.sched_dep_hour_utc
@@ -36,3 +39,5 @@ left join {{ ref('stg_planes') }} as p
     on p.tailnum = f.tailnum
 left join {{ ref('stg_airlines') }} as a
     on a.carrier = f.carrier
+left join {{ ref('stg_landings') }} as l
+    on l.day = f.day

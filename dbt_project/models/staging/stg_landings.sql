@@ -1,0 +1,8 @@
+-- How late each day landed: days between the newest day already landed and this one, at
+-- its latest landing (0 when it was the newest, or landed with the later days).
+select
+    day,
+    cast(greatest(coalesce(date_diff('day', day, newest_day_before), 0), 0) as integer)
+        as landed_days_late
+from {{ source('raw', 'landings') }}
+qualify row_number() over (partition by day order by batch desc) = 1
