@@ -4,6 +4,7 @@ the problem, or in quarantine with exact counts; no row is ever lost
 
 import datetime as dt
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -22,8 +23,9 @@ from trainflow.defs.ingest import (
     validated_flights,
 )
 from trainflow.defs.io_manager import DeltaLakeIOManager
-from trainflow.defs.resources import LakeResource, WarehouseResource
+from trainflow.defs.resources import ContractsResource, LakeResource, WarehouseResource
 from trainflow.lake.delta_lake import DeltaLake
+from trainflow.settings import PACKAGED_CONTRACTS_DIR
 from trainflow.warehouse import landing
 
 DAYS = ("2013-02-01", "2013-02-05")
@@ -41,6 +43,7 @@ def materialize(
             "io_manager": DeltaLakeIOManager(lake=lake_resource),
             "lake": lake_resource,
             "cache_policy": CachePolicyResource(),
+            "contracts": ContractsResource(),
         },
         tags={
             "dagster/asset_partition_range_start": days[0],
@@ -377,6 +380,25 @@ def test_day_landed_later_than_allowed_fails_naming_its_lateness(
     assert DeltaLake(str(tmp_path / "lake")).version("flight_features") is None
 
 
+def test_broken_reference_table_stops_the_snapshot_naming_table_column_and_rule(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    # The aircraft registry starts shipping 0 seats for some planes: every flight joins it.
+    change(warehouse, "update raw.planes set seats = 0 where year = 2004")
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        row = conn.execute("select count(*) from raw.planes where year = 2004").fetchone()
+    assert row is not None and row[0] > 0
+    result = materialize(warehouse, tmp_path / "lake")
+    step, message = failure_message(result)
+    assert step == "raw_snapshot"
+    assert (
+        f"table planes violates data contract planes v1: {row[0]} of 3322 rows "
+        f"({row[0] / 3322:.2%}) break a rule, over max_reject_fraction 0.0%: column 'seats' "
+        f"rule greater_than_or_equal_to(1.0) ({row[0]} rows, e.g. observed '0')"
+    ) in message
+    assert DeltaLake(str(tmp_path / "lake")).version("raw_snapshot") is None
+
+
 def test_quarantine_command_lists_and_shows_rows(warehouse: Path, tmp_path: Path) -> None:
     change(
         warehouse,
@@ -405,3 +427,60 @@ def test_quarantine_command_lists_and_shows_rows(warehouse: Path, tmp_path: Path
     )  # fmt: skip
     assert missing.returncode != 0
     assert "no quarantined rows for partition 2013-02-02" in missing.stderr
+
+
+def test_quarantine_revalidate_after_a_contract_change_releases_the_rows(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    # A new airline's code arrives: its rows are quarantined under contract v3 ...
+    change(
+        warehouse,
+        f"update raw.flights set carrier = 'ZZ' where flight_date = date '{BAD_DAY}' "
+        "and source_row % 50 = 0",
+    )
+    lake_path = tmp_path / "lake"
+    assert materialize(warehouse, lake_path).success
+    lake = DeltaLake(str(lake_path))
+    held = lake.read(QUARANTINE_TABLE)["row_index"].n_unique()
+    assert held > 0
+    # ... the team accepts it in contract v4, then revalidates the partition.
+    contracts = tmp_path / "contracts"
+    shutil.copytree(PACKAGED_CONTRACTS_DIR, contracts, ignore=shutil.ignore_patterns("*.py*"))
+    text = (contracts / "flights.yaml").read_text()
+    (contracts / "flights.yaml").write_text(
+        text.replace("version: 3", "version: 4").replace("VX, WN, YV]", "VX, WN, YV, ZZ]")
+    )
+    dagster_home = tmp_path / "dagster"
+    dagster_home.mkdir()
+    env = {
+        **os.environ,
+        "TRAINFLOW_LAKE_URI": str(lake_path),
+        "TRAINFLOW_WAREHOUSE_URL": str(warehouse),
+        "TRAINFLOW_CONTRACTS_DIR": str(contracts),
+        "DAGSTER_HOME": str(dagster_home),
+    }
+    revalidate = [str(BIN / "trainflow"), "quarantine", "revalidate", BAD_DAY, "2013-02-02"]
+    done = subprocess.run(revalidate, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows = lake.read("raw_snapshot").filter(pl.col("day").cast(pl.String) == BAD_DAY).height
+    # Partitions run in date order; a clean one is revalidated too (new contract version).
+    first, second = done.stdout.splitlines()
+    assert first.startswith("partition 2013-02-02: ") and "0 quarantined (was 0)" in first
+    assert second.startswith(
+        f"partition {BAD_DAY}: {rows} rows in, {rows} validated, 0 quarantined "
+        f"(was {held}) against flights v4"
+    )
+    quarantine = lake.read(QUARANTINE_TABLE)
+    assert quarantine.filter(pl.col("day").cast(pl.String) == BAD_DAY).is_empty()
+    validated = lake.read("validated_flights").filter(pl.col("day").cast(pl.String) == BAD_DAY)
+    assert validated.height == rows and validated["flight_id"].n_unique() == rows
+    # Each partition was one Dagster run in the instance the UI reads.
+    instance = dg.DagsterInstance.from_config(str(dagster_home))
+    runs = instance.get_runs()
+    assert len(runs) == 2 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+    # Unchanged contract and snapshot: nothing to redo.
+    again = subprocess.run(revalidate[:-1], env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == (
+        f"partition {BAD_DAY}: unchanged (validated with this contract already)"
+    )

@@ -19,9 +19,16 @@ EXPECTED_UPSTREAM = {
     "model": {"training_dataset"},
     "evaluation_report": {"training_dataset", "model"},
     "registry_entry": {"model", "evaluation_report"},
-    "flights_enriched": {"stg_flights", "stg_weather", "stg_planes", "stg_airlines"},
+    "flights_enriched": {
+        "stg_flights",
+        "stg_weather",
+        "stg_planes",
+        "stg_airlines",
+        "stg_landings",
+    },
     "stg_flights": {"raw/flights"},
     "stg_weather": {"raw/weather"},
+    "stg_landings": {"raw/landings"},
 }
 DAILY = {"raw_snapshot", "validated_flights", "flight_features"}
 
@@ -39,6 +46,27 @@ def test_graph_edges_are_the_designed_ones(graph) -> None:
             k.to_user_string() for k in graph.get(dg.AssetKey.from_user_string(asset)).parent_keys
         }
         assert parents == upstream, asset
+
+
+def test_every_contract_expectation_is_a_blocking_check_in_the_ui(graph) -> None:
+    checks = {key.to_user_string(): key for key in graph.asset_check_keys}
+    expected = {
+        *(
+            f"validated_flights:{name}"
+            for name in (
+                "schema",
+                "min_rows_per_day",
+                "max_null_fraction",
+                "allowed_late_arrival",
+                "max_reject_fraction",
+            )
+        ),
+        *(f"stg_{table}:contract" for table in ("weather", "planes", "airports", "airlines")),
+    }
+    assert expected <= set(checks)
+    assert all(graph.get_check_spec(checks[name]).blocking for name in expected)
+    # The other checks are dbt's own tests (not_null, unique) on the staging models.
+    assert {n.split(":")[1].split("_")[0] for n in set(checks) - expected} <= {"not", "unique"}
 
 
 def test_daily_assets_cover_2013_only_and_run_ranges_in_one_run(graph) -> None:

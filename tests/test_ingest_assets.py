@@ -9,7 +9,7 @@ from trainflow.defs.caching import CachePolicyResource
 from trainflow.defs.features import flight_features
 from trainflow.defs.ingest import raw_snapshot, validated_flights
 from trainflow.defs.io_manager import DeltaLakeIOManager
-from trainflow.defs.resources import LakeResource, WarehouseResource
+from trainflow.defs.resources import ContractsResource, LakeResource, WarehouseResource
 from trainflow.lake.delta_lake import DeltaLake
 
 RANGE = {
@@ -25,6 +25,7 @@ def resources(warehouse: Path, lake: Path) -> dict[str, object]:
         "io_manager": DeltaLakeIOManager(lake=lake_resource),
         "lake": lake_resource,
         "cache_policy": CachePolicyResource(),
+        "contracts": ContractsResource(),
     }
 
 

@@ -13,6 +13,7 @@ from trainflow.defs import evaluation, features, ingest, training, warehouse
 from trainflow.defs.caching import CachePolicyResource
 from trainflow.defs.io_manager import DeltaLakeIOManager
 from trainflow.defs.resources import (
+    ContractsResource,
     ExperimentConfigResource,
     LakeResource,
     MlflowResource,
@@ -37,6 +38,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
         "dbt": warehouse.dbt_cli_resource(),
         "experiment": ExperimentConfigResource(path=str(settings.config_path)),
+        "contracts": ContractsResource(directory=str(settings.contracts_dir)),
         "mlflow_tracking": MlflowResource(
             tracking_uri=settings.mlflow_tracking_uri, artifact_uri=settings.mlflow_artifact_uri
         ),
@@ -54,6 +56,7 @@ ALL_ASSETS: list[dg.AssetsDefinition | dg.AssetSpec] = [
     evaluation.evaluation_report,
     evaluation.registry_entry,
 ]
+ALL_CHECKS = [warehouse.reference_table_contracts]
 
 
 def materialize_range(
@@ -62,7 +65,7 @@ def materialize_range(
     """Every asset Dagster materializes (not the landed tables, which `trainflow land`
     writes) over days `first`..`last`, in process: one run, like a backfill."""
     return dg.materialize(
-        ALL_ASSETS,
+        [*ALL_ASSETS, *ALL_CHECKS],
         resources=build_resources(settings),
         selection=dg.AssetSelection.all()
         - dg.AssetSelection.keys(*[spec.key for spec in warehouse.landed_tables]),
@@ -77,6 +80,7 @@ def materialize_range(
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=ALL_ASSETS,
+        asset_checks=ALL_CHECKS,
         resources=build_resources(settings),
         # One process per step, like one pod per step in production.
         executor=dg.multiprocess_executor.configured({"max_concurrent": 2}),

@@ -15,6 +15,9 @@ PROFILES = ("local", "prod")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "experiment.yaml"
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+# The data contracts shipped in the package; TRAINFLOW_CONTRACTS_DIR points elsewhere (a
+# contract change reviewed before release, or a test's edited copy).
+PACKAGED_CONTRACTS_DIR = Path(__file__).resolve().parent / "contracts"
 
 # Where the object store is. Credentials (AWS_ACCESS_KEY_ID, ...) are deliberately absent:
 # deltalake and boto3 read them from the environment themselves, so they never enter
@@ -35,6 +38,7 @@ class Settings:
     config_path: Path
     mlflow_tracking_uri: str
     mlflow_artifact_uri: str
+    contracts_dir: Path = PACKAGED_CONTRACTS_DIR
     storage_options: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -66,5 +70,8 @@ class Settings:
             config_path=config_path,
             mlflow_tracking_uri=tracking_uri,
             mlflow_artifact_uri=(mlflow_dir / "artifacts").as_uri(),
+            contracts_dir=Path(env.get("TRAINFLOW_CONTRACTS_DIR") or PACKAGED_CONTRACTS_DIR)
+            .expanduser()
+            .resolve(),
             storage_options={k: env[k] for k in _AWS_KEYS if env.get(k)},
         )

@@ -84,7 +84,8 @@ class LateArrival(_Strict):
 
 
 class Expectations(_Strict):
-    min_rows_per_day: int = 1
+    min_rows_per_day: int = 1  # daily tables
+    min_rows: int = 1  # reference tables, checked whole
     max_reject_fraction: float = 0.0
     allowed_late_arrival: LateArrival | None = None
 
@@ -133,7 +134,9 @@ class Contract(_Strict):
             columns[name] = pa.Column(
                 None, checks=checks, nullable=spec.nullable, unique=spec.unique
             )
-        return pa.DataFrameSchema(columns=columns, strict=False, name=self.label)
+        # A composite key is unique as a whole (a single-column key uses `unique: true`).
+        unique = self.key if len(self.key) > 1 else None
+        return pa.DataFrameSchema(columns=columns, strict=False, unique=unique, name=self.label)
 
     def waived(self, rule: str, day: dt.date, column: str) -> bool:
         return any(
@@ -235,8 +238,11 @@ class ValidationOutcome:
         )
 
 
-def check_table(frame: pl.DataFrame, contract: Contract, partition: str) -> Observed:
-    """Fail fast on what makes every row suspect: missing or retyped columns."""
+def check_table(frame: pl.DataFrame, contract: Contract, subject: str) -> Observed:
+    """Fail fast on what makes every row suspect: missing or retyped columns.
+
+    `subject` names what is checked in the message: "partition 2013-02-01", "table planes".
+    """
     problems = []
     for name, spec in contract.fields.items():
         if name not in frame.columns:
@@ -252,7 +258,7 @@ def check_table(frame: pl.DataFrame, contract: Contract, partition: str) -> Obse
             )
     if problems:
         raise ContractViolation(
-            f"partition {partition} violates data contract {contract.label}: "
+            f"{subject} violates data contract {contract.label}: "
             + "; ".join(problems),
             SCHEMA_RULE,
         )
@@ -347,7 +353,7 @@ def validate_partitions(
     expectation observed.
     """
     window = f"{days[0]}..{days[-1]}" if len(days) > 1 else str(days[0])
-    observed = {SCHEMA_RULE: check_table(frame, contract, window)}
+    observed = {SCHEMA_RULE: check_table(frame, contract, f"partition {window}")}
     rows_in = dict(frame.group_by("day").len().iter_rows())
     observed[MIN_ROWS_RULE] = check_row_counts(rows_in, contract, days)
     observed[NULL_RATE_RULE] = check_null_rates(frame, contract)
@@ -393,6 +399,67 @@ def validate_partitions(
     return outcome
 
 
+@dataclass(frozen=True)
+class TableReport:
+    """A reference table checked whole: its rows and the rows breaking each rule."""
+
+    rows: int
+    rejected_rows: int
+    rejects_by_rule: dict[str, int]
+
+    def observed(self, contract: Contract) -> Observed:
+        return {
+            "contract": contract.label,
+            "rows": self.rows,
+            "rejected_rows": self.rejected_rows,
+            "limit_reject_fraction": contract.expectations.max_reject_fraction,
+            **{f"rejected by {rule}": n for rule, n in self.rejects_by_rule.items()},
+        }
+
+
+def validate_table(frame: pl.DataFrame, contract: Contract) -> TableReport:
+    """A whole reference table (weather, planes, airports, airlines) against its contract.
+
+    Every flight joins these tables, so there is no partition to quarantine: a broken
+    schema, too few rows or a reject fraction over the limit raises `ContractViolation`
+    naming table, column, contract version and rule; otherwise the counts are returned.
+    """
+    check_table(frame, contract, f"table {contract.name}")
+    if frame.height < contract.expectations.min_rows:
+        raise ContractViolation(
+            f"table {contract.name} violates data contract {contract.label}: {frame.height} "
+            f"rows, fewer than {contract.expectations.min_rows} (rule: min_rows)",
+            MIN_ROWS_RULE,
+        )
+    indexed = frame.with_row_index("row_index").with_columns(pl.col("row_index").cast(pl.Int64))
+    failures = _row_failures(indexed, contract, run_id="")
+    report = TableReport(
+        rows=frame.height,
+        rejected_rows=failures["row_index"].n_unique(),
+        rejects_by_rule=describe_quarantine(failures),
+    )
+    fraction = report.rejected_rows / max(frame.height, 1)
+    if fraction > contract.expectations.max_reject_fraction:
+        detail = ", ".join(
+            f"column {rule.split(': ', 1)[0]!r} rule {rule.split(': ', 1)[1]} ({n} rows, e.g. "
+            f"{_example(failures, rule)})"
+            for rule, n in list(report.rejects_by_rule.items())[:3]
+        )
+        raise ContractViolation(
+            f"table {contract.name} violates data contract {contract.label}: "
+            f"{report.rejected_rows} of {frame.height} rows ({fraction:.2%}) break a rule, over "
+            f"max_reject_fraction {contract.expectations.max_reject_fraction:.1%}: {detail}",
+            REJECT_RULE,
+        )
+    return report
+
+
+def _example(failures: pl.DataFrame, rule_key: str) -> str:
+    column, rule = rule_key.split(": ", 1)
+    observed = failures.filter((pl.col("column") == column) & (pl.col("rule") == rule))
+    return f"observed {observed['observed'][0]!r}"
+
+
 def _row_failures(indexed: pl.DataFrame, contract: Contract, run_id: str) -> pl.DataFrame:
     try:
         contract.row_schema().validate(indexed, lazy=True)
@@ -411,9 +478,26 @@ def _row_failures(indexed: pl.DataFrame, contract: Contract, run_id: str) -> pl.
         .alias("rule"),
         pl.col("failure_case").cast(pl.String).alias("observed"),
     )
+    if len(contract.key) > 1:  # pandera names the schema and the whole row: name the key
+        composite = pl.col("rule") == "multiple_fields_uniqueness"
+        failures = failures.with_columns(
+            pl.when(composite)
+            .then(pl.lit(", ".join(contract.key)))
+            .otherwise(pl.col("column"))
+            .alias("column"),
+            pl.when(composite)
+            .then(
+                pl.concat_str(
+                    [pl.col("observed").str.json_path_match(f"$.{k}") for k in contract.key],
+                    separator=", ",
+                )
+            )
+            .otherwise(pl.col("observed"))
+            .alias("observed"),
+        )
     rows = indexed.select(
         "row_index",
-        "day",
+        pl.col("day") if "day" in indexed.columns else pl.lit(None, pl.Date).alias("day"),
         pl.struct(pl.all().exclude("row_index")).struct.json_encode().alias("row_json"),
     )
     return (

@@ -17,7 +17,6 @@ from trainflow.contracts.contract import (
     describe_quarantine,
     validate_partitions,
 )
-from trainflow.contracts.flights import FLIGHTS_CONTRACT
 from trainflow.defs.caching import (
     CachePolicyResource,
     code_version_of,
@@ -27,8 +26,9 @@ from trainflow.defs.caching import (
 from trainflow.defs.code_versions import CODE_VERSIONS
 from trainflow.defs.io_manager import DeltaInput, LakeOutput
 from trainflow.defs.partitions import daily_2013, day_window
-from trainflow.defs.resources import LakeResource, WarehouseResource
+from trainflow.defs.resources import ContractsResource, LakeResource, WarehouseResource
 from trainflow.defs.retries import IO_RETRY, fail_fast
+from trainflow.defs.warehouse import check_reference_tables
 from trainflow.manifest import content_hash
 
 SINGLE_RUN = dg.BackfillPolicy.single_run()
@@ -58,6 +58,7 @@ CONTRACT_CHECKS = {
 def raw_snapshot(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
+    contracts: ContractsResource,
     lake: LakeResource,
     cache_policy: CachePolicyResource,
 ) -> LakeOutput:
@@ -66,10 +67,14 @@ def raw_snapshot(
     Every later step reads the snapshot, never the warehouse, so a run can be replayed
     from Delta versions even after the warehouse changes. A day whose warehouse rows are
     unchanged keeps its snapshot (cache hit); a restated day gets a new one. Fails if a
-    day has no rows.
+    day has no rows, or if a reference table every flight joins (weather, planes, airports,
+    airlines) breaks its data contract.
     """
     window = day_window(context.partition_time_window)
     started = time.perf_counter()
+    for outcome in check_reference_tables(warehouse, contracts).values():
+        if isinstance(outcome, ContractViolation):
+            raise outcome
     frame = warehouse.read_flights(window)
     by_day = split_days(frame)
     missing = [str(day) for day in window.days() if day not in by_day]
@@ -113,9 +118,10 @@ def validated_flights(
     context: dg.AssetExecutionContext,
     raw_snapshot: DeltaInput,
     lake: LakeResource,
+    contracts: ContractsResource,
     cache_policy: CachePolicyResource,
 ) -> Iterator[dg.Output[LakeOutput] | dg.AssetCheckResult]:
-    """The snapshot's good rows, checked against the flights data contract (contracts/*.yaml).
+    """The snapshot's good rows, checked against the flights data contract (flights.yaml).
 
     Rows that break a row-level rule go to the quarantine table with rule, column and
     observed value (rows in = validated + quarantined, per partition). A table-level
@@ -128,7 +134,7 @@ def validated_flights(
         raise ValueError(
             f"validated_flights: raw_snapshot has no rows for partition(s) {', '.join(absent[:10])}"
         )
-    contract = FLIGHTS_CONTRACT
+    contract = contracts.load("flights")
     code = code_version_of(context)
     wanted = {
         day: cache_key(code, contract.fingerprint, {"raw_snapshot": raw_snapshot.day_versions[day]})

@@ -1,4 +1,5 @@
-"""One resource per external system: experiment config, warehouse, report store, MLflow.
+"""One resource per external system: experiment config, data contracts, warehouse, lake,
+MLflow.
 
 Resource fields hold locations only. Credentials are never resource config (they would
 show in the UI): deltalake and boto3 read the standard AWS_* variables themselves.
@@ -19,8 +20,10 @@ import polars as pl
 from mlflow import MlflowClient
 
 from trainflow.config import ExperimentConfig, load_config
+from trainflow.contracts.contract import Contract, load_contract
 from trainflow.lake.delta_lake import DayWindow, DeltaLake
 from trainflow.lake.object_store import ObjectStore
+from trainflow.settings import PACKAGED_CONTRACTS_DIR
 from trainflow.warehouse.landing import landed_days
 
 WAREHOUSE_MODEL = "main.flights_enriched"
@@ -33,6 +36,18 @@ class ExperimentConfigResource(dg.ConfigurableResource):
 
     def load(self) -> ExperimentConfig:
         return load_config(Path(self.path))
+
+
+class ContractsResource(dg.ConfigurableResource):
+    """The folder of data contracts (`<table>.yaml`, TRAINFLOW_CONTRACTS_DIR)."""
+
+    directory: str = str(PACKAGED_CONTRACTS_DIR)
+
+    def load(self, table: str) -> Contract:
+        path = Path(self.directory) / f"{table}.yaml"
+        if not path.exists():
+            raise FileNotFoundError(f"no data contract for table {table!r}: {path} is missing")
+        return load_contract(path)
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -53,6 +68,18 @@ class WarehouseResource(dg.ConfigurableResource):
                 "order by flight_id",
                 params={"first": window.first, "last": window.last},
             ).to_arrow_table()
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        return frame
+
+    def read_model(self, model: str) -> pl.DataFrame:
+        """A whole (small) warehouse model, e.g. a reference table such as `stg_planes`."""
+        if not Path(self.path).exists():
+            raise FileNotFoundError(
+                f"warehouse {self.path} does not exist: run `trainflow land` first"
+            )
+        with duckdb.connect(self.path, read_only=True) as conn:
+            table = conn.sql(f"select * from main.{model}").to_arrow_table()
         frame = pl.from_arrow(table)
         assert isinstance(frame, pl.DataFrame)
         return frame

@@ -1,4 +1,5 @@
-"""The warehouse in the asset graph: landed source tables and the dbt models over them.
+"""The warehouse in the asset graph: landed source tables, the dbt models over them, and
+the data contracts of the reference tables every flight joins.
 
 The landed tables are external assets (`trainflow land` writes them, not Dagster), so the
 UI shows lineage from each warehouse table through dbt to the lake assets.
@@ -12,7 +13,8 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
-from trainflow.defs.resources import WarehouseResource
+from trainflow.contracts.contract import ContractViolation, TableReport, validate_table
+from trainflow.defs.resources import ContractsResource, WarehouseResource
 from trainflow.settings import DBT_PROJECT_DIR
 from trainflow.sources.nycflights13 import TABLES
 
@@ -81,3 +83,59 @@ def warehouse_models(
     """`dbt build` of the staging models (views in the warehouse) and their tests."""
     with warehouse.dbt_environment():
         yield from dbt.cli(["build"], context=context).stream()
+
+
+# Reference tables with a contract `<name>.yaml`, checked whole as the dbt model stg_<name>.
+REFERENCE_TABLES = ("weather", "planes", "airports", "airlines")
+
+
+def check_reference_tables(
+    warehouse: WarehouseResource, contracts: ContractsResource
+) -> dict[str, TableReport | ContractViolation]:
+    """Each reference table against its contract: the report, or the violation."""
+    outcomes: dict[str, TableReport | ContractViolation] = {}
+    for table in REFERENCE_TABLES:
+        contract = contracts.load(table)
+        try:
+            outcomes[table] = validate_table(warehouse.read_model(f"stg_{table}"), contract)
+        except ContractViolation as violation:
+            outcomes[table] = violation
+    return outcomes
+
+
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec(
+            "contract",
+            asset=dg.AssetKey(f"stg_{table}"),
+            description=f"stg_{table} meets the {table} data contract ({table}.yaml).",
+            blocking=True,
+        )
+        for table in REFERENCE_TABLES
+    ],
+)
+def reference_table_contracts(
+    warehouse: WarehouseResource, contracts: ContractsResource
+) -> Iterator[dg.AssetCheckResult]:
+    """The reference tables' contracts as checks in the UI, with what each observed.
+
+    Dagster's blocking checks do not stop every downstream path (dagster#25112), so
+    `raw_snapshot` enforces the same contracts itself before it snapshots any flight.
+    """
+    for table, outcome in check_reference_tables(warehouse, contracts).items():
+        key = dg.AssetKey(f"stg_{table}")
+        if isinstance(outcome, ContractViolation):
+            yield dg.AssetCheckResult(
+                asset_key=key,
+                check_name="contract",
+                passed=False,
+                severity=dg.AssetCheckSeverity.ERROR,
+                metadata={"violation": str(outcome), "rule": outcome.expectation},
+            )
+        else:
+            yield dg.AssetCheckResult(
+                asset_key=key,
+                check_name="contract",
+                passed=True,
+                metadata=outcome.observed(contracts.load(table)),
+            )
