@@ -224,6 +224,13 @@ def test_bad_rows_are_quarantined_and_counted(
     assert observed["worst_partition"].value == BAD_DAY
     assert observed["max_reject_fraction_observed"].value == round(bad_rows / counts["rows_in"], 6)
     assert events["2013-02-02"]["rows_quarantined"].value == 0
+    # The quarantine is an asset of its own: one materialization per partition, counted.
+    quarantined = {
+        e.materialization.partition: e.materialization.metadata["rows_quarantined"].value
+        for e in result.get_asset_materialization_events()
+        if e.materialization.asset_key == dg.AssetKey(QUARANTINE_TABLE)
+    }
+    assert quarantined == {day: (bad_rows if day == BAD_DAY else 0) for day in events}
 
 
 def test_duplicate_keys_are_quarantined(warehouse: Path, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from trainflow.settings import Settings, SettingsError
 EXPECTED_UPSTREAM = {
     "raw_snapshot": {"flights_enriched"},
     "validated_flights": {"raw_snapshot"},
+    "quarantine_flights": {"raw_snapshot"},
     "flight_features": {"validated_flights"},
     "training_dataset": {"flight_features"},
     "model": {"training_dataset"},

@@ -246,8 +246,11 @@ def quarantine_revalidate(partitions: tuple[str, ...]) -> None:
                 if error is not None:
                     click.echo(f"partition {day}: FAILED: {error.message.strip()}", err=True)
             continue
-        (event,) = result.get_asset_materialization_events()
-        md = event.materialization.metadata
+        (md,) = [
+            e.materialization.metadata
+            for e in result.get_asset_materialization_events()
+            if e.materialization.asset_key == validated_flights.key
+        ]
         if md["cache"].value == "hit":
             click.echo(f"partition {day}: unchanged (validated with this contract already)")
             continue

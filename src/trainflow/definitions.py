@@ -50,6 +50,7 @@ ALL_ASSETS: list[dg.AssetsDefinition | dg.AssetSpec] = [
     warehouse.warehouse_models,
     ingest.raw_snapshot,
     ingest.validated_flights,
+    ingest.quarantine_flights,
     features.flight_features,
     training.training_dataset,
     training.model,
@@ -63,12 +64,12 @@ def materialize_range(
     settings: Settings, first: str, last: str, **kwargs: Any
 ) -> dg.ExecuteInProcessResult:
     """Every asset Dagster materializes (not the landed tables, which `trainflow land`
-    writes) over days `first`..`last`, in process: one run, like a backfill."""
+    writes, nor the quarantine, which validated_flights writes) and every check, over days
+    `first`..`last`, in process: one run, like a backfill."""
     return dg.materialize(
         [*ALL_ASSETS, *ALL_CHECKS],
         resources=build_resources(settings),
-        selection=dg.AssetSelection.all()
-        - dg.AssetSelection.keys(*[spec.key for spec in warehouse.landed_tables]),
+        selection=dg.AssetSelection.all().materializable() | dg.AssetSelection.checks(*ALL_CHECKS),
         tags={
             "dagster/asset_partition_range_start": first,
             "dagster/asset_partition_range_end": last,

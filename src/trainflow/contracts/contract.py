@@ -258,8 +258,7 @@ def check_table(frame: pl.DataFrame, contract: Contract, subject: str) -> Observ
             )
     if problems:
         raise ContractViolation(
-            f"{subject} violates data contract {contract.label}: "
-            + "; ".join(problems),
+            f"{subject} violates data contract {contract.label}: " + "; ".join(problems),
             SCHEMA_RULE,
         )
     return {"contract": contract.label, "columns": len(contract.fields)}

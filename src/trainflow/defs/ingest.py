@@ -14,6 +14,7 @@ from trainflow.contracts.contract import (
     REJECT_RULE,
     SCHEMA_RULE,
     ContractViolation,
+    ValidationOutcome,
     describe_quarantine,
     validate_partitions,
 )
@@ -29,6 +30,7 @@ from trainflow.defs.partitions import daily_2013, day_window
 from trainflow.defs.resources import ContractsResource, LakeResource, WarehouseResource
 from trainflow.defs.retries import IO_RETRY, fail_fast
 from trainflow.defs.warehouse import check_reference_tables
+from trainflow.lake.delta_lake import DeltaLake
 from trainflow.manifest import content_hash
 
 SINGLE_RUN = dg.BackfillPolicy.single_run()
@@ -100,6 +102,33 @@ def raw_snapshot(
     return LakeOutput(frame=snapshot, days=plan.misses)
 
 
+quarantine_flights = dg.AssetSpec(
+    QUARANTINE_TABLE,
+    deps=[raw_snapshot],
+    partitions_def=daily_2013,
+    group_name="lake",
+    kinds={"deltalake"},
+    description=(
+        "Rows of raw_snapshot that broke a row rule of the flights contract (rule, column, "
+        "observed value, the row, run id). Written by validated_flights in the same step; "
+        "`trainflow quarantine list|show|revalidate` reads and replays it."
+    ),
+)
+
+
+def _quarantine_written(
+    store: DeltaLake, outcome: ValidationOutcome
+) -> Iterator[dg.AssetMaterialization]:
+    """One materialization of quarantine_flights per partition written, with its count."""
+    uri = store.table_uri(QUARANTINE_TABLE)
+    for day, counts in sorted(outcome.counts_by_day.items()):
+        yield dg.AssetMaterialization(
+            asset_key=QUARANTINE_TABLE,
+            partition=day.isoformat(),
+            metadata={"rows_quarantined": counts["rows_quarantined"], "dagster/uri": uri},
+        )
+
+
 @dg.asset(
     retry_policy=IO_RETRY,
     partitions_def=daily_2013,
@@ -120,7 +149,7 @@ def validated_flights(
     lake: LakeResource,
     contracts: ContractsResource,
     cache_policy: CachePolicyResource,
-) -> Iterator[dg.Output[LakeOutput] | dg.AssetCheckResult]:
+) -> Iterator[dg.Output[LakeOutput] | dg.AssetCheckResult | dg.AssetMaterialization]:
     """The snapshot's good rows, checked against the flights data contract (flights.yaml).
 
     Rows that break a row-level rule go to the quarantine table with rule, column and
@@ -155,6 +184,7 @@ def validated_flights(
     except ContractViolation as violation:
         if violation.outcome is not None:  # too many rejects: keep them inspectable
             store.write(QUARANTINE_TABLE, violation.outcome.quarantine, window, days=plan.misses)
+            yield from _quarantine_written(store, violation.outcome)
         # The expectations checked before the failing one passed; the failing one fails
         # with the message; later ones were not evaluated.
         names = list(CONTRACT_CHECKS)
@@ -169,6 +199,7 @@ def validated_flights(
         )
         raise
     store.write(QUARANTINE_TABLE, outcome.quarantine, window, days=plan.misses)
+    yield from _quarantine_written(store, outcome)
     validated = stamp_days(outcome.valid, plan.keys)
     report_computed_days(context, validated)
     for day in plan.misses:
