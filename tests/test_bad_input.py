@@ -86,7 +86,7 @@ def computed_days(result: dg.ExecuteInProcessResult) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for event in result.get_asset_materialization_events():
         mat = event.materialization
-        if mat.metadata["cache"].value == "miss":
+        if "cache" in mat.metadata and mat.metadata["cache"].value == "miss":
             found.setdefault(mat.asset_key.to_user_string(), []).append(str(mat.partition))
     return {asset: sorted(days) for asset, days in found.items()}
 
