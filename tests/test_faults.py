@@ -197,6 +197,11 @@ def test_sigkill_inside_a_delta_write_keeps_the_previous_version_and_rerun_write
     delays = [rows["arr_delay_minutes"].sum() for rows in (stored, restated, previous)]
     assert delays[0] == delays[1] != delays[2]  # the restated rows, not the previous ones
     assert not referenced_files(table) & uncommitted  # the killed write's files stay orphans
+    # ... which only a full vacuum (files no version references), past retention, deletes.
+    orphans = DeltaTable(str(table)).vacuum(
+        retention_hours=0, enforce_retention_duration=False, dry_run=True, full=True
+    )
+    assert uncommitted <= {table / path for path in orphans}
 
 
 # --- 2. The object store stops in the middle of a run -------------------------------------
