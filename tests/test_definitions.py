@@ -104,3 +104,16 @@ def test_settings_come_from_the_environment_only(tmp_path) -> None:
     assert s3.lake_uri == "s3://bucket/prefix" and s3.storage_options == {"AWS_REGION": "eu-west-1"}
     with pytest.raises(SettingsError, match="TRAINFLOW_PROFILE='staging'"):
         Settings.from_env({"TRAINFLOW_PROFILE": "staging"})
+
+
+def test_s3_timeout_bounds_requests_to_an_s3_lake_only(tmp_path) -> None:
+    s3 = Settings.from_env({"TRAINFLOW_LAKE_URI": "s3://bucket/lake", "TRAINFLOW_S3_TIMEOUT": "5"})
+    assert s3.s3_timeout_seconds == 5
+    assert s3.storage_options == {"timeout": "5s", "retry_timeout": "5s"}
+    from trainflow.definitions import build_resources
+
+    assert build_resources(s3)["lake"].lake().storage_options == s3.storage_options
+    local = Settings.from_env({"TRAINFLOW_HOME": str(tmp_path), "TRAINFLOW_S3_TIMEOUT": "5"})
+    assert local.storage_options == {}
+    with pytest.raises(SettingsError, match=r"TRAINFLOW_S3_TIMEOUT='2\.5'"):
+        Settings.from_env({"TRAINFLOW_S3_TIMEOUT": "2.5"})

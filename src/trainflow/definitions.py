@@ -30,6 +30,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         aws_endpoint_url=opts.get("AWS_ENDPOINT_URL"),
         aws_region=opts.get("AWS_REGION") or opts.get("AWS_DEFAULT_REGION"),
         aws_allow_http=opts.get("AWS_ALLOW_HTTP", "").lower() == "true",
+        s3_timeout_seconds=settings.s3_timeout_seconds,
     )
     return {
         "io_manager": DeltaLakeIOManager(lake=lake),

@@ -23,6 +23,11 @@ PACKAGED_CONTRACTS_DIR = Path(__file__).resolve().parent / "contracts"
 # deltalake and boto3 read them from the environment themselves, so they never enter
 # trainflow's settings, resource config, logs or metadata.
 _AWS_KEYS = ("AWS_ENDPOINT_URL", "AWS_ALLOW_HTTP", "AWS_REGION", "AWS_DEFAULT_REGION")
+# How long one object-store request may take, the store client's own retries included. By
+# default deltalake's client retries a store that does not answer 10 times (about 25 s per
+# request here, up to 3 minutes by its retry budget) before a step sees the error; with this
+# set, the step fails after that many seconds and IO_RETRY (defs/retries.py) decides.
+S3_TIMEOUT_VAR = "TRAINFLOW_S3_TIMEOUT"
 
 
 class SettingsError(ValueError):
@@ -40,6 +45,7 @@ class Settings:
     mlflow_artifact_uri: str
     contracts_dir: Path = PACKAGED_CONTRACTS_DIR
     storage_options: Mapping[str, str] = field(default_factory=dict)
+    s3_timeout_seconds: int | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -62,6 +68,10 @@ class Settings:
         config_path = Path(env.get("TRAINFLOW_CONFIG") or DEFAULT_CONFIG).expanduser().resolve()
         mlflow_dir = home / "mlflow"
         tracking_uri = env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlflow_dir / 'mlflow.db'}"
+        storage_options = {k: env[k] for k in _AWS_KEYS if env.get(k)}
+        s3_timeout = _positive_seconds(S3_TIMEOUT_VAR, env.get(S3_TIMEOUT_VAR))
+        if s3_timeout is not None and lake_uri.startswith("s3://"):
+            storage_options.update(s3_timeout_options(s3_timeout))
         return cls(
             profile=profile,
             home=home,
@@ -73,5 +83,19 @@ class Settings:
             contracts_dir=Path(env.get("TRAINFLOW_CONTRACTS_DIR") or PACKAGED_CONTRACTS_DIR)
             .expanduser()
             .resolve(),
-            storage_options={k: env[k] for k in _AWS_KEYS if env.get(k)},
+            storage_options=storage_options,
+            s3_timeout_seconds=s3_timeout,
         )
+
+
+def s3_timeout_options(seconds: int) -> dict[str, str]:
+    """deltalake storage options bounding one request, retries included, to `seconds`."""
+    return {"timeout": f"{seconds}s", "retry_timeout": f"{seconds}s"}
+
+
+def _positive_seconds(name: str, value: str | None) -> int | None:
+    if not value:
+        return None
+    if not value.isdigit() or int(value) == 0:
+        raise SettingsError(f"{name}={value!r} must be a whole number of seconds above 0")
+    return int(value)

@@ -23,7 +23,7 @@ from trainflow.config import ExperimentConfig, load_config
 from trainflow.contracts.contract import Contract, load_contract
 from trainflow.lake.delta_lake import DayWindow, DeltaLake
 from trainflow.lake.object_store import ObjectStore
-from trainflow.settings import PACKAGED_CONTRACTS_DIR
+from trainflow.settings import PACKAGED_CONTRACTS_DIR, s3_timeout_options
 from trainflow.warehouse.landing import landed_days
 
 WAREHOUSE_MODEL = "main.flights_enriched"
@@ -113,6 +113,9 @@ class LakeResource(dg.ConfigurableResource):
     aws_endpoint_url: str | None = None
     aws_region: str | None = None
     aws_allow_http: bool = False
+    # TRAINFLOW_S3_TIMEOUT: a store that does not answer fails the step after this many
+    # seconds, so IO_RETRY sees it (settings.py says why).
+    s3_timeout_seconds: int | None = None
 
     def _options(self) -> dict[str, str]:
         options: dict[str, str] = {}
@@ -122,6 +125,8 @@ class LakeResource(dg.ConfigurableResource):
             options["AWS_REGION"] = self.aws_region
         if self.aws_allow_http:
             options["AWS_ALLOW_HTTP"] = "true"
+        if self.s3_timeout_seconds and self.lake_uri.startswith("s3://"):
+            options.update(s3_timeout_options(self.s3_timeout_seconds))
         return options
 
     def lake(self) -> DeltaLake:

@@ -14,8 +14,9 @@ from typing import Any, TypeVar
 import dagster as dg
 from lightgbm.basic import LightGBMError
 
-# 3 retries after 2, 4 and 8 seconds (+/- jitter): rides out an object store or warehouse
-# restart of about 15 seconds; anything longer fails clearly and is re-executed from failure.
+# 3 retries, after (2^n - 1) * 2 s +/- 2 s: about 2, 6 and 14 s, 16 to 28 s in all (Dagster's
+# exponential backoff). Rides out an object store or warehouse restart of about 20 seconds;
+# anything longer fails clearly and is re-executed from failure.
 IO_RETRY = dg.RetryPolicy(
     max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )

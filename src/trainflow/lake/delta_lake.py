@@ -93,27 +93,50 @@ class DeltaLake:
         and keep their stored rows). `commit_metadata` is stored in the Delta commit info.
         """
         uri = self.table_uri(table)
-        properties = CommitProperties(custom_metadata=dict(commit_metadata or {}))
-        if window is None:
+        replaced: list[dt.date] = []
+        if window is not None:
+            replaced = window.days() if days is None else sorted(days)
+            _check_rows_in_days(table, frame, replaced, window)
+        creating = self.version(table) is None
+        # deltalake (1.6) does not detect a conflict between two commits that both create a
+        # table: the loser's commit is retried as version 1 with all of its files, so two
+        # runs writing a new table at the same time left every row twice. A write that
+        # creates the table therefore either is version 0 or fails: mode "error" refuses a
+        # table that appeared since the check above, and no commit retry means that losing
+        # the race for version 0 raises CommitFailedError. IO_RETRY then re-runs the step,
+        # which finds the table (and its cache keys) and replaces days by predicate, a
+        # commit whose conflicts deltalake does detect.
+        properties = CommitProperties(
+            custom_metadata=dict(commit_metadata or {}),
+            max_commit_retries=0 if creating else None,
+        )
+        data, options = frame.to_arrow(), self._options()
+        if creating:
             write_deltalake(
                 uri,
-                frame.to_arrow(),
+                data,
+                mode="error",
+                partition_by=None if window is None else [PARTITION_COLUMN],
+                storage_options=options,
+                commit_properties=properties,
+            )
+        elif window is None:
+            write_deltalake(
+                uri,
+                data,
                 mode="overwrite",
                 schema_mode="overwrite",
-                storage_options=self._options(),
+                storage_options=options,
                 commit_properties=properties,
             )
         else:
-            replaced = window.days() if days is None else sorted(days)
-            _check_rows_in_days(table, frame, replaced, window)
-            exists = self.version(table) is not None
             write_deltalake(
                 uri,
-                frame.to_arrow(),
+                data,
                 mode="overwrite",
                 partition_by=[PARTITION_COLUMN],
-                predicate=_days_predicate(replaced, window) if exists else None,
-                storage_options=self._options(),
+                predicate=_days_predicate(replaced, window),
+                storage_options=options,
                 commit_properties=properties,
             )
         version = self.version(table)
