@@ -8,11 +8,13 @@ import polars as pl
 import pytest
 
 from trainflow.contracts.contract import ContractViolation, load_contract, validate_partitions
-from trainflow.contracts.flights import CONTRACT_FILE, FLIGHTS_CONTRACT
 from trainflow.defs.resources import WarehouseResource
 from trainflow.lake.delta_lake import DayWindow
+from trainflow.settings import PACKAGED_CONTRACTS_DIR
 
 DAY = dt.date(2013, 2, 1)
+CONTRACT_FILE = PACKAGED_CONTRACTS_DIR / "flights.yaml"
+FLIGHTS_CONTRACT = load_contract(CONTRACT_FILE)
 
 
 @pytest.fixture(scope="module")

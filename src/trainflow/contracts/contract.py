@@ -173,13 +173,12 @@ MIN_ROWS_RULE = "min_rows_per_day"
 NULL_RATE_RULE = "max_null_fraction"
 LATE_ARRIVAL_RULE = "allowed_late_arrival"
 REJECT_RULE = "max_reject_fraction"
-EXPECTATIONS = (SCHEMA_RULE, MIN_ROWS_RULE, NULL_RATE_RULE, LATE_ARRIVAL_RULE, REJECT_RULE)
 
 
 class ContractViolation(ValueError):
     """A partition broke its contract; the message names partition, column, version, rule.
 
-    `expectation` says which expectation failed (one of EXPECTATIONS).
+    `expectation` says which expectation failed (one of the *_RULE names above).
     """
 
     def __init__(
