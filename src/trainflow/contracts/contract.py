@@ -431,17 +431,21 @@ def validate_table(frame: pl.DataFrame, contract: Contract) -> TableReport:
         )
     indexed = frame.with_row_index("row_index").with_columns(pl.col("row_index").cast(pl.Int64))
     failures = _row_failures(indexed, contract, run_id="")
+    by_rule = (
+        failures.group_by("column", "rule")
+        .agg(pl.col("row_index").n_unique().alias("rows"), pl.col("observed").first())
+        .sort(["rows", "column", "rule"], descending=[True, False, False])
+    )
     report = TableReport(
         rows=frame.height,
         rejected_rows=failures["row_index"].n_unique(),
-        rejects_by_rule=describe_quarantine(failures),
+        rejects_by_rule={f"{c}: {r}": n for c, r, n, _ in by_rule.iter_rows()},
     )
     fraction = report.rejected_rows / max(frame.height, 1)
     if fraction > contract.expectations.max_reject_fraction:
         detail = ", ".join(
-            f"column {rule.split(': ', 1)[0]!r} rule {rule.split(': ', 1)[1]} ({n} rows, e.g. "
-            f"{_example(failures, rule)})"
-            for rule, n in list(report.rejects_by_rule.items())[:3]
+            f"column {column!r} rule {rule} ({n} rows, e.g. observed {observed!r})"
+            for column, rule, n, observed in by_rule.head(3).iter_rows()
         )
         raise ContractViolation(
             f"table {contract.name} violates data contract {contract.label}: "
@@ -450,12 +454,6 @@ def validate_table(frame: pl.DataFrame, contract: Contract) -> TableReport:
             REJECT_RULE,
         )
     return report
-
-
-def _example(failures: pl.DataFrame, rule_key: str) -> str:
-    column, rule = rule_key.split(": ", 1)
-    observed = failures.filter((pl.col("column") == column) & (pl.col("rule") == rule))
-    return f"observed {observed['observed'][0]!r}"
 
 
 def _row_failures(indexed: pl.DataFrame, contract: Contract, run_id: str) -> pl.DataFrame:
