@@ -62,7 +62,11 @@ def test_every_contract_expectation_is_a_blocking_check_in_the_ui(graph) -> None
                 "max_reject_fraction",
             )
         ),
-        *(f"stg_{table}:contract" for table in ("weather", "planes", "airports", "airlines")),
+        *(
+            f"stg_{table}:{name}"
+            for table in ("weather", "planes", "airports", "airlines")
+            for name in ("schema", "min_rows", "max_reject_fraction")
+        ),
     }
     assert expected <= set(checks)
     assert all(graph.get_check_spec(checks[name]).blocking for name in expected)

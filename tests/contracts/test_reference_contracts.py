@@ -65,7 +65,7 @@ def test_retyped_and_out_of_range_reference_columns_fail(tables) -> None:
     )
 
 
-def run_checks(warehouse, succeeds: bool = True) -> dict[str, dg.AssetCheckEvaluation]:
+def run_checks(warehouse, succeeds: bool = True) -> dict[tuple[str, str], dg.AssetCheckEvaluation]:
     result = dg.materialize(
         [reference_table_contracts],
         selection=dg.AssetSelection.all_asset_checks(),
@@ -73,27 +73,41 @@ def run_checks(warehouse, succeeds: bool = True) -> dict[str, dg.AssetCheckEvalu
         raise_on_error=False,
     )
     assert result.success is succeeds  # a failed blocking check fails its step
-    return {e.asset_key.to_user_string(): e for e in result.get_asset_check_evaluations()}
+    return {
+        (e.asset_key.to_user_string(), e.check_name): e
+        for e in result.get_asset_check_evaluations()
+    }
 
 
-def test_checks_show_each_table_with_observed_values_and_fail_a_broken_one(
+def test_checks_show_each_expectation_with_its_observed_value_and_fail_a_broken_one(
     built_warehouse, warehouse_copy, tables
 ) -> None:
     passed = run_checks(built_warehouse)
+    names = ("schema", "min_rows", "max_reject_fraction")
     assert {k: e.passed for k, e in passed.items()} == {
-        "stg_weather": True, "stg_planes": True, "stg_airports": True, "stg_airlines": True,
-    }  # fmt: skip
-    assert passed["stg_weather"].metadata["rows"].value == tables["weather"].height
-    assert passed["stg_weather"].metadata["contract"].value == "weather v1"
+        (f"stg_{table}", name): True for table in REFERENCE_TABLES for name in names
+    }
+    observed = {k: v.value for k, v in passed[("stg_weather", "min_rows")].metadata.items()}
+    assert observed == {"rows": tables["weather"].height, "limit": 1}
+    assert passed[("stg_weather", "schema")].metadata["contract"].value == "weather v1"
+    assert passed[("stg_planes", "max_reject_fraction")].metadata["rejected_rows"].value == 0
 
     with duckdb.connect(str(warehouse_copy)) as conn:
         conn.execute("update raw.airports set lat = 123.0 where faa = 'JFK'")
+        conn.execute("create or replace view main.stg_airlines as select carrier from raw.airlines")
     failed = run_checks(warehouse_copy, succeeds=False)
-    assert not failed["stg_airports"].passed
-    assert failed["stg_airports"].severity == dg.AssetCheckSeverity.ERROR
-    assert failed["stg_airports"].metadata["violation"].value == (
+    # Schema drift: the first expectation fails, the later ones are not evaluated.
+    assert {n for t, n in failed if t == "stg_airlines"} == {"schema"}
+    assert "column 'airline_name' is missing (rule: required column)" in str(
+        failed[("stg_airlines", "schema")].metadata["violation"].value
+    )
+    airports = {name: failed[("stg_airports", name)].passed for name in names}
+    assert airports == {"schema": True, "min_rows": True, "max_reject_fraction": False}
+    rejects = failed[("stg_airports", "max_reject_fraction")]
+    assert rejects.severity == dg.AssetCheckSeverity.ERROR
+    assert rejects.metadata["violation"].value == (
         "table airports violates data contract airports v1: 1 of 1458 rows (0.07%) break a "
         "rule, over max_reject_fraction 0.0%: column 'lat' rule less_than_or_equal_to(90.0) "
         "(1 rows, e.g. observed '123.0')"
     )
-    assert failed["stg_planes"].passed
+    assert failed[("stg_planes", "max_reject_fraction")].passed

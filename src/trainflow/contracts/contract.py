@@ -173,6 +173,9 @@ MIN_ROWS_RULE = "min_rows_per_day"
 NULL_RATE_RULE = "max_null_fraction"
 LATE_ARRIVAL_RULE = "allowed_late_arrival"
 REJECT_RULE = "max_reject_fraction"
+# A reference table's expectations, checked whole, in order.
+TABLE_MIN_ROWS_RULE = "min_rows"
+TABLE_EXPECTATIONS = (SCHEMA_RULE, TABLE_MIN_ROWS_RULE, REJECT_RULE)
 
 
 class ContractViolation(ValueError):
@@ -402,18 +405,24 @@ class TableReport:
     """A reference table checked whole: its rows and the rows breaking each rule."""
 
     contract: str
+    columns: int
     rows: int
+    min_rows: int
     rejected_rows: int
     rejects_by_rule: dict[str, int]
     max_reject_fraction: float
 
-    def observed(self) -> Observed:
+    def observed(self) -> dict[str, Observed]:
+        """What each of TABLE_EXPECTATIONS observed against its limit."""
         return {
-            "contract": self.contract,
-            "rows": self.rows,
-            "rejected_rows": self.rejected_rows,
-            "limit_reject_fraction": self.max_reject_fraction,
-            **{f"rejected by {rule}": n for rule, n in self.rejects_by_rule.items()},
+            SCHEMA_RULE: {"contract": self.contract, "columns": self.columns},
+            TABLE_MIN_ROWS_RULE: {"rows": self.rows, "limit": self.min_rows},
+            REJECT_RULE: {
+                "rejected_rows": self.rejected_rows,
+                "reject_fraction_observed": round(self.rejected_rows / max(self.rows, 1), 6),
+                "limit": self.max_reject_fraction,
+                **{f"rejected by {rule}": n for rule, n in self.rejects_by_rule.items()},
+            },
         }
 
 
@@ -428,8 +437,8 @@ def validate_table(frame: pl.DataFrame, contract: Contract) -> TableReport:
     if frame.height < contract.expectations.min_rows:
         raise ContractViolation(
             f"table {contract.name} violates data contract {contract.label}: {frame.height} "
-            f"rows, fewer than {contract.expectations.min_rows} (rule: min_rows)",
-            MIN_ROWS_RULE,
+            f"rows, fewer than {contract.expectations.min_rows} (rule: {TABLE_MIN_ROWS_RULE})",
+            TABLE_MIN_ROWS_RULE,
         )
     indexed = frame.with_row_index("row_index").with_columns(pl.col("row_index").cast(pl.Int64))
     failures = _row_failures(indexed, contract, run_id="")
@@ -440,7 +449,9 @@ def validate_table(frame: pl.DataFrame, contract: Contract) -> TableReport:
     )
     report = TableReport(
         contract=contract.label,
+        columns=len(contract.fields),
         rows=frame.height,
+        min_rows=contract.expectations.min_rows,
         rejected_rows=failures["row_index"].n_unique(),
         rejects_by_rule={f"{c}: {r}": n for c, r, n, _ in by_rule.iter_rows()},
         max_reject_fraction=contract.expectations.max_reject_fraction,

@@ -13,7 +13,15 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
-from trainflow.contracts.contract import ContractViolation, TableReport, validate_table
+from trainflow.contracts.contract import (
+    REJECT_RULE,
+    SCHEMA_RULE,
+    TABLE_EXPECTATIONS,
+    TABLE_MIN_ROWS_RULE,
+    ContractViolation,
+    TableReport,
+    validate_table,
+)
 from trainflow.defs.resources import ContractsResource, WarehouseResource
 from trainflow.settings import DBT_PROJECT_DIR
 from trainflow.sources.nycflights13 import TABLES
@@ -103,39 +111,61 @@ def check_reference_tables(
     return outcomes
 
 
+TABLE_CHECKS = {
+    SCHEMA_RULE: "Every contract column is present with its type.",
+    TABLE_MIN_ROWS_RULE: "The table has at least the contract's minimum rows.",
+    REJECT_RULE: "No more than the contract's share of rows breaks a row rule.",
+}
+assert tuple(TABLE_CHECKS) == TABLE_EXPECTATIONS
+
+
 @dg.multi_asset_check(
     specs=[
         dg.AssetCheckSpec(
-            "contract",
+            name,
             asset=dg.AssetKey(f"stg_{table}"),
-            description=f"stg_{table} meets the {table} data contract ({table}.yaml).",
+            description=f"{text} ({table}.yaml)",
             blocking=True,
         )
         for table in REFERENCE_TABLES
+        for name, text in TABLE_CHECKS.items()
     ],
+    # Lets a table's checks after a failed one go unevaluated (no result), as on
+    # validated_flights, instead of reporting an outcome nobody computed.
+    can_subset=True,
 )
 def reference_table_contracts(
-    warehouse: WarehouseResource, contracts: ContractsResource
+    context: dg.AssetCheckExecutionContext,
+    warehouse: WarehouseResource,
+    contracts: ContractsResource,
 ) -> Iterator[dg.AssetCheckResult]:
-    """The reference tables' contracts as checks in the UI, with what each observed.
+    """The reference tables' contract expectations as checks in the UI, each with what it
+    observed. A failed expectation fails the step (blocking); those after it in a table are
+    not evaluated.
 
     Dagster's blocking checks do not stop every downstream path (dagster#25112), so
     `raw_snapshot` enforces the same contracts itself before it snapshots any flight.
     """
+    selected = context.selected_asset_check_keys
     for table, outcome in check_reference_tables(warehouse, contracts).items():
         key = dg.AssetKey(f"stg_{table}")
         if isinstance(outcome, ContractViolation):
-            yield dg.AssetCheckResult(
-                asset_key=key,
-                check_name="contract",
-                passed=False,
-                severity=dg.AssetCheckSeverity.ERROR,
-                metadata={"violation": str(outcome), "rule": outcome.expectation},
-            )
+            failed = TABLE_EXPECTATIONS.index(outcome.expectation)
+            results = [
+                dg.AssetCheckResult(asset_key=key, check_name=name, passed=True)
+                for name in TABLE_EXPECTATIONS[:failed]
+            ] + [
+                dg.AssetCheckResult(
+                    asset_key=key,
+                    check_name=outcome.expectation,
+                    passed=False,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    metadata={"violation": str(outcome)},
+                )
+            ]
         else:
-            yield dg.AssetCheckResult(
-                asset_key=key,
-                check_name="contract",
-                passed=True,
-                metadata=outcome.observed(),
-            )
+            results = [
+                dg.AssetCheckResult(asset_key=key, check_name=name, passed=True, metadata=seen)
+                for name, seen in outcome.observed().items()
+            ]
+        yield from (r for r in results if dg.AssetCheckKey(key, r.check_name or "") in selected)
