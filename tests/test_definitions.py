@@ -12,12 +12,18 @@ from trainflow.defs.code_versions import CODE_VERSIONS
 from trainflow.settings import Settings, SettingsError
 
 EXPECTED_UPSTREAM = {
-    "raw_snapshot": {"flights_enriched"},
+    "raw_snapshot": {
+        "flights_enriched",
+        "stg_weather",
+        "stg_planes",
+        "stg_airports",
+        "stg_airlines",
+    },
     "validated_flights": {"raw_snapshot"},
     "quarantine_flights": {"raw_snapshot"},
     "flight_features": {"validated_flights"},
     "training_dataset": {"flight_features"},
-    "model": {"training_dataset"},
+    "model": {"training_dataset", "raw/flights"},
     "evaluation_report": {"training_dataset", "model"},
     "registry_entry": {"model", "evaluation_report"},
     "flights_enriched": {

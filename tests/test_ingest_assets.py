@@ -1,16 +1,20 @@
 """The ingest assets on real landed data, over a range of partitions in one run.
 (Bad input is `test_bad_input.py`.)"""
 
+import datetime as dt
 from pathlib import Path
 
 import dagster as dg
 
+from trainflow.definitions import ALL_ASSETS, build_resources
 from trainflow.defs.caching import CachePolicyResource
 from trainflow.defs.features import flight_features
 from trainflow.defs.ingest import raw_snapshot, validated_flights
 from trainflow.defs.io_manager import DeltaLakeIOManager
 from trainflow.defs.resources import ContractsResource, LakeResource, WarehouseResource
 from trainflow.lake.delta_lake import DeltaLake
+from trainflow.settings import Settings
+from trainflow.warehouse import landing
 
 RANGE = {
     "dagster/asset_partition_range_start": "2013-02-01",
@@ -41,3 +45,27 @@ def test_range_snapshot_validates_and_features_are_written(warehouse_copy, tmp_p
     snapshots = result.asset_materializations_for_node("raw_snapshot")
     assert len(snapshots) == 5
     assert all(m.metadata["cache"].value == "miss" for m in snapshots)
+
+
+def test_upstream_selection_builds_every_model_it_reads_on_a_fresh_warehouse(tmp_path) -> None:
+    """`*flight_features` on a warehouse that dbt never built: raw_snapshot declares the
+    reference models it checks (stg_airports is not upstream of flights_enriched), so the
+    selection builds them before the step queries them."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    landing.land(warehouse, landing.plan_days([], through=dt.date(2013, 1, 5)))
+    settings = Settings.from_env(
+        {"TRAINFLOW_HOME": str(tmp_path / "home"), "TRAINFLOW_WAREHOUSE_URL": str(warehouse)}
+    )
+    result = dg.materialize(
+        ALL_ASSETS,
+        selection="*flight_features",
+        resources=build_resources(settings),
+        tags={
+            "dagster/asset_partition_range_start": "2013-01-01",
+            "dagster/asset_partition_range_end": "2013-01-05",
+        },
+    )
+    assert result.success
+    built = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert {"stg_airports", "stg_weather", "flights_enriched", "flight_features"} <= built
+    assert DeltaLake(settings.lake_uri).read("flight_features")["day"].n_unique() == 5

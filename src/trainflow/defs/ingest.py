@@ -29,7 +29,7 @@ from trainflow.defs.io_manager import DeltaInput, LakeOutput
 from trainflow.defs.partitions import daily_2013, day_window
 from trainflow.defs.resources import ContractsResource, LakeResource, WarehouseResource
 from trainflow.defs.retries import IO_RETRY, fail_fast
-from trainflow.defs.warehouse import check_reference_tables
+from trainflow.defs.warehouse import REFERENCE_TABLES, check_reference_tables
 from trainflow.lake.delta_lake import DeltaLake
 from trainflow.manifest import content_hash
 
@@ -51,7 +51,12 @@ CONTRACT_CHECKS = {
     partitions_def=daily_2013,
     backfill_policy=SINGLE_RUN,
     code_version=CODE_VERSIONS["raw_snapshot"],
-    deps=[dg.AssetKey("flights_enriched")],
+    # Exactly what it reads: the flights, and the reference tables whose contracts it
+    # enforces (so `*raw_snapshot` builds every warehouse model the step queries).
+    deps=[
+        dg.AssetKey("flights_enriched"),
+        *(dg.AssetKey(f"stg_{table}") for table in REFERENCE_TABLES),
+    ],
     group_name="lake",
     kinds={"polars", "deltalake"},
     op_tags={"trainflow/stage": "ingest"},

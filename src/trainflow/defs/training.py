@@ -97,6 +97,8 @@ def training_dataset(
     group_name="training",
     kinds={"lightgbm", "mlflow"},
     op_tags={"trainflow/stage": "training"},
+    # The staleness rule reads which days have landed in raw.flights.
+    deps=[dg.AssetKey(["raw", "flights"])],
 )
 @fail_fast
 def model(
