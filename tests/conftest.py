@@ -8,7 +8,6 @@ filled by `trainflow land` code and built by the real dbt project.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
 import socket
 import subprocess
@@ -24,6 +23,7 @@ import pytest
 from trainflow.defs.warehouse import DBT_EXECUTABLE
 from trainflow.settings import DBT_PROJECT_DIR
 from trainflow.warehouse import landing
+from trainflow.warehouse.dbt_profile import write_profile
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -83,11 +83,11 @@ def s3_environ(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str,
 
 
 def run_dbt_build(warehouse_path: Path) -> None:
-    env = {**os.environ, "TRAINFLOW_WAREHOUSE_PATH": str(warehouse_path)}
+    """`dbt build` with the profile trainflow writes for this warehouse file."""
+    profiles = write_profile(warehouse_path.parent / "dbt", warehouse_path)
     subprocess.run(
-        [DBT_EXECUTABLE, "build", "--quiet", "--profiles-dir", str(DBT_PROJECT_DIR)],
+        [DBT_EXECUTABLE, "build", "--quiet", "--profiles-dir", str(profiles)],
         cwd=DBT_PROJECT_DIR,
-        env=env,
         check=True,
         capture_output=True,
     )

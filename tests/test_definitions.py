@@ -1,4 +1,4 @@
-"""The code location loads, and its graph is exactly the designed one (DESIGN.md §2).
+"""The code location loads, and its graph is exactly the designed one (docs/architecture.md).
 
 A refactor that silently drops an edge, a partition mapping or a code version fails here.
 """

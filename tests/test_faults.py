@@ -1,7 +1,7 @@
 """Faults a production run meets, made real: a writer killed inside a Delta write, the object
 store stopping in the middle of a run, two runs writing the same partitions at once.
 
-Why these three: DESIGN.md promises that a partial write is never visible, that I/O failures
+Why these three: the architecture (docs/architecture.md) promises that a partial write is never visible, that I/O failures
 are retried and then fail clearly, and that a re-run leaves each partition exactly once.
 Each promise is checked against real processes and signals (SIGKILL, SIGSTOP/SIGCONT of
 moto's S3 server, two Python processes racing for one table); nothing in deltalake, boto3

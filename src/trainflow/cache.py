@@ -1,4 +1,4 @@
-"""Cache keys: when a stored output may be reused instead of recomputed (DESIGN.md §5).
+"""Cache keys: when a stored output may be reused instead of recomputed (docs/architecture.md).
 
 An output's cache key is the hash of
 - its asset's code version,

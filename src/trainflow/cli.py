@@ -1,9 +1,8 @@
-"""The `trainflow` command: what Dagster has no verb for (DESIGN.md §1 and §7)."""
+"""The `trainflow` command: what Dagster has no verb for (docs/conventions.md lists them)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sys
 from pathlib import Path
 
@@ -229,7 +228,7 @@ def quarantine_revalidate(partitions: tuple[str, ...]) -> None:
     settings = Settings.from_env()
     days = sorted({_checked_day(p) for p in partitions})
     before = _quarantine_table()
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
+    instance = dg.DagsterInstance.get() if settings.dagster_home else None
     failed = False
     for day in days:
         result = dg.materialize(

@@ -1,6 +1,6 @@
 """The code location: `dagster dev -m trainflow.definitions` or `dagster asset materialize -m ...`.
 
-Everything environment-specific is decided by `Settings.from_env()` (DESIGN.md §3).
+Everything environment-specific is decided by `Settings.from_env()` (docs/profiles.md).
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "io_manager": DeltaLakeIOManager(lake=lake),
         "lake": lake,
         "cache_policy": CachePolicyResource(),
-        "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
+        "warehouse": WarehouseResource(
+            path=str(settings.warehouse_path), dbt_profiles_dir=str(settings.dbt_profiles_dir)
+        ),
         "dbt": warehouse.dbt_cli_resource(),
         "experiment": ExperimentConfigResource(path=str(settings.config_path)),
         "contracts": ContractsResource(directory=str(settings.contracts_dir)),

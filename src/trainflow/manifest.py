@@ -1,4 +1,4 @@
-"""The run manifest: everything needed to prove a model can be rebuilt (DESIGN.md §5).
+"""The run manifest: everything needed to prove a model can be rebuilt (docs/architecture.md).
 
 A manifest records the code (git commit, dirty flag, lockfile hash, code versions), the
 full config and its hash, every seed, the Delta version, data version and content hash of

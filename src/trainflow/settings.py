@@ -1,7 +1,9 @@
-"""The one place that reads the environment (DESIGN.md §3 and §7).
+"""The one place that reads the environment (docs/profiles.md lists every variable).
 
 Everything else receives a `Settings` object, so a profile switch is a change of
-environment variables only and tests can build settings for a temporary folder.
+environment variables only and tests can build settings for a temporary folder. Tools
+that read their own standard variables (Dagster's DAGSTER_HOME, MLflow's MLFLOW_*, boto3's
+and deltalake's AWS_*) still do; trainflow reads them here only where it needs the value.
 """
 
 from __future__ import annotations
@@ -46,6 +48,13 @@ class Settings:
     contracts_dir: Path = PACKAGED_CONTRACTS_DIR
     storage_options: Mapping[str, str] = field(default_factory=dict)
     s3_timeout_seconds: int | None = None
+    # DAGSTER_HOME, when set: a persistent Dagster instance (CLI commands record their runs).
+    dagster_home: Path | None = None
+
+    @property
+    def dbt_profiles_dir(self) -> Path:
+        """Where trainflow writes dbt's profiles.yml, rendered from these settings."""
+        return self.home / "dbt"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -85,6 +94,9 @@ class Settings:
             .resolve(),
             storage_options=storage_options,
             s3_timeout_seconds=s3_timeout,
+            dagster_home=Path(env["DAGSTER_HOME"]).expanduser().resolve()
+            if env.get("DAGSTER_HOME")
+            else None,
         )
 
 

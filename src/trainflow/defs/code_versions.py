@@ -1,6 +1,6 @@
 """Every trainflow asset's code version, in one place: bump one when its logic changes.
 
-Code versions are part of each asset's cache key (DESIGN.md §5) and of every registered
+Code versions are part of each asset's cache key (docs/architecture.md) and of every registered
 model's lineage tags.
 """
 

@@ -7,10 +7,7 @@ show in the UI): deltalake and boto3 read the standard AWS_* variables themselve
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -24,6 +21,7 @@ from trainflow.contracts.contract import Contract, load_contract
 from trainflow.lake.delta_lake import DayWindow, DeltaLake
 from trainflow.lake.object_store import ObjectStore
 from trainflow.settings import PACKAGED_CONTRACTS_DIR, s3_timeout_options
+from trainflow.warehouse.dbt_profile import write_profile
 from trainflow.warehouse.landing import landed_days
 
 WAREHOUSE_MODEL = "main.flights_enriched"
@@ -54,6 +52,16 @@ class WarehouseResource(dg.ConfigurableResource):
     """The DuckDB warehouse file that `trainflow land` fills and dbt models."""
 
     path: str
+    # Where the dbt profile for this warehouse is written (settings.dbt_profiles_dir).
+    dbt_profiles_dir: str = ""
+
+    def write_dbt_profile(self) -> Path:
+        """Render dbt's profiles.yml for this warehouse; returns its folder."""
+        if not self.dbt_profiles_dir:
+            raise ValueError(
+                "WarehouseResource.dbt_profiles_dir is not set (build_resources sets it)"
+            )
+        return write_profile(Path(self.dbt_profiles_dir), Path(self.path))
 
     def read_flights(self, window: DayWindow) -> pl.DataFrame:
         """The dbt model's rows for the window, sorted by flight_id (a stable order)."""
@@ -87,23 +95,6 @@ class WarehouseResource(dg.ConfigurableResource):
     def newest_landed_day(self) -> dt.date | None:
         days = landed_days(Path(self.path))
         return days[-1] if days else None
-
-    @contextlib.contextmanager
-    def dbt_environment(self) -> Iterator[None]:
-        """Expose the warehouse path to the dbt subprocess (profiles.yml reads it).
-
-        dagster-dbt passes the current environment to dbt and has no per-call env option,
-        so the variable is set for the duration of the dbt invocation only.
-        """
-        previous = os.environ.get("TRAINFLOW_WAREHOUSE_PATH")
-        os.environ["TRAINFLOW_WAREHOUSE_PATH"] = self.path
-        try:
-            yield
-        finally:
-            if previous is None:
-                os.environ.pop("TRAINFLOW_WAREHOUSE_PATH", None)
-            else:
-                os.environ["TRAINFLOW_WAREHOUSE_PATH"] = previous
 
 
 class LakeResource(dg.ConfigurableResource):

@@ -6,6 +6,7 @@ UI shows lineage from each warehouse table through dbt to the lake assets.
 """
 
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,15 +26,18 @@ from trainflow.contracts.contract import (
 from trainflow.defs.resources import ContractsResource, WarehouseResource
 from trainflow.settings import DBT_PROJECT_DIR
 from trainflow.sources.nycflights13 import TABLES
+from trainflow.warehouse.dbt_profile import write_profile
 
 # The dbt executable of this interpreter's environment, so nothing depends on PATH.
 DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
 
-dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR)
 
 
 def dbt_cli_resource() -> DbtCliResource:
-    return DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE)
+    """dbt over the project; each call passes `--profiles-dir` with the profile trainflow
+    writes from its settings (the resource's own `profiles_dir` must exist at load time)."""
+    return DbtCliResource(project_dir=str(DBT_PROJECT_DIR), dbt_executable=DBT_EXECUTABLE)
 
 
 def ensure_manifest() -> Path:
@@ -42,6 +46,7 @@ def ensure_manifest() -> Path:
     The manifest holds absolute paths of this machine, so it is built, never committed.
     (dagster-dbt's `prepare_if_dev` re-parses on every load under `dagster dev`, which
     costs every step process of a run several seconds; a freshness check does not.)
+    Parsing connects to no database, so a throwaway profile serves.
     """
     manifest = dbt_project.manifest_path
     sources = [
@@ -50,7 +55,12 @@ def ensure_manifest() -> Path:
     ]  # fmt: skip
     if manifest.exists() and all(p.stat().st_mtime <= manifest.stat().st_mtime for p in sources):
         return manifest
-    dbt_cli_resource().cli(["parse", "--quiet"], target_path=dbt_project.target_path).wait()
+    with tempfile.TemporaryDirectory() as folder:
+        profiles = write_profile(Path(folder), Path(folder) / "parse-only.duckdb")
+        dbt_cli_resource().cli(
+            ["parse", "--quiet", "--profiles-dir", str(profiles)],
+            target_path=dbt_project.target_path,
+        ).wait()
     return manifest
 
 
@@ -89,8 +99,8 @@ def warehouse_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
 ) -> Iterator[Any]:
     """`dbt build` of the staging models (views in the warehouse) and their tests."""
-    with warehouse.dbt_environment():
-        yield from dbt.cli(["build"], context=context).stream()
+    profiles = warehouse.write_dbt_profile()
+    yield from dbt.cli(["build", "--profiles-dir", str(profiles)], context=context).stream()
 
 
 # Reference tables with a contract `<name>.yaml`, checked whole as the dbt model stg_<name>.

@@ -1,7 +1,7 @@
 """Storage layout of the lake: one Delta table per asset at `<lake root>/<asset name>`.
 
 Daily tables are partitioned by a `day` date column, so any Delta reader (polars,
-deltalake, Spark, DuckDB) can open them without trainflow (DESIGN.md §7).
+deltalake, Spark, DuckDB) can open them without trainflow (docs/conventions.md).
 
 Why not dagster-deltalake(-polars): its IO manager reads and writes only the first day of a
 time window, and trainflow's assets read 28-day windows and write multi-day ranges in one

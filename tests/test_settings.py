@@ -1,0 +1,77 @@
+"""One reader of the environment: `settings.py`. Every other module, the dbt project and
+the docs are held to it here, so a stray `os.environ` read or a second home for the design
+cannot creep back in."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import REPO_ROOT
+from trainflow.settings import Settings
+from trainflow.warehouse.dbt_profile import write_profile
+
+PACKAGE = REPO_ROOT / "src" / "trainflow"
+
+
+def environment_reads(path: Path) -> list[str]:
+    """`os.environ` / `os.getenv` / `os.putenv` uses in one Python file, as 'file:line'."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "os"
+            and node.attr in {"environ", "getenv", "putenv", "unsetenv"}
+        ):
+            found.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno}")
+        if isinstance(node, ast.ImportFrom) and node.module == "os":
+            names = {alias.name for alias in node.names}
+            if names & {"environ", "getenv", "putenv"}:
+                found.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno}")
+    return found
+
+
+def test_only_settings_reads_the_environment() -> None:
+    reads = [r for p in sorted(PACKAGE.rglob("*.py")) for r in environment_reads(p)]
+    assert reads and all(r.startswith("src/trainflow/settings.py:") for r in reads), reads
+
+
+def test_the_dbt_project_reads_no_environment_variable() -> None:
+    files = [p for p in (REPO_ROOT / "dbt_project").rglob("*") if p.suffix in {".yml", ".sql"}]
+    offenders = [
+        str(p.relative_to(REPO_ROOT))
+        for p in files
+        if "target" not in p.parts and "env_var" in p.read_text()
+    ]
+    assert files and offenders == []
+
+
+def test_dbt_profile_is_rendered_from_settings(tmp_path) -> None:
+    settings = Settings.from_env(
+        {"TRAINFLOW_HOME": str(tmp_path), "TRAINFLOW_WAREHOUSE_URL": str(tmp_path / "w.duckdb")}
+    )
+    folder = write_profile(settings.dbt_profiles_dir, settings.warehouse_path)
+    profile = yaml.safe_load((folder / "profiles.yml").read_text())
+    assert folder == tmp_path / "dbt"
+    assert profile["trainflow"]["outputs"]["local"]["path"] == str(tmp_path / "w.duckdb")
+
+
+def test_dagster_home_is_a_setting(tmp_path) -> None:
+    assert Settings.from_env({"TRAINFLOW_HOME": str(tmp_path)}).dagster_home is None
+    found = Settings.from_env({"DAGSTER_HOME": str(tmp_path / "dagster")}).dagster_home
+    assert found == tmp_path / "dagster"
+
+
+def test_the_design_lives_in_the_repository_docs() -> None:
+    """Code and docs cite the project's own docs/, never a design brief outside it."""
+    texts = [
+        p
+        for p in [REPO_ROOT / "README.md", *REPO_ROOT.glob("docs/*.md"), *PACKAGE.rglob("*.py")]
+        if "DESIGN.md" in p.read_text()
+    ]
+    assert texts == []
+    for doc in ("architecture.md", "profiles.md", "conventions.md"):
+        assert (REPO_ROOT / "docs" / doc).is_file(), doc
