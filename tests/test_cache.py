@@ -2,6 +2,10 @@
 event log (each materialization event says `cache: hit` or `miss`), never from timing."""
 
 import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -9,7 +13,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from tests.conftest import QUICK_CONFIG
+from tests.conftest import QUICK_CONFIG, REPO_ROOT
 from trainflow.definitions import build_resources
 from trainflow.defs.caching import FORCE_TAG
 from trainflow.defs.evaluation import evaluation_report, registry_entry
@@ -110,21 +114,103 @@ def test_second_run_recomputes_nothing_and_keeps_every_data_version(settings) ->
     assert {name: lake.version(name) for name in NAMES} == delta_versions
 
 
-def test_feature_code_change_recomputes_features_and_downstream_only(settings) -> None:
-    run_graph(settings)
-    bumped = dg.map_asset_specs(
-        lambda spec: (
-            spec.replace_attributes(code_version="2") if spec.key == flight_features.key else spec
-        ),
-        LAKE_ASSETS,
+def copy_of_the_code(target: Path) -> Path:
+    """What the code location imports and reads at load time: the package, the dbt
+    project, the configs and the lock (a manifest hashes it)."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "target", "logs")
+    for folder in ("src", "dbt_project", "configs"):
+        shutil.copytree(REPO_ROOT / folder, target / folder, ignore=ignore)
+    shutil.copy(REPO_ROOT / "requirements.lock", target / "requirements.lock")
+    return target
+
+
+def run_code_in(
+    code: Path, env: dict[str, str], days: tuple[str, str] = JAN_FEB, succeeds: bool = True
+) -> tuple[dict[str, Counter], list[str]]:
+    """Run the graph importing trainflow from `code`: cache outcomes per asset and step
+    failure messages, both read from the run's event log."""
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "tests" / "graph_runner.py"), *days],
+        env={**env, "PYTHONPATH": str(code / "src")},
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert (done.returncode == 0) == succeeds, done.stdout[-2000:] + done.stderr[-4000:]
+    assert f"package {code / 'src' / 'trainflow' / '__init__.py'}" in done.stdout
+    run_id = done.stdout.split("run ")[-1].strip()
+    counts: dict[str, Counter] = {name: Counter() for name in NAMES}
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+            mat = entry.asset_materialization
+            assert mat is not None
+            if mat.asset_key.to_user_string() in counts:
+                counts[mat.asset_key.to_user_string()][str(mat.metadata["cache"].value)] += 1
+        failures = [
+            entry.dagster_event.step_failure_data.error.message
+            for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+            if entry.dagster_event and entry.dagster_event.step_failure_data.error
+        ]
+    return counts, failures
+
+
+def test_a_real_feature_code_edit_recomputes_features_and_downstream_only(
+    warehouse_copy: Path, tmp_path: Path
+) -> None:
+    """No version string is touched: the code itself is edited, in a copy of the tree."""
+    code = copy_of_the_code(tmp_path / "code")
+    (tmp_path / "dagster").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRAINFLOW_", "MLFLOW_"))}
+    env.update(
+        TRAINFLOW_HOME=str(tmp_path / "home"),
+        TRAINFLOW_WAREHOUSE_URL=str(warehouse_copy),
+        TRAINFLOW_CONFIG=str(QUICK_CONFIG),
+        DAGSTER_HOME=str(tmp_path / "dagster"),
     )
-    assert recomputed(run_graph(settings, assets=bumped)) == {
-        "flight_features": 59,
+    first, _ = run_code_in(code, env)
+    assert {n: c["miss"] for n, c in first.items()} == {
+        **{n: 59 for n in DAILY},
+        **{n: 1 for n in NAMES[3:]},
+    }
+    features = code / "src" / "trainflow" / "features" / "flights.py"
+    source = features.read_text()
+
+    # Comments, a docstring and formatting: every output is reused.
+    features.write_text(
+        source.replace('"""Point-in-time flight features', '"""Flight features, point in time')
+        .replace("    targets = sorted(set(days))\n", "    # sorted, unique\n    targets = sorted(\n        set(days)\n    )\n")
+    )  # fmt: skip
+    cosmetic, _ = run_code_in(code, env)
+    assert {n: dict(c) for n, c in cosmetic.items()} == {
+        **{n: {"hit": 59} for n in DAILY},
+        **{n: {"hit": 1} for n in NAMES[3:]},
+    }
+
+    # A logic edit in a feature function: features and everything downstream recompute.
+    features.write_text(
+        source.replace('pl.col("day").dt.weekday().cast(pl.Int32)',
+                       '(pl.col("day").dt.weekday() % 7).cast(pl.Int32)')
+    )  # fmt: skip
+    # Run over February only: its feature days take the new logic, January's keep the
+    # old one, and the training dataset (January to February) refuses to mix them.
+    february, failures = run_code_in(code, env, ("2013-02-01", "2013-02-28"), succeeds=False)
+    assert february["flight_features"] == Counter(miss=28)
+    assert len(failures) == 1
+    assert (
+        "training_dataset: 31 flight_features partition(s) read were computed by other code"
+        in failures[0]
+    )
+    assert "Materialize flight_features for 2013-01-01...2013-01-31 first" in failures[0]
+
+    # The whole range: January's feature days and everything downstream recompute.
+    edited, _ = run_code_in(code, env)
+    assert {n: c["miss"] for n, c in edited.items() if c["miss"]} == {
+        "flight_features": 31,
         "training_dataset": 1,
         "model": 1,
         "evaluation_report": 1,
         "registry_entry": 1,
     }
+    assert edited["raw_snapshot"]["hit"] == edited["validated_flights"]["hit"] == 59
+    assert edited["flight_features"]["hit"] == 28  # February, computed by the edited code
 
 
 def test_hyperparameter_change_recomputes_model_and_downstream_only(

@@ -5,10 +5,12 @@ A refactor that silently drops an edge, a partition mapping or a code version fa
 
 from __future__ import annotations
 
+import re
+
 import dagster as dg
 import pytest
 
-from trainflow.defs.code_versions import CODE_VERSIONS
+from trainflow.defs.code_versions import ASSET_CODE
 from trainflow.settings import Settings, SettingsError
 
 EXPECTED_UPSTREAM = {
@@ -92,9 +94,13 @@ def test_daily_assets_cover_2013_only_and_run_ranges_in_one_run(graph) -> None:
             assert node.partitions_def is None, name
 
 
-def test_every_trainflow_asset_has_its_code_version(graph) -> None:
-    for name, version in CODE_VERSIONS.items():
-        assert graph.get(dg.AssetKey(name)).code_version == version
+def test_every_trainflow_asset_has_a_code_version_derived_from_its_code(graph) -> None:
+    for name, spec in ASSET_CODE.items():
+        node = graph.get(dg.AssetKey(name))
+        assert re.fullmatch(rf"{spec.human}-[0-9a-f]{{16}}", node.code_version or ""), name
+        sources = node.metadata["code_version_sources"].value
+        assert any(source.endswith(f":{name}") for source in sources), name
+    assert len({graph.get(dg.AssetKey(n)).code_version for n in ASSET_CODE}) == len(ASSET_CODE)
 
 
 def test_features_read_a_28_day_window_of_validated_flights(graph) -> None:

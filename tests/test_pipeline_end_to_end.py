@@ -22,11 +22,11 @@ from mlflow import MlflowClient
 from tests.conftest import BIN, QUICK_CONFIG, REPO_ROOT
 from trainflow.config import load_config
 from trainflow.definitions import materialize_range
-from trainflow.defs.code_versions import CODE_VERSIONS
+from trainflow.defs.code_versions import ASSET_CODE
 from trainflow.lake.delta_lake import DeltaLake
 from trainflow.settings import Settings
 
-LAKE_ASSETS = list(CODE_VERSIONS)
+LAKE_ASSETS = list(ASSET_CODE)
 RANGE = "2013-01-01...2013-02-28"
 
 
@@ -72,6 +72,14 @@ def settings(user_env: dict[str, str]) -> Settings:
     return Settings.from_env(user_env)
 
 
+def code_versions() -> dict[str, str | None]:
+    """The derived code version of every lake asset, as the code location shows them."""
+    from trainflow.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    return {name: graph.get(dg.AssetKey(name)).code_version for name in LAKE_ASSETS}
+
+
 def latest(instance: dg.DagsterInstance, asset: str) -> dg.AssetMaterialization:
     event = instance.get_latest_materialization_event(dg.AssetKey(asset))
     assert event is not None and event.asset_materialization is not None, asset
@@ -85,10 +93,8 @@ def test_every_asset_materialized_with_code_version_and_metadata(
     with dg.DagsterInstance.get() as instance:
         for asset in LAKE_ASSETS:
             mat = latest(instance, asset)
-            assert (
-                mat.tags is not None
-                and mat.tags.get("dagster/code_version") == CODE_VERSIONS[asset]
-            )
+            assert mat.tags is not None
+            assert mat.tags.get("dagster/code_version") == code_versions()[asset]
             assert mat.metadata["dagster/row_count"].value > 0  # type: ignore[operator]
             assert isinstance(mat.metadata["delta_version"].value, int)
         snapshot = latest(instance, "raw_snapshot")  # the range's last day, 2013-02-28
@@ -109,7 +115,7 @@ def test_registered_challenger_with_lineage_beats_baseline(materialized, setting
     version = client.get_model_version_by_alias(config.registered_model_name, "challenger")
     tags = version.tags
     assert tags["config_hash"] == config.config_hash
-    assert json.loads(tags["code_versions"]) == CODE_VERSIONS
+    assert json.loads(tags["code_versions"]) == code_versions()
     assert set(json.loads(tags["input_delta_versions"])) == {"training_dataset", "flight_features"}
     assert len(tags["dagster_run_id"]) == 36
 

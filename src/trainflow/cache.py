@@ -32,7 +32,10 @@ from trainflow.manifest import content_hash
 
 CACHE_KEY_COLUMN = "_cache_key"
 CONTENT_HASH_COLUMN = "_content_hash"
-BOOKKEEPING_COLUMNS = (CACHE_KEY_COLUMN, CONTENT_HASH_COLUMN)
+# Daily tables also record which code version computed each partition, so a reader of a
+# window can refuse to mix partitions of old and new logic.
+CODE_VERSION_COLUMN = "_code_version"
+BOOKKEEPING_COLUMNS = (CACHE_KEY_COLUMN, CONTENT_HASH_COLUMN, CODE_VERSION_COLUMN)
 
 
 def stable_hash(value: Any) -> str:
@@ -73,8 +76,9 @@ def stored_per_day(frame: pl.DataFrame, column: str) -> dict[dt.date, str]:
     return dict(pairs.iter_rows())
 
 
-def stamp_days(frame: pl.DataFrame, keys: Mapping[dt.date, str]) -> pl.DataFrame:
-    """Add each day's cache key and content hash (of that day's rows) to its rows."""
+def stamp_days(frame: pl.DataFrame, keys: Mapping[dt.date, str], code_version: str) -> pl.DataFrame:
+    """Add each day's cache key, content hash (of that day's rows) and the code version
+    that computed it to its rows."""
     by_day = split_days(without_bookkeeping(frame))
     parts = []
     for day in sorted(keys):
@@ -83,7 +87,8 @@ def stamp_days(frame: pl.DataFrame, keys: Mapping[dt.date, str]) -> pl.DataFrame
             continue
         if "flight_id" in rows.columns:  # a stable row order, so the hash is reproducible
             rows = rows.sort("flight_id")
-        parts.append(with_bookkeeping(rows, keys[day]))
+        stamped = with_bookkeeping(rows, keys[day])
+        parts.append(stamped.with_columns(pl.lit(code_version).alias(CODE_VERSION_COLUMN)))
     return pl.concat(parts) if parts else frame.head(0)
 
 
@@ -116,3 +121,15 @@ class CachePlan:
 def window_versions(versions: Mapping[dt.date, str], days: Iterable[dt.date]) -> dict[str, str]:
     """The input versions a window-reading partition depends on, keyed by ISO day."""
     return {day.isoformat(): versions[day] for day in days if day in versions}
+
+
+def stale_code_days(
+    code_versions: Mapping[dt.date, str], days: Iterable[dt.date], current: str
+) -> dict[dt.date, str]:
+    """day -> the other code version that computed it, for the days read that the current
+    code did not compute ("unknown" where a partition predates the record)."""
+    return {
+        day: code_versions.get(day) or "unknown"
+        for day in sorted(days)
+        if code_versions.get(day) != current
+    }

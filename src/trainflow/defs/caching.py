@@ -5,11 +5,13 @@ per-partition metadata, logs) and the lake.
 """
 
 import datetime as dt
+from collections.abc import Iterable
 
 import dagster as dg
 import polars as pl
 
-from trainflow.cache import CACHE_KEY_COLUMN, CONTENT_HASH_COLUMN, CachePlan
+from trainflow.cache import CACHE_KEY_COLUMN, CONTENT_HASH_COLUMN, CachePlan, stale_code_days
+from trainflow.defs.io_manager import DeltaInput
 from trainflow.lake.delta_lake import DayWindow, DeltaLake
 
 FORCE_TAG = "trainflow/force_recompute"
@@ -32,6 +34,33 @@ def code_version_of(context: dg.AssetExecutionContext) -> str:
     if version is None:
         raise ValueError(f"{context.asset_key.to_user_string()} has no code_version")
     return version
+
+
+def refuse_mixed_code(
+    context: dg.AssetExecutionContext, upstream: DeltaInput, days: Iterable[dt.date]
+) -> None:
+    """Fail if any upstream partition read was computed by other code than the upstream
+    asset's current version: one output never mixes days of old and new logic.
+
+    A run over part of the range after a code change recomputes only that part; the days
+    outside it keep the old logic until they are materialized again, and a window or span
+    that reaches them is refused, naming them and the range to materialize.
+    """
+    graph = context.job_def.asset_layer.asset_graph
+    key = dg.AssetKey(upstream.table)
+    current = graph.get(key).code_version if graph.has(key) else None
+    if current is None:
+        return
+    stale = stale_code_days(upstream.day_code_versions, days, current)
+    if stale:
+        days_text = ", ".join(str(d) for d in list(stale)[:5]) + (" ..." if len(stale) > 5 else "")
+        older = ", ".join(sorted(set(stale.values())))
+        raise ValueError(
+            f"{context.asset_key.to_user_string()}: {len(stale)} {upstream.table} "
+            f"partition(s) read were computed by other code ({older}) than its current "
+            f"version {current}: {days_text}. Materialize {upstream.table} for "
+            f"{min(stale)}...{max(stale)} first, so that old and new logic never mix."
+        )
 
 
 def plan_days(

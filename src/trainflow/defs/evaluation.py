@@ -14,7 +14,7 @@ from mlflow.exceptions import MlflowException
 
 from trainflow.cache import cache_key, data_hash, with_bookkeeping
 from trainflow.defs.caching import CachePolicyResource, code_version_of, table_hit
-from trainflow.defs.code_versions import CODE_VERSIONS
+from trainflow.defs.code_versions import versioned_asset
 from trainflow.defs.io_manager import DeltaInput, LakeOutput
 from trainflow.defs.resources import ExperimentConfigResource, LakeResource, MlflowResource
 from trainflow.defs.retries import IO_RETRY, fail_fast
@@ -57,10 +57,9 @@ def _long_metrics(role: str, metrics: dict[str, float]) -> list[dict[str, Any]]:
     ]
 
 
-@dg.asset(
+@versioned_asset(
     retry_policy=IO_RETRY,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    code_version=CODE_VERSIONS["evaluation_report"],
     group_name="evaluation",
     kinds={"mlflow"},
     op_tags={"trainflow/stage": "evaluation"},
@@ -182,10 +181,9 @@ def _metric(report: pl.DataFrame, role: str, metric: str) -> float | None:
     return float(found["value"][0]) if found.height else None
 
 
-@dg.asset(
+@versioned_asset(
     retry_policy=IO_RETRY,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    code_version=CODE_VERSIONS["registry_entry"],
     group_name="evaluation",
     kinds={"mlflow"},
     op_tags={"trainflow/stage": "registry"},

@@ -11,9 +11,10 @@ from trainflow.defs.caching import (
     CachePolicyResource,
     code_version_of,
     plan_days,
+    refuse_mixed_code,
     report_computed_days,
 )
-from trainflow.defs.code_versions import CODE_VERSIONS
+from trainflow.defs.code_versions import versioned_asset
 from trainflow.defs.io_manager import DeltaInput, LakeOutput
 from trainflow.defs.partitions import daily_2013, day_window
 from trainflow.defs.resources import LakeResource
@@ -21,11 +22,10 @@ from trainflow.defs.retries import IO_RETRY, fail_fast
 from trainflow.features.flights import ALL_FEATURES, LOOKBACK_DAYS, build_flight_features
 
 
-@dg.asset(
+@versioned_asset(
     retry_policy=IO_RETRY,
     partitions_def=daily_2013,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    code_version=CODE_VERSIONS["flight_features"],
     ins={
         "validated_flights": dg.AssetIn(
             # Day D reads days D-28 .. D: history for the rolling rates, D for the schedule.
@@ -61,6 +61,7 @@ def flight_features(
             f"flight_features: validated_flights has no rows for partition(s) "
             f"{', '.join(absent[:10])}; materialize them first"
         )
+    refuse_mixed_code(context, validated_flights, versions)
     code = code_version_of(context)
     wanted = {
         day: cache_key(code, "", window_versions(versions, lookback(day))) for day in window.days()
@@ -69,7 +70,7 @@ def flight_features(
     started = time.perf_counter()
     flights = validated_flights.frame
     if plan.misses:
-        features = stamp_days(build_flight_features(flights, plan.misses), plan.keys)
+        features = stamp_days(build_flight_features(flights, plan.misses), plan.keys, code)
     else:
         features = pl.DataFrame()
     report_computed_days(context, features)

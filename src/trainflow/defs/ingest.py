@@ -24,7 +24,7 @@ from trainflow.defs.caching import (
     plan_days,
     report_computed_days,
 )
-from trainflow.defs.code_versions import CODE_VERSIONS
+from trainflow.defs.code_versions import versioned_asset
 from trainflow.defs.io_manager import DeltaInput, LakeOutput
 from trainflow.defs.partitions import daily_2013, day_window
 from trainflow.defs.resources import ContractsResource, LakeResource, WarehouseResource
@@ -46,11 +46,10 @@ CONTRACT_CHECKS = {
 }
 
 
-@dg.asset(
+@versioned_asset(
     retry_policy=IO_RETRY,
     partitions_def=daily_2013,
     backfill_policy=SINGLE_RUN,
-    code_version=CODE_VERSIONS["raw_snapshot"],
     # Exactly what it reads: the flights, and the reference tables whose contracts it
     # enforces (so `*raw_snapshot` builds every warehouse model the step queries).
     deps=[
@@ -95,7 +94,7 @@ def raw_snapshot(
     code = code_version_of(context)
     wanted = {day: cache_key(code, "", {"warehouse_rows": v}) for day, v in source_versions.items()}
     plan = plan_days(context, cache_policy, lake.lake(), "raw_snapshot", window, wanted)
-    snapshot = stamp_days(frame.filter(pl.col("day").is_in(plan.misses)), plan.keys)
+    snapshot = stamp_days(frame.filter(pl.col("day").is_in(plan.misses)), plan.keys, code)
     report_computed_days(context, snapshot)
     context.log.info(
         f"raw_snapshot: {frame.height} warehouse rows for {window.n_days} day(s) ({window}), "
@@ -134,11 +133,10 @@ def _quarantine_written(
         )
 
 
-@dg.asset(
+@versioned_asset(
     retry_policy=IO_RETRY,
     partitions_def=daily_2013,
     backfill_policy=SINGLE_RUN,
-    code_version=CODE_VERSIONS["validated_flights"],
     group_name="lake",
     kinds={"polars", "deltalake", "pandera"},
     op_tags={"trainflow/stage": "validate"},
@@ -205,7 +203,7 @@ def validated_flights(
         raise
     store.write(QUARANTINE_TABLE, outcome.quarantine, window, days=plan.misses)
     yield from _quarantine_written(store, outcome)
-    validated = stamp_days(outcome.valid, plan.keys)
+    validated = stamp_days(outcome.valid, plan.keys, code)
     report_computed_days(context, validated)
     for day in plan.misses:
         context.add_asset_metadata(outcome.counts(day), partition_key=day.isoformat())

@@ -23,6 +23,7 @@ import polars as pl
 from trainflow.cache import (
     BOOKKEEPING_COLUMNS,
     CACHE_KEY_COLUMN,
+    CODE_VERSION_COLUMN,
     CONTENT_HASH_COLUMN,
     stable_hash,
     stored_per_day,
@@ -42,6 +43,7 @@ class DeltaInput:
     version: int
     day_versions: dict[dt.date, str] = field(default_factory=dict)
     day_content_hashes: dict[dt.date, str] = field(default_factory=dict)
+    day_code_versions: dict[dt.date, str] = field(default_factory=dict)
     table_data_version: str | None = None
     table_content_hash: str | None = None
 
@@ -149,6 +151,7 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
             version=version,
             day_versions=stored_per_day(frame, CACHE_KEY_COLUMN) if daily else {},
             day_content_hashes=stored_per_day(frame, CONTENT_HASH_COLUMN) if daily else {},
+            day_code_versions=stored_per_day(frame, CODE_VERSION_COLUMN) if daily else {},
             table_data_version=table_version,
             table_content_hash=table_hash,
         )

@@ -13,8 +13,13 @@ import polars as pl
 from trainflow.cache import cache_key, window_versions, with_bookkeeping
 from trainflow.config import ExperimentConfig
 from trainflow.datasets import SPLITS, select_splits, train_on_dataset
-from trainflow.defs.caching import CachePolicyResource, code_version_of, table_hit
-from trainflow.defs.code_versions import CODE_VERSIONS
+from trainflow.defs.caching import (
+    CachePolicyResource,
+    code_version_of,
+    refuse_mixed_code,
+    table_hit,
+)
+from trainflow.defs.code_versions import code_versions_of_job, versioned_asset
 from trainflow.defs.io_manager import DeltaInput, LakeOutput
 from trainflow.defs.resources import (
     ExperimentConfigResource,
@@ -29,10 +34,9 @@ from trainflow.models.lightgbm_model import training_params
 from trainflow.settings import REPO_ROOT
 
 
-@dg.asset(
+@versioned_asset(
     retry_policy=IO_RETRY,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    code_version=CODE_VERSIONS["training_dataset"],
     group_name="training",
     kinds={"polars", "deltalake"},
     op_tags={"trainflow/stage": "training"},
@@ -52,6 +56,9 @@ def training_dataset(
     """
     config = experiment.load()
     span = config.windows.span.days()
+    refuse_mixed_code(
+        context, flight_features, [d for d in span if d in flight_features.day_versions]
+    )
     inputs = {"flight_features": window_versions(flight_features.day_versions, span)}
     key = cache_key(code_version_of(context), config.hash_of("windows", "features"), inputs)
     hashes = flight_features.day_content_hashes
@@ -90,10 +97,9 @@ def training_dataset(
     )
 
 
-@dg.asset(
+@versioned_asset(
     retry_policy=IO_RETRY,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    code_version=CODE_VERSIONS["model"],
     group_name="training",
     kinds={"lightgbm", "mlflow"},
     op_tags={"trainflow/stage": "training"},
@@ -129,6 +135,7 @@ def model(
     trained = train_on_dataset(data, config)
     train_seconds = time.perf_counter() - started
     features_read = _dataset_lineage(lake, training_dataset.version)["flight_features"]
+    code_versions = code_versions_of_job(context)
     manifest = build_manifest(
         repo=REPO_ROOT,
         model={
@@ -162,14 +169,14 @@ def model(
                 },
             },
         },
-        code_versions=CODE_VERSIONS,
+        code_versions=code_versions,
         cache_keys={"training_dataset": training_dataset.data_version, "model": key},
         dagster_run_id=context.run_id,
     )
     lineage = {
         "dagster_run_id": context.run_id,
         "config_hash": config.config_hash,
-        "code_versions": CODE_VERSIONS,
+        "code_versions": code_versions,
         "input_delta_versions": {
             "training_dataset": training_dataset.version,
             "flight_features": features_read["delta_version"],
