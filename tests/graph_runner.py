@@ -1,6 +1,7 @@
 """Materialize the lake assets over a day range, in process, into DAGSTER_HOME's instance.
 
-Run as a script (`python tests/graph_runner.py FIRST LAST`) by tests that must import
+Run as a script (`python tests/graph_runner.py FIRST LAST [ASSET ...]`, all lake assets
+when none is named) by tests that must import
 trainflow from another source tree (PYTHONPATH): code versions are derived when the
 definitions are imported. Prints the trainflow package it ran and the Dagster run id.
 """
@@ -30,10 +31,12 @@ LAKE_ASSETS = [
 ]
 
 
-def main(first: str, last: str) -> int:
+def main(first: str, last: str, *names: str) -> int:
+    selected = [a.key for a in LAKE_ASSETS if not names or a.key.to_user_string() in names]
     with dg.DagsterInstance.get() as instance:
         result = dg.materialize(
             LAKE_ASSETS,
+            selection=selected,
             resources=build_resources(Settings.from_env()),
             instance=instance,
             tags={
@@ -48,4 +51,4 @@ def main(first: str, last: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:3]))
+    sys.exit(main(*sys.argv[1:]))

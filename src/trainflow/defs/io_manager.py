@@ -11,6 +11,9 @@ versions, which cache keys and lineage are built from. Bookkeeping columns (`_ca
 
 Outputs: a `pl.DataFrame` replaces the whole window (or table); a `LakeOutput` says which
 days were recomputed (cache misses), or that an unpartitioned table is reused as stored.
+
+Reads and writes are classified like the assets' own failures (`defs/retries.py`): a
+missing table or a schema mismatch fails at once, a store that does not answer is retried.
 """
 
 import datetime as dt
@@ -30,6 +33,7 @@ from trainflow.cache import (
 )
 from trainflow.defs.partitions import day_window
 from trainflow.defs.resources import LakeResource
+from trainflow.defs.retries import fail_fast
 from trainflow.lake.delta_lake import DayWindow
 
 
@@ -82,6 +86,7 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
             return None
         return day_window(context.asset_partitions_time_window)
 
+    @fail_fast
     def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | LakeOutput) -> None:
         output = obj if isinstance(obj, LakeOutput) else LakeOutput(frame=obj)
         if output.frame is not None and not isinstance(output.frame, pl.DataFrame):
@@ -117,6 +122,7 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
             metadata["partitions_written"] = len(output.days) if output.days else window.n_days
         context.add_output_metadata(metadata)
 
+    @fail_fast
     def load_input(self, context: dg.InputContext) -> Any:
         table = self._table(context)
         window = self._window(context)
