@@ -146,7 +146,7 @@ def test_schema_drift_fails_fast_naming_column_version_and_rule(
     assert check_outcomes(result) == {"schema": False}
     step, message = failure_message(result)
     assert step == "validated_flights"
-    assert "partition 2013-02-01..2013-02-05 violates data contract flights v3" in message
+    assert "partition 2013-02-01..2013-02-05 violates data contract flights v4" in message
     assert expected in message
     assert DeltaLake(str(tmp_path / "lake")).version("validated_flights") is None
     assert DeltaLake(str(tmp_path / "lake")).version("flight_features") is None
@@ -270,7 +270,7 @@ def test_thin_day_fails_min_rows_rule(warehouse: Path, tmp_path: Path) -> None:
     assert step == "validated_flights"
     assert f"partition(s) {BAD_DAY} (" in message
     assert (
-        "violate data contract flights v3: fewer than 400 rows (rule: min_rows_per_day)" in message
+        "violate data contract flights v4: fewer than 400 rows (rule: min_rows_per_day)" in message
     )
 
 
@@ -293,7 +293,7 @@ def test_null_rate_over_the_limit_fails_naming_partition_column_and_rule(
     assert check_outcomes(result) == passed_until("max_null_fraction")
     step, message = failure_message(result)
     assert step == "validated_flights"
-    assert "data contract flights v3 violated (rule: max_null_fraction): " in message
+    assert "data contract flights v4 violated (rule: max_null_fraction): " in message
     assert (
         f"partition {BAD_DAY}: column 'tailnum' is null in {row[0]:.1%} of rows, "
         "over max_null_fraction 35.0%"
@@ -380,7 +380,7 @@ def test_day_landed_later_than_allowed_fails_naming_its_lateness(
     step, message = failure_message(result)
     assert step == "validated_flights"
     assert (
-        f"partition(s) {BAD_DAY} (25 days late) violate data contract flights v3: landed "
+        f"partition(s) {BAD_DAY} (25 days late) violate data contract flights v4: landed "
         "more than 7 days after later partitions (column 'landed_days_late', rule: "
         "allowed_late_arrival)"
     ) in message
@@ -420,7 +420,7 @@ def test_quarantine_command_lists_and_shows_rows(warehouse: Path, tmp_path: Path
     assert listed.returncode == 0, listed.stderr
     rows = DeltaLake(str(tmp_path / "lake")).read(QUARANTINE_TABLE).height
     lines = [line.split() for line in listed.stdout.splitlines()]
-    assert [BAD_DAY, str(rows), "carrier", "isin(enum)", "flights", "v3"] in lines
+    assert [BAD_DAY, str(rows), "carrier", "isin(enum)", "flights", "v4"] in lines
     shown = subprocess.run(
         [str(BIN / "trainflow"), "quarantine", "show", BAD_DAY, "--limit", "2"],
         env=env, capture_output=True, text=True,
@@ -439,7 +439,7 @@ def test_quarantine_command_lists_and_shows_rows(warehouse: Path, tmp_path: Path
 def test_quarantine_revalidate_after_a_contract_change_releases_the_rows(
     warehouse: Path, tmp_path: Path
 ) -> None:
-    # A new airline's code arrives: its rows are quarantined under contract v3 ...
+    # A new airline's code arrives: its rows are quarantined under contract v4 ...
     change(
         warehouse,
         f"update raw.flights set carrier = 'ZZ' where flight_date = date '{BAD_DAY}' "
@@ -450,12 +450,12 @@ def test_quarantine_revalidate_after_a_contract_change_releases_the_rows(
     lake = DeltaLake(str(lake_path))
     held = lake.read(QUARANTINE_TABLE)["row_index"].n_unique()
     assert held > 0
-    # ... the team accepts it in contract v4, then revalidates the partition.
+    # ... the team accepts it in contract v5, then revalidates the partition.
     contracts = tmp_path / "contracts"
     shutil.copytree(PACKAGED_CONTRACTS_DIR, contracts, ignore=shutil.ignore_patterns("*.py*"))
     text = (contracts / "flights.yaml").read_text()
     (contracts / "flights.yaml").write_text(
-        text.replace("version: 3", "version: 4").replace("VX, WN, YV]", "VX, WN, YV, ZZ]")
+        text.replace("version: 4", "version: 5").replace("VX, WN, YV]", "VX, WN, YV, ZZ]")
     )
     dagster_home = tmp_path / "dagster"
     dagster_home.mkdir()
@@ -475,7 +475,7 @@ def test_quarantine_revalidate_after_a_contract_change_releases_the_rows(
     assert first.startswith("partition 2013-02-02: ") and "0 quarantined (was 0)" in first
     assert second.startswith(
         f"partition {BAD_DAY}: {rows} rows in, {rows} validated, 0 quarantined "
-        f"(was {held}) against flights v4"
+        f"(was {held}) against flights v5"
     )
     quarantine = lake.read(QUARANTINE_TABLE)
     assert quarantine.filter(pl.col("day").cast(pl.String) == BAD_DAY).is_empty()

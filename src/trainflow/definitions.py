@@ -39,7 +39,6 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "warehouse": WarehouseResource(
             path=str(settings.warehouse_path), dbt_profiles_dir=str(settings.dbt_profiles_dir)
         ),
-        "dbt": warehouse.dbt_cli_resource(),
         "experiment": ExperimentConfigResource(path=str(settings.config_path)),
         "contracts": ContractsResource(directory=str(settings.contracts_dir)),
         "mlflow_tracking": MlflowResource(

@@ -37,7 +37,7 @@ def set_rows(frame: pl.DataFrame, column: str, value, rows: int) -> pl.DataFrame
 
 def test_contract_file_is_versioned_and_loads() -> None:
     contract = load_contract(CONTRACT_FILE)
-    assert contract.label == "flights v3"
+    assert contract.label == "flights v4"
     assert contract.key == ["flight_id"]
     assert contract.fields["carrier"].enum and "AA" in contract.fields["carrier"].enum
 
@@ -56,7 +56,7 @@ def test_retyped_column_fails_naming_partition_column_version_and_rule(real_day)
     with pytest.raises(ContractViolation) as failure:
         validate(retyped)
     assert str(failure.value) == (
-        "partition 2013-02-01 violates data contract flights v3: column 'arr_delay_minutes' "
+        "partition 2013-02-01 violates data contract flights v4: column 'arr_delay_minutes' "
         "has type String, the contract requires Float64 (rule: type)"
     )
 
@@ -71,7 +71,7 @@ def test_null_in_key_column_is_quarantined_with_rule_and_counts(real_day) -> Non
     q = outcome.quarantine
     assert q["column"].unique().to_list() == ["carrier"]
     assert q["rule"].unique().to_list() == ["not_nullable"]
-    assert q["contract"].unique().to_list() == ["flights v3"]
+    assert q["contract"].unique().to_list() == ["flights v4"]
     assert '"carrier":null' in q["row_json"][0]
 
 
@@ -80,7 +80,7 @@ def test_null_burst_in_key_column_fails_naming_partition_column_and_rule(real_da
     with pytest.raises(ContractViolation) as failure:
         validate(burst)
     message = str(failure.value)
-    assert "data contract flights v3 violated; partition 2013-02-01:" in message
+    assert "data contract flights v4 violated; partition 2013-02-01:" in message
     assert "over max_reject_fraction 5.0%: column 'carrier' rule not_nullable" in message
     assert failure.value.outcome is not None
     assert failure.value.outcome.counts(DAY)["rows_quarantined"] == real_day.height // 5
@@ -95,7 +95,7 @@ def test_null_rate_over_the_column_limit_fails_naming_partition_column_and_rule(
         validate(half)
     assert failure.value.expectation == "max_null_fraction"
     assert str(failure.value) == (
-        "data contract flights v3 violated (rule: max_null_fraction): partition 2013-02-01: "
+        "data contract flights v4 violated (rule: max_null_fraction): partition 2013-02-01: "
         f"column 'tailnum' is null in {rate:.1%} of rows, over max_null_fraction 35.0%"
     )
 
@@ -142,7 +142,7 @@ def test_day_landed_later_than_allowed_fails_with_its_lateness(real_day) -> None
         validate(late)
     assert failure.value.expectation == "allowed_late_arrival"
     assert str(failure.value).startswith(
-        "partition(s) 2013-02-01 (8 days late) violate data contract flights v3: landed more "
+        "partition(s) 2013-02-01 (8 days late) violate data contract flights v4: landed more "
         "than 7 days after later partitions (column 'landed_days_late', rule: "
         "allowed_late_arrival)"
     )

@@ -1,15 +1,26 @@
-"""Property: a day's features never change when outcomes of that day or any later day, or
-rows of later days, are added or altered. This is what "no leakage" means for trainflow."""
+"""Properties: a day's features never change when outcomes of that day or any later day, or
+rows of later days, are added or altered; and a flight's weather never changes when weather
+observed at or after its scheduled departure changes. This is what "no leakage" means for
+trainflow."""
 
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+from pathlib import Path
 
+import duckdb
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trainflow.features.flights import ALL_FEATURES, IDENTITY_COLUMNS, build_flight_features
+from trainflow.features.flights import (
+    ALL_FEATURES,
+    IDENTITY_COLUMNS,
+    WEATHER_FEATURES,
+    build_flight_features,
+)
 
 FIRST = dt.date(2013, 3, 1)
 N_DAYS = 12
@@ -136,3 +147,98 @@ def test_features_do_change_when_past_outcomes_change() -> None:
     after = features_of_target(frame(rows))
     assert after["carrier_delay_rate_7d"][0] > before["carrier_delay_rate_7d"][0]
     assert before["carrier_flights_7d"][0] == 7
+
+
+# --- weather: known at departure time, strictly ------------------------------------------
+
+WEATHER_OUT = ("weather_observed_at_utc", *WEATHER_FEATURES)
+# A flight's scheduled departure in UTC (New York's offset is whole hours: local minute).
+SCHED_DEP_UTC = "sched_dep_hour_utc + to_minutes(cast(minute(sched_dep_local) as bigint))"
+START = dt.datetime(2013, 1, 2)
+
+
+@pytest.fixture(scope="module")
+def weather_warehouse(built_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """January and February landed and modelled; every example rolls its change back."""
+    path = tmp_path_factory.mktemp("weather") / "warehouse.duckdb"
+    shutil.copy(built_warehouse, path)
+    return path
+
+
+def flights_near(conn: duckdb.DuckDBPyConnection, origin: str, cutoff: dt.datetime) -> pl.DataFrame:
+    """flights_enriched rows of `origin` scheduled in the 4 hours up to `cutoff` (UTC)."""
+    frame = pl.from_arrow(
+        conn.sql(
+            f"select * from main.flights_enriched where origin = $origin and "
+            f"{SCHED_DEP_UTC} between $cutoff - interval 4 hour and $cutoff order by flight_id",
+            params={"origin": origin, "cutoff": cutoff},
+        ).to_arrow_table()
+    )
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def features_of(rows: pl.DataFrame) -> pl.DataFrame:
+    days = sorted(set(rows["day"].to_list()))
+    return build_flight_features(rows, days).select("flight_id", *WEATHER_FEATURES)
+
+
+def change_weather(conn: duckdb.DuckDBPyConnection, origin: str, where: str, delta: int) -> int:
+    """Shift every measured value of the matching raw weather rows; returns rows changed."""
+    observed_at = "(cast(time_hour as timestamptz) at time zone 'UTC') + interval 51 minute"
+    columns = ("temp", "dewp", "humid", "wind_speed", "wind_gust", "precip", "pressure", "visib")
+    changed = conn.execute(
+        f"update raw.weather set {', '.join(f'{c} = {c} + {delta}' for c in columns)} "
+        f"where origin = ? and {where.format(observed_at=observed_at)} returning 1",
+        [origin],
+    ).fetchall()
+    return len(changed)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    origin=st.sampled_from(["EWR", "JFK", "LGA"]),
+    minutes=st.integers(0, 55 * 24 * 60),
+    delta=st.integers(1, 40),
+)
+def test_weather_observed_after_departure_never_changes_a_flight(
+    weather_warehouse: Path, origin: str, minutes: int, delta: int
+) -> None:
+    """Change every weather row of an origin observed at or after `cutoff`: no flight
+    scheduled at or before `cutoff` changes, in the warehouse model or in its features."""
+    cutoff = START + dt.timedelta(minutes=minutes)
+    with duckdb.connect(str(weather_warehouse)) as conn:
+        before = flights_near(conn, origin, cutoff)
+        conn.execute("begin transaction")
+        try:
+            later = f"{{observed_at}} >= '{cutoff}'::timestamp"
+            assert change_weather(conn, origin, later, delta) > 0
+            after = flights_near(conn, origin, cutoff)
+        finally:
+            conn.execute("rollback")
+    assert after.select("flight_id", *WEATHER_OUT).equals(before.select("flight_id", *WEATHER_OUT))
+    if before.height:
+        assert features_of(after).equals(features_of(before))
+
+
+def test_weather_observed_before_departure_does_change_a_flight(weather_warehouse: Path) -> None:
+    """The property above would hold vacuously without weather; the latest observation
+    completed before departure is the one a flight gets: at 11:10 UTC (06:10 in New York),
+    the row of 10:00 (observed 10:51), not the row of 11:00 (observed 11:51, after it)."""
+    cutoff = dt.datetime(2013, 1, 15, 11, 10)
+    with duckdb.connect(str(weather_warehouse)) as conn:
+        flights = flights_near(conn, "JFK", cutoff)
+        at_cutoff = flights.filter(pl.col("sched_dep_local") == dt.datetime(2013, 1, 15, 6, 10))
+        assert at_cutoff.height and at_cutoff["weather_observed_at_utc"].unique().to_list() == [
+            dt.datetime(2013, 1, 15, 10, 51)
+        ]
+        conn.execute("begin transaction")
+        try:
+            change_weather(conn, "JFK", "{observed_at} = '2013-01-15 10:51:00'::timestamp", 10)
+            changed = flights_near(conn, "JFK", cutoff)
+        finally:
+            conn.execute("rollback")
+    ids = at_cutoff["flight_id"]
+    before = at_cutoff["temp_f"].to_list()
+    after = changed.filter(pl.col("flight_id").is_in(ids))["temp_f"].to_list()
+    assert after == [t + 10 for t in before]

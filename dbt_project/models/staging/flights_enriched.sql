@@ -1,6 +1,23 @@
--- Flights with what is known at scheduled departure: the origin's weather in the scheduled
--- hour, the plane and the airline, and how late the day landed. Outcomes (delays, cancelled,
--- diverted) ride along as labels.
+-- Flights with what is known at scheduled departure: the origin's latest weather observation
+-- completed strictly before the scheduled departure (an as-of join on observation time, no
+-- older than weather_max_age_minutes: a gap in the observations leaves the weather unknown,
+-- not hours old), the plane and the airline, and how late the day landed. Outcomes (delays,
+-- cancelled, diverted) ride along as labels. The as-of join yields one match per flight row.
+{% set weather_columns = [
+    'temp_f', 'dewpoint_f', 'humidity_pct', 'wind_dir_deg', 'wind_speed_mph',
+    'wind_gust_mph', 'precip_in', 'pressure_mb', 'visibility_mi',
+] %}
+with flights_and_latest_weather as (
+    select
+        f.*,
+        w.observed_at_utc,
+        {% for column in weather_columns %}w.{{ column }},
+        {% endfor %}f.sched_dep_utc - w.observed_at_utc
+            <= to_minutes({{ var('weather_max_age_minutes') }}) as weather_is_current
+    from {{ ref('stg_flights') }} as f
+    asof left join {{ ref('stg_weather') }} as w
+        on w.origin = f.origin and f.sched_dep_utc > w.observed_at_utc
+)
 select
     f.flight_id,
     f.day,
@@ -16,25 +33,16 @@ select
     f.sched_dep_hour_utc,
     f.sched_arr_hhmm,
     f.distance_miles,
-    w.temp_f,
-    w.dewpoint_f,
-    w.humidity_pct,
-    w.wind_dir_deg,
-    w.wind_speed_mph,
-    w.wind_gust_mph,
-    w.precip_in,
-    w.pressure_mb,
-    w.visibility_mi,
-    p.manufacture_year  as plane_manufacture_year,
+    case when f.weather_is_current then f.observed_at_utc end as weather_observed_at_utc,
+    {% for column in weather_columns %}case when f.weather_is_current then f.{{ column }} end as {{ column }},
+    {% endfor %}p.manufacture_year  as plane_manufacture_year,
     p.seats             as plane_seats,
     f.dep_delay_minutes,
     f.arr_delay_minutes,
     f.cancelled,
     f.diverted,
     l.landed_days_late
-from {{ ref('stg_flights') }} as f
-left join {{ ref('stg_weather') }} as w
-    on w.origin = f.origin and w.hour_utc = f.sched_dep_hour_utc
+from flights_and_latest_weather as f
 left join {{ ref('stg_planes') }} as p
     on p.tailnum = f.tailnum
 left join {{ ref('stg_airlines') }} as a

@@ -18,5 +18,8 @@ select
     cast(arr_delay as double)                                   as arr_delay_minutes,
     dep_time is null                                            as cancelled,
     dep_time is not null and arr_delay is null                  as diverted,
-    cast(time_hour as timestamptz) at time zone 'UTC'           as sched_dep_hour_utc
+    cast(time_hour as timestamptz) at time zone 'UTC'           as sched_dep_hour_utc,
+    -- New York's offset from UTC is whole hours, so the local minute is the UTC minute.
+    (cast(time_hour as timestamptz) at time zone 'UTC')
+        + to_minutes(cast(sched_dep_time % 100 as bigint))      as sched_dep_utc
 from {{ source('raw', 'flights') }}

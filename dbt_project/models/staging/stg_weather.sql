@@ -1,7 +1,11 @@
--- One row per origin and UTC hour (the shipped table repeats a few hours).
+-- One row per origin and UTC hour (the shipped table repeats a few hours). The row of hour H
+-- holds observations up to minute 51 of H (precipitation is accumulated until :51), so it is
+-- known from H:51 on: observed_at_utc, the time the flights model joins on.
 select
     upper(trim(origin))                                 as origin,
     cast(time_hour as timestamptz) at time zone 'UTC'   as hour_utc,
+    (cast(time_hour as timestamptz) at time zone 'UTC')
+        + to_minutes({{ var('weather_observed_minute') }})       as observed_at_utc,
     cast(temp as double)                                as temp_f,
     cast(dewp as double)                                as dewpoint_f,
     cast(humid as double)                               as humidity_pct,

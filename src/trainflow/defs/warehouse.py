@@ -34,10 +34,18 @@ DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR)
 
 
-def dbt_cli_resource() -> DbtCliResource:
-    """dbt over the project; each call passes `--profiles-dir` with the profile trainflow
-    writes from its settings (the resource's own `profiles_dir` must exist at load time)."""
-    return DbtCliResource(project_dir=str(DBT_PROJECT_DIR), dbt_executable=DBT_EXECUTABLE)
+def dbt_cli(profiles_dir: Path) -> DbtCliResource:
+    """dbt over the project with a profile trainflow wrote into `profiles_dir`.
+
+    Built when dbt runs, not as a Definitions resource: dagster-dbt checks at load time that
+    `profiles_dir` holds a profiles.yml, and trainflow writes that file from its settings
+    only when a step needs it (loading the code location writes nothing).
+    """
+    return DbtCliResource(
+        project_dir=str(DBT_PROJECT_DIR),
+        profiles_dir=str(profiles_dir),
+        dbt_executable=DBT_EXECUTABLE,
+    )
 
 
 def ensure_manifest() -> Path:
@@ -57,10 +65,7 @@ def ensure_manifest() -> Path:
         return manifest
     with tempfile.TemporaryDirectory() as folder:
         profiles = write_profile(Path(folder), Path(folder) / "parse-only.duckdb")
-        dbt_cli_resource().cli(
-            ["parse", "--quiet", "--profiles-dir", str(profiles)],
-            target_path=dbt_project.target_path,
-        ).wait()
+        dbt_cli(profiles).cli(["parse", "--quiet"], target_path=dbt_project.target_path).wait()
     return manifest
 
 
@@ -96,11 +101,12 @@ class WarehouseTranslator(DagsterDbtTranslator):
     op_tags={"trainflow/stage": "warehouse"},
 )
 def warehouse_models(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> Iterator[Any]:
-    """`dbt build` of the staging models (views in the warehouse) and their tests."""
-    profiles = warehouse.write_dbt_profile()
-    yield from dbt.cli(["build", "--profiles-dir", str(profiles)], context=context).stream()
+    """`dbt build` of the staging models (views in the warehouse) and their tests, with the
+    profile written for this warehouse from trainflow's settings."""
+    dbt = dbt_cli(warehouse.write_dbt_profile())
+    yield from dbt.cli(["build"], context=context).stream()
 
 
 # Reference tables with a contract `<name>.yaml`, checked whole as the dbt model stg_<name>.

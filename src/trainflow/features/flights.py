@@ -2,11 +2,13 @@
 
 The rule that keeps them honest: features for a flight on day D use
 - the flight's own schedule (known in advance),
-- the origin's weather in the scheduled departure hour (known at departure time),
+- the origin's latest weather observation completed strictly before the scheduled
+  departure (joined as of observation time in the warehouse model `flights_enriched`),
 - the plane's registry data (static), and
 - outcomes (delays) of days strictly before D only.
 No outcome of day D or later, and no row of a later day, can change a feature of day D;
-`tests/features/test_point_in_time.py` proves this property on generated data.
+`tests/features/test_point_in_time.py` proves this property on generated data, and that
+changing weather observed at or after a flight's departure never changes that flight.
 
 Determinism: polars runs group-bys and joins on several threads, so intermediate row
 order varies; every aggregate here is an integer count (exact in any order) and the
