@@ -28,6 +28,16 @@ from trainflow.warehouse.dbt_profile import write_profile
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 QUICK_CONFIG = REPO_ROOT / "configs" / "quick.yaml"
+
+
+def thin_history_config(folder: Path) -> Path:
+    """The quick config, allowing feature days with up to 28 missing history days: for tests
+    of a few February days whose January history was never validated."""
+    path = folder / "thin-history.yaml"
+    path.write_text(QUICK_CONFIG.read_text() + "max_missing_history_days: 28\n")
+    return path
+
+
 S3_TEST_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 

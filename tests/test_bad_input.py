@@ -13,7 +13,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from tests.conftest import BIN
+from tests.conftest import BIN, thin_history_config
 from trainflow.defs.caching import CachePolicyResource
 from trainflow.defs.features import flight_features
 from trainflow.defs.ingest import (
@@ -23,7 +23,12 @@ from trainflow.defs.ingest import (
     validated_flights,
 )
 from trainflow.defs.io_manager import DeltaLakeIOManager
-from trainflow.defs.resources import ContractsResource, LakeResource, WarehouseResource
+from trainflow.defs.resources import (
+    ContractsResource,
+    ExperimentConfigResource,
+    LakeResource,
+    WarehouseResource,
+)
 from trainflow.lake.delta_lake import DeltaLake
 from trainflow.settings import PACKAGED_CONTRACTS_DIR
 from trainflow.warehouse import landing
@@ -36,9 +41,12 @@ def materialize(
     warehouse: Path, lake: Path, days: tuple[str, str] = DAYS
 ) -> dg.ExecuteInProcessResult:
     lake_resource = LakeResource(lake_uri=str(lake))
+    lake.parent.mkdir(parents=True, exist_ok=True)
     return dg.materialize(
         [raw_snapshot, validated_flights, flight_features],
         resources={
+            # A few February days: their January history was never validated.
+            "experiment": ExperimentConfigResource(path=str(thin_history_config(lake.parent))),
             "warehouse": WarehouseResource(path=str(warehouse)),
             "io_manager": DeltaLakeIOManager(lake=lake_resource),
             "lake": lake_resource,

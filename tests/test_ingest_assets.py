@@ -6,12 +6,18 @@ from pathlib import Path
 
 import dagster as dg
 
+from tests.conftest import thin_history_config
 from trainflow.definitions import ALL_ASSETS, build_resources
 from trainflow.defs.caching import CachePolicyResource
 from trainflow.defs.features import flight_features
 from trainflow.defs.ingest import raw_snapshot, validated_flights
 from trainflow.defs.io_manager import DeltaLakeIOManager
-from trainflow.defs.resources import ContractsResource, LakeResource, WarehouseResource
+from trainflow.defs.resources import (
+    ContractsResource,
+    ExperimentConfigResource,
+    LakeResource,
+    WarehouseResource,
+)
 from trainflow.lake.delta_lake import DeltaLake
 from trainflow.settings import Settings
 from trainflow.warehouse import landing
@@ -24,7 +30,10 @@ RANGE = {
 
 def resources(warehouse: Path, lake: Path) -> dict[str, object]:
     lake_resource = LakeResource(lake_uri=str(lake))
+    lake.parent.mkdir(parents=True, exist_ok=True)
     return {
+        # February days: their January history was never validated.
+        "experiment": ExperimentConfigResource(path=str(thin_history_config(lake.parent))),
         "warehouse": WarehouseResource(path=str(warehouse)),
         "io_manager": DeltaLakeIOManager(lake=lake_resource),
         "lake": lake_resource,

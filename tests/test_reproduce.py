@@ -123,5 +123,13 @@ def test_manifest_records_what_a_rerun_needs(trained_then_moved_on) -> None:
     assert manifest["seeds"]["lightgbm"]["bagging_seed"] == 2013
     partitions = manifest["inputs"]["flight_features"]["partitions"]
     assert len(partitions) == 59 and all(len(p["content_hash"]) == 64 for p in partitions.values())
+    # How much history each feature day rests on: January's windows reach before the data.
+    assert (
+        partitions["2013-01-05"]["history_days_present"],
+        partitions["2013-01-05"]["history_days_expected"],
+    ) == (4, 4)
+    assert partitions["2013-02-28"]["history_days_present"] == 28
+    history = manifest["inputs"]["flight_features"]["history"]
+    assert history == {"max_missing_history_days": 0, "partitions_with_missing_history": {}}
     assert manifest["environment"]["libraries"]["lightgbm"]
     assert set(manifest["cache_keys"]) == {"training_dataset", "model"}

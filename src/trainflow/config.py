@@ -97,6 +97,9 @@ class ExperimentConfig(_Strict):
     # Refuse to train when the newest landed day is more than this many days after the
     # newest day the model learns or is tested on (None: no freshness rule).
     max_input_lag_days: int | None = None
+    # A feature day whose 28-day window misses more validated days than this (not landed,
+    # or failed validation) is refused; days before the data starts never count.
+    max_missing_history_days: int = Field(default=0, ge=0)
 
     @property
     def config_hash(self) -> str:

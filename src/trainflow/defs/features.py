@@ -17,9 +17,19 @@ from trainflow.defs.caching import (
 from trainflow.defs.code_versions import versioned_asset
 from trainflow.defs.io_manager import DeltaInput, LakeOutput
 from trainflow.defs.partitions import daily_2013, day_window
-from trainflow.defs.resources import LakeResource
+from trainflow.defs.resources import ExperimentConfigResource, LakeResource
 from trainflow.defs.retries import IO_RETRY, fail_fast
-from trainflow.features.flights import ALL_FEATURES, LOOKBACK_DAYS, build_flight_features
+from trainflow.features.flights import (
+    ALL_FEATURES,
+    LOOKBACK_DAYS,
+    build_flight_features,
+    history_coverage,
+    refuse_missing_history,
+    with_history_columns,
+)
+
+# The first day of the data: history before it cannot exist and is never "missing".
+DATA_START = daily_2013.start.date()
 
 
 @versioned_asset(
@@ -44,44 +54,60 @@ from trainflow.features.flights import ALL_FEATURES, LOOKBACK_DAYS, build_flight
 def flight_features(
     context: dg.AssetExecutionContext,
     validated_flights: DeltaInput,
+    experiment: ExperimentConfigResource,
     lake: LakeResource,
     cache_policy: CachePolicyResource,
 ) -> LakeOutput:
     """One row per flight of the partition: schedule, weather, plane, rolling delay rates
-    from strictly earlier days, and the label.
+    from strictly earlier days, the label, and the history days its rates rest on.
 
     A day's cache key covers the data versions of every validated day in its window, so a
     late or restated day recomputes exactly the feature days whose window includes it.
+    A feature day whose window misses a validated day (not landed, or failed validation)
+    fails, naming it, unless the experiment config allows that many missing days; nothing
+    of the range is written then. Days before the data starts are allowed and recorded.
     """
     window = day_window(context.partition_time_window)
     versions = validated_flights.day_versions
-    absent = [str(day) for day in window.days() if day not in versions]
-    if absent:
-        raise ValueError(
-            f"flight_features: validated_flights has no rows for partition(s) "
-            f"{', '.join(absent[:10])}; materialize them first"
-        )
+    config = experiment.load()
+    allowed = config.max_missing_history_days
+    coverage = {day: history_coverage(day, versions.keys(), DATA_START) for day in window.days()}
+    refuse_missing_history(coverage, allowed, config.name)
     refuse_mixed_code(context, validated_flights, versions)
     code = code_version_of(context)
     wanted = {
         day: cache_key(code, "", window_versions(versions, lookback(day))) for day in window.days()
     }
     plan = plan_days(context, cache_policy, lake.lake(), "flight_features", window, wanted)
+    for day, seen in coverage.items():
+        context.add_asset_metadata(
+            {
+                "history_days": f"{seen.present}/{seen.expected}",
+                "history_days_before_data": seen.before_data,
+                "history_days_missing": ", ".join(map(str, seen.missing)) or "none",
+                "max_missing_history_days": allowed,
+            },
+            partition_key=day.isoformat(),
+        )
     started = time.perf_counter()
     flights = validated_flights.frame
     if plan.misses:
-        features = stamp_days(build_flight_features(flights, plan.misses), plan.keys, code)
+        built = build_flight_features(flights, plan.misses)
+        features = stamp_days(with_history_columns(built, coverage), plan.keys, code)
     else:
         features = pl.DataFrame()
     report_computed_days(context, features)
+    thin = [c for c in coverage.values() if c.missing]
     context.log.info(
         f"flight_features: {features.height} rows for {len(plan.misses)} computed day(s) of "
         f"{window} from {flights.height} validated rows incl. {LOOKBACK_DAYS}-day history"
+        + (f"; {len(thin)} day(s) with missing history allowed (max {allowed})" if thin else "")
     )
     context.add_output_metadata(
         {
             "features": len(ALL_FEATURES),
             "history_rows_read": flights.height,
+            "days_with_missing_history": len(thin),
             "compute_seconds": round(time.perf_counter() - started, 3),
         }
     )

@@ -28,7 +28,7 @@ from trainflow.defs.resources import (
     WarehouseResource,
 )
 from trainflow.defs.retries import IO_RETRY, fail_fast
-from trainflow.features.flights import LABEL
+from trainflow.features.flights import HISTORY_COLUMNS, LABEL
 from trainflow.manifest import MANIFEST_ARTIFACT, build_manifest, dumps
 from trainflow.models.lightgbm_model import training_params
 from trainflow.settings import REPO_ROOT
@@ -62,11 +62,16 @@ def training_dataset(
     inputs = {"flight_features": window_versions(flight_features.day_versions, span)}
     key = cache_key(code_version_of(context), config.hash_of("windows", "features"), inputs)
     hashes = flight_features.day_content_hashes
+    history = history_per_day(flight_features.frame)
     lineage = {
         "flight_features": {
             "delta_version": flight_features.version,
             "partitions": {
-                day: {"data_version": version, "content_hash": hashes[dt.date.fromisoformat(day)]}
+                day: {
+                    "data_version": version,
+                    "content_hash": hashes[dt.date.fromisoformat(day)],
+                    **history.get(day, {}),
+                }
                 for day, version in inputs["flight_features"].items()
             },
         }
@@ -167,6 +172,8 @@ def model(
                     day: {"delta_version": features_read["delta_version"], **entry}
                     for day, entry in features_read["partitions"].items()
                 },
+                # A model never rests on thin history without saying so.
+                "history": history_summary(features_read["partitions"], config),
             },
         },
         code_versions=code_versions,
@@ -293,3 +300,30 @@ def _dataset_lineage(lake: LakeResource, training_dataset_version: int) -> dict[
         )
     found: dict[str, Any] = json.loads(lineage["trainflow.lineage"])
     return found
+
+
+def history_per_day(features: pl.DataFrame) -> dict[str, dict[str, int]]:
+    """ISO day -> the history days expected and present behind that feature day's rates."""
+    if not set(HISTORY_COLUMNS) <= set(features.columns):
+        return {}
+    per_day = features.group_by("day").agg(pl.col(c).first() for c in HISTORY_COLUMNS)
+    return {
+        row["day"].isoformat(): {c: int(row[c]) for c in HISTORY_COLUMNS}
+        for row in per_day.iter_rows(named=True)
+    }
+
+
+def history_summary(
+    partitions: dict[str, dict[str, Any]], config: ExperimentConfig
+) -> dict[str, Any]:
+    """The feature days whose rates rest on fewer history days than their window holds, and
+    what the config allowed."""
+    thin = {
+        day: f"{entry['history_days_present']}/{entry['history_days_expected']}"
+        for day, entry in sorted(partitions.items())
+        if entry.get("history_days_present", 0) < entry.get("history_days_expected", 0)
+    }
+    return {
+        "max_missing_history_days": config.max_missing_history_days,
+        "partitions_with_missing_history": thin,
+    }

@@ -18,7 +18,8 @@ output is sorted by flight_id, so the result is the same bytes on every run.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -55,8 +56,98 @@ ALL_FEATURES = (
 )
 
 
+# Beside the features, each row says how much history its rates rest on: the days of its
+# 28-day window that exist in the data (on or after its first day) and how many of those
+# were there (validated). Not features: the training dataset never selects them.
+HISTORY_COLUMNS = ("history_days_expected", "history_days_present")
+
+
 class FeatureError(ValueError):
     """Inputs cannot produce point-in-time features for the requested days."""
+
+
+@dataclass(frozen=True)
+class HistoryCoverage:
+    """What a feature day's window holds: of the LOOKBACK_DAYS days before it, those on or
+    after the first day of the data are expected; `missing` are expected but absent (not
+    landed, or failed validation); `before_data` days precede the data and are allowed."""
+
+    day: dt.date
+    expected: int
+    missing: tuple[dt.date, ...]
+    before_data: int
+    day_present: bool
+
+    @property
+    def present(self) -> int:
+        return self.expected - len(self.missing)
+
+    def describe(self) -> str:
+        text = f"{self.present}/{self.expected} history days"
+        if self.before_data:
+            text += f" ({self.before_data} before the data starts)"
+        return text
+
+
+def history_coverage(
+    day: dt.date, present_days: Collection[dt.date], data_start: dt.date
+) -> HistoryCoverage:
+    """Which of day D's history days D-28 .. D-1 exist, are missing, or precede the data."""
+    window = [day - dt.timedelta(days=n) for n in range(LOOKBACK_DAYS, 0, -1)]
+    expected = [d for d in window if d >= data_start]
+    return HistoryCoverage(
+        day=day,
+        expected=len(expected),
+        missing=tuple(d for d in expected if d not in present_days),
+        before_data=len(window) - len(expected),
+        day_present=day in present_days,
+    )
+
+
+def refuse_missing_history(
+    coverage: Mapping[dt.date, HistoryCoverage], allowed: int, config_name: str
+) -> None:
+    """Fail, naming every waiting feature day and the validated days it waits on, if a
+    day itself or more than `allowed` of its history days are missing."""
+    waiting = {
+        day: c for day, c in coverage.items() if not c.day_present or len(c.missing) > allowed
+    }
+    if not waiting:
+        return
+    missing: dict[dt.date, list[dt.date]] = {}
+    for day, seen in waiting.items():
+        for gap in [*seen.missing, *([] if seen.day_present else [day])]:
+            missing.setdefault(gap, []).append(day)
+    described = "; ".join(
+        f"{gap} (needed by {needers[0]}" + (f"..{needers[-1]})" if len(needers) > 1 else ")")
+        for gap, needers in sorted(missing.items())[:10]
+    )
+    raise FeatureError(
+        f"flight_features: {len(waiting)} feature day(s) wait on validated_flights days that "
+        f"are missing or failed validation: {described}"
+        f"{' ...' if len(missing) > 10 else ''}. max_missing_history_days is {allowed} "
+        f"(config {config_name}); nothing was written. Land and validate the missing day(s), "
+        "or allow missing history days in the experiment config."
+    )
+
+
+def with_history_columns(
+    features: pl.DataFrame, coverage: Mapping[dt.date, HistoryCoverage]
+) -> pl.DataFrame:
+    """Add each row's history days expected and present (its day's coverage)."""
+    counts = pl.DataFrame(
+        {
+            "day": list(coverage),
+            "history_days_expected": [c.expected for c in coverage.values()],
+            "history_days_present": [c.present for c in coverage.values()],
+        },
+        schema={
+            "day": pl.Date,
+            "history_days_expected": pl.Int16,
+            "history_days_present": pl.Int16,
+        },
+    )
+    return features.join(counts, on="day", how="left")
 
 
 def label_expr() -> pl.Expr:
@@ -67,9 +158,10 @@ def label_expr() -> pl.Expr:
 def build_flight_features(flights: pl.DataFrame, days: Sequence[dt.date]) -> pl.DataFrame:
     """One row per flight scheduled on `days`: identity columns, features and the label.
 
-    `flights` must hold the validated rows of `days` plus up to LOOKBACK_DAYS before the
-    first of them (fewer at the start of the data: the rates are then null or built from
-    what exists). Rows after the last day are ignored.
+    `flights` must hold the validated rows of `days` plus the LOOKBACK_DAYS before the
+    first of them (fewer only at the start of the data: the rates are then null or built
+    from what exists; `history_coverage` is how callers refuse a window with a gap). Rows
+    after the last day are ignored.
     """
     if not days:
         raise FeatureError("no days requested")
