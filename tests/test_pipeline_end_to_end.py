@@ -157,7 +157,7 @@ def test_one_day_rematerialized_from_the_terminal(materialized, user_env, settin
     assert lake.version("flight_features") == (before or 0) + 1
     assert lake.read("flight_features").height == rows_before  # replaced, not appended
     status = run(["trainflow", "status"], user_env).stdout
-    assert "trainflow-flight-delay@challenger" in status
+    assert "trainflow-flight-delay-quick@challenger" in status
 
 
 def test_whole_graph_on_an_s3_lake(warehouse_copy, s3_environ, tmp_path) -> None:

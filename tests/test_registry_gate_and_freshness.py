@@ -16,7 +16,7 @@ from trainflow.definitions import build_resources
 from trainflow.defs.evaluation import REJECTED_RUN_TAG
 from trainflow.warehouse import landing
 
-MODEL = "trainflow-flight-delay"
+MODEL = "trainflow-flight-delay-quick"
 RANGE = {
     "dagster/asset_partition_range_start": "2013-01-01",
     "dagster/asset_partition_range_end": "2013-02-28",

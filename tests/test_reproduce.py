@@ -34,7 +34,7 @@ def trained_then_moved_on(built_warehouse: Path, tmp_path_factory: pytest.TempPa
     settings = settings_for(home / "home", warehouse)
     run_graph(settings)
     client = MlflowClient(settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
-    run_a = client.get_model_version_by_alias("trainflow-flight-delay", "challenger").run_id
+    run_a = client.get_model_version_by_alias("trainflow-flight-delay-quick", "challenger").run_id
 
     landing.land(warehouse, [dt.date(2013, 3, d) for d in range(1, 15)])
     with duckdb.connect(str(warehouse)) as conn:

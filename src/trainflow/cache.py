@@ -23,7 +23,7 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
@@ -104,6 +104,8 @@ class CachePlan:
     keys: dict[dt.date, str]
     hits: list[dt.date]
     misses: list[dt.date]
+    # The keys stored before this run, per day (what is committed now).
+    stored: dict[dt.date, str] = field(default_factory=dict)
 
     @classmethod
     def decide(
@@ -115,7 +117,7 @@ class CachePlan:
     ) -> CachePlan:
         hits = [] if force else [d for d in sorted(wanted) if stored.get(d) == wanted[d]]
         misses = [d for d in sorted(wanted) if d not in set(hits)]
-        return cls(keys=dict(wanted), hits=hits, misses=misses)
+        return cls(keys=dict(wanted), hits=hits, misses=misses, stored=dict(stored))
 
 
 def window_versions(versions: Mapping[dt.date, str], days: Iterable[dt.date]) -> dict[str, str]:

@@ -62,7 +62,7 @@ def status() -> None:
     """Where things are: warehouse days, lake tables and versions, registry aliases, report."""
     from trainflow.config import load_config
     from trainflow.lake.delta_lake import DeltaLake
-    from trainflow.registry import registry_aliases
+    from trainflow.registry.views import registry_aliases
 
     settings = Settings.from_env()
     days = landing.landed_days(settings.warehouse_path)
@@ -162,6 +162,9 @@ def quarantine() -> None:
 
 
 def _quarantine_table() -> pl.DataFrame | None:
+    """The quarantined rows that belong to the validated partitions stored now (or to a
+    partition validation refused): contracts/quarantine.py's read rule."""
+    from trainflow.contracts.quarantine import visible
     from trainflow.defs.ingest import QUARANTINE_TABLE
     from trainflow.lake.delta_lake import DeltaLake
 
@@ -169,7 +172,7 @@ def _quarantine_table() -> pl.DataFrame | None:
     lake = DeltaLake(settings.lake_uri, settings.storage_options)
     if lake.version(QUARANTINE_TABLE) is None:
         return None
-    return lake.read(QUARANTINE_TABLE)
+    return visible(lake.read(QUARANTINE_TABLE), lake.day_keys("validated_flights"))
 
 
 @quarantine.command("list")
@@ -179,16 +182,19 @@ def quarantine_list() -> None:
     if table is None or table.is_empty():
         click.echo("quarantine is empty")
         return
+    if "attempt" not in table.columns:  # a quarantine written before attempts were recorded
+        table = table.with_columns(pl.lit("validated").alias("attempt"))
     summary = (
-        table.group_by("day", "column", "rule", "contract")
+        table.group_by("day", "column", "rule", "contract", "attempt")
         .agg(pl.col("row_index").n_unique().alias("rows"))
         .sort("day", "column", "rule")
     )
     click.echo(f"{'partition':<12} {'rows':>5}  {'column':<18} {'rule':<34} contract")
-    for day, column, rule, contract, rows in summary.select(
-        "day", "column", "rule", "contract", "rows"
+    for day, column, rule, contract, attempt, rows in summary.select(
+        "day", "column", "rule", "contract", "attempt", "rows"
     ).iter_rows():
-        click.echo(f"{day!s:<12} {rows:>5}  {column:<18} {rule:<34} {contract}")
+        refused = "  (partition refused: too many rejects)" if attempt == "refused" else ""
+        click.echo(f"{day!s:<12} {rows:>5}  {column:<18} {rule:<34} {contract}{refused}")
 
 
 @quarantine.command("show")

@@ -42,7 +42,9 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "experiment": ExperimentConfigResource(path=str(settings.config_path)),
         "contracts": ContractsResource(directory=str(settings.contracts_dir)),
         "mlflow_tracking": MlflowResource(
-            tracking_uri=settings.mlflow_tracking_uri, artifact_uri=settings.mlflow_artifact_uri
+            tracking_uri=settings.mlflow_tracking_uri,
+            artifact_uri=settings.mlflow_artifact_uri,
+            lock_dir=str(settings.registry_lock_dir),
         ),
     }
 

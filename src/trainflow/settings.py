@@ -52,6 +52,14 @@ class Settings:
     dagster_home: Path | None = None
 
     @property
+    def registry_lock_dir(self) -> Path:
+        """Where registrations take their lock: beside the SQLite tracking store when there
+        is one (every process using that store shares it), else under TRAINFLOW_HOME."""
+        if self.mlflow_tracking_uri.startswith("sqlite:///"):
+            return Path(self.mlflow_tracking_uri.removeprefix("sqlite:///")).parent
+        return self.home / "locks"
+
+    @property
     def dbt_profiles_dir(self) -> Path:
         """Where trainflow writes dbt's profiles.yml, rendered from these settings."""
         return self.home / "dbt"

@@ -1,4 +1,11 @@
-"""Evaluation on the test window, then registration in MLflow with the promotion gate."""
+"""Evaluation on the test window, then registration in MLflow with the promotion gate.
+
+Both steps have side effects outside the lake (report files, MLflow metrics, a model
+version, aliases) that happen before the IO manager commits their row. Each is keyed by the
+step's cache key, so a retry or a re-execution after a kill reuses what the first attempt
+made: report files live under the key, metrics already logged are not logged again, and
+the model version carries the key as a tag (`registry.versions.register_once`).
+"""
 
 import base64
 import json
@@ -7,10 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import mlflow
-import numpy as np
 import polars as pl
-from mlflow.exceptions import MlflowException
 
 from trainflow.cache import cache_key, data_hash, with_bookkeeping
 from trainflow.defs.caching import CachePolicyResource, code_version_of, table_hit
@@ -24,30 +28,14 @@ from trainflow.evaluation.report import render_html, render_markdown
 from trainflow.features.flights import LABEL
 from trainflow.models.baseline import fit_calendar_baseline, predict_baseline
 from trainflow.models.lightgbm_model import load_model, predict
-from trainflow.promotion import decide_promotion
+from trainflow.promotion import ChampionResult, decide_promotion
+from trainflow.registry.champion import compare_with_champion
+from trainflow.registry.versions import move_aliases, register_once, registry_lock
 
-CHAMPION, CHALLENGER = "champion", "challenger"
 REJECTED_RUN_TAG = "trainflow/model_rejected"
-
-
-def _champion_scores(
-    mlflow_tracking: MlflowResource, model_name: str, test: pl.DataFrame
-) -> tuple[str | None, np.ndarray | None]:
-    """Score the current champion on this test window, if there is one it can score.
-
-    Reads registry state at run time: the comparison depends on which version holds the
-    alias now, so the version used is recorded in the report and metadata.
-    """
-    client = mlflow_tracking.client()
-    try:
-        version = client.get_model_version_by_alias(model_name, CHAMPION)
-    except MlflowException:
-        return None, None
-    booster = mlflow.lightgbm.load_model(f"models:/{model_name}@{CHAMPION}")
-    features = list(booster.feature_name())
-    if not set(features) <= set(test.columns):
-        return f"{version.version} (features not in this dataset)", None
-    return str(version.version), predict(booster, test, features)
+# Roles in the evaluation report's metrics: the champion and the candidate scored on the
+# same rows (the test days after the champion's training window).
+CHAMPION_ROLE, CANDIDATE_ON_CHAMPION_ROWS = "champion", "model_on_champion_rows"
 
 
 def _long_metrics(role: str, metrics: dict[str, float]) -> list[dict[str, Any]]:
@@ -97,12 +85,18 @@ def evaluation_report(
 
     scores = {"model": predict(load_model(row["model_text"]), test, row["feature_names"])}
     scores["baseline"] = predict_baseline(fit_calendar_baseline(train, LABEL), test)
-    champion_version, champion_scores = _champion_scores(
-        mlflow_tracking, config.registered_model_name, test
-    )
-    if champion_scores is not None:
-        scores["champion"] = champion_scores
     metrics = {name: binary_metrics(y_true, s, threshold) for name, s in scores.items()}
+    champion = compare_with_champion(
+        mlflow_tracking.client(),
+        config.registered_model_name,
+        test,
+        scores["model"],
+        label=LABEL,
+        threshold=threshold,
+    )
+    if champion.champion:
+        metrics[CHAMPION_ROLE] = champion.champion
+        metrics[CANDIDATE_ON_CHAMPION_ROWS] = champion.candidate
     slices = slice_metrics(test, y_true, scores["model"], threshold)
 
     images = {
@@ -110,7 +104,7 @@ def evaluation_report(
         "calibration.png": calibration_plot(y_true, scores),
     }
     store = lake.object_store("_reports")
-    prefix = f"evaluation_report/{context.run_id}"
+    prefix = f"evaluation_report/{key[:16]}"  # the same files for every attempt
     for name, png in images.items():
         store.put(f"{prefix}/{name}", png, "image/png")
     markdown = render_markdown(
@@ -119,7 +113,7 @@ def evaluation_report(
             "model sha256": row["model_sha256"],
             "test window": f"{config.windows.test.start} .. {config.windows.test.end}",
             "decision threshold": str(threshold),
-            "champion compared": champion_version or "none",
+            "champion": champion.status,
             "config hash": config.config_hash,
             "dagster run": context.run_id,
         },
@@ -133,9 +127,12 @@ def evaluation_report(
     )
 
     client = mlflow_tracking.client()
-    for name, value in metrics["model"].items():
-        client.log_metric(row["mlflow_run_id"], f"test_{name}", value)
-    client.log_metric(row["mlflow_run_id"], "baseline_test_roc_auc", metrics["baseline"]["roc_auc"])
+    logged = client.get_run(row["mlflow_run_id"]).data.metrics
+    to_log = {f"test_{name}": value for name, value in metrics["model"].items()}
+    to_log["baseline_test_roc_auc"] = metrics["baseline"]["roc_auc"]
+    for name, value in to_log.items():
+        if logged.get(name) != value:  # an earlier attempt logged it already
+            client.log_metric(row["mlflow_run_id"], name, value)
     with tempfile.TemporaryDirectory() as folder:
         for name, png in images.items():
             (Path(folder) / name).write_bytes(png)
@@ -150,8 +147,8 @@ def evaluation_report(
         {
             "test_roc_auc": metrics["model"]["roc_auc"],
             "baseline_test_roc_auc": metrics["baseline"]["roc_auc"],
-            "champion_test_roc_auc": metrics.get("champion", {}).get("roc_auc"),
-            "champion_version": champion_version or "none",
+            "champion_test_roc_auc": champion.champion.get("roc_auc"),
+            "champion": champion.status,
             "report": dg.MetadataValue.md(markdown),
             "plots": dg.MetadataValue.md(inline),
             "report_uri": report_uri,
@@ -169,7 +166,10 @@ def evaluation_report(
     # Content hash of the numbers only: the report's location names the run.
     hashed = data_hash(metrics_frame)
     report = metrics_frame.with_columns(
-        pl.lit(report_uri).alias("report_uri"), pl.lit(row["model_sha256"]).alias("model_sha256")
+        pl.lit(report_uri).alias("report_uri"),
+        pl.lit(row["model_sha256"]).alias("model_sha256"),
+        pl.lit(champion.version, dtype=pl.String).alias("champion_version"),
+        pl.lit(champion.refused, dtype=pl.String).alias("champion_refused"),
     )
     return LakeOutput(frame=with_bookkeeping(report, key, hashed))
 
@@ -181,12 +181,27 @@ def _metric(report: pl.DataFrame, role: str, metric: str) -> float | None:
     return float(found["value"][0]) if found.height else None
 
 
+def champion_result(report: pl.DataFrame) -> ChampionResult:
+    """What the evaluation found about the champion, read back from its report."""
+    version = report["champion_version"][0] if "champion_version" in report.columns else None
+    refused = report["champion_refused"][0] if "champion_refused" in report.columns else None
+    return ChampionResult(
+        version=version,
+        refused=refused,
+        candidate_auc=_metric(report, CANDIDATE_ON_CHAMPION_ROWS, "roc_auc"),
+        champion_auc=_metric(report, CHAMPION_ROLE, "roc_auc"),
+    )
+
+
 @versioned_asset(
     retry_policy=IO_RETRY,
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="evaluation",
     kinds={"mlflow"},
     op_tags={"trainflow/stage": "registry"},
+    # One registration at a time across runs and machines (limit 1 in dagster.yaml); the
+    # file lock in registry.versions covers processes that bypass Dagster's pools.
+    pool="model_registry",
 )
 @fail_fast
 def registry_entry(
@@ -215,12 +230,14 @@ def registry_entry(
     report = evaluation_report.frame
     candidate_auc = _metric(report, "model", "roc_auc")
     baseline_auc = _metric(report, "baseline", "roc_auc")
-    assert candidate_auc is not None and baseline_auc is not None
+    if candidate_auc is None or baseline_auc is None:
+        raise ValueError(
+            "registry_entry: evaluation_report has no test ROC AUC for the model or the "
+            "baseline; materialize evaluation_report again"
+        )
+    champion = champion_result(report)
     decision = decide_promotion(
-        candidate_auc=candidate_auc,
-        baseline_auc=baseline_auc,
-        champion_auc=_metric(report, "champion", "roc_auc"),
-        gate=config.gate,
+        candidate_auc=candidate_auc, baseline_auc=baseline_auc, champion=champion, gate=config.gate
     )
     lineage = json.loads(row["lineage_json"])
     tags = {
@@ -232,21 +249,33 @@ def registry_entry(
         "model_sha256": row["model_sha256"],
         "test_roc_auc": f"{candidate_auc:.6f}",
         "baseline_test_roc_auc": f"{baseline_auc:.6f}",
-        "promotion": decision.summary(),
     }
-    if not decision.passed_gate:
-        tags.update(rejected="true", rejected_reason=decision.summary())
+    name = config.registered_model_name
     client = mlflow_tracking.client()
-    version = mlflow.register_model(
-        row["mlflow_model_uri"], config.registered_model_name, tags=tags
-    )
-    aliases = []
-    if decision.passed_gate:
-        aliases.append(CHALLENGER)
-        client.set_registered_model_alias(config.registered_model_name, CHALLENGER, version.version)
-    if decision.promote:
-        aliases.append(CHAMPION)
-        client.set_registered_model_alias(config.registered_model_name, CHAMPION, version.version)
+    # One critical section: register (once per cache key), read the champion, move aliases.
+    with registry_lock(Path(mlflow_tracking.lock_dir), name):
+        version, created = register_once(
+            client, name, source=row["mlflow_model_uri"], run_id=row["mlflow_run_id"],
+            cache_key=key, tags=tags,
+        )  # fmt: skip
+        moved = move_aliases(
+            client,
+            name,
+            str(version.version),
+            passed_gate=decision.passed_gate,
+            promote=decision.promote,
+            compared_champion=champion.version,
+        )
+        if moved.held_back:
+            decision = decision.held_back(moved.held_back)
+        verdict_tags = {"promotion": decision.summary()}
+        if not decision.passed_gate:
+            verdict_tags.update(rejected="true", rejected_reason=decision.summary())
+        for tag, value in verdict_tags.items():
+            client.set_model_version_tag(name, version.version, tag, value)
+    aliases = moved.aliases
+    if not created:
+        context.log.info(f"{name} v{version.version} was registered by an earlier attempt")
     if not decision.passed_gate:
         # Mark the Dagster run too, so nobody promotes its model by mistake.
         context.instance.add_run_tags(
@@ -254,22 +283,22 @@ def registry_entry(
         )
         context.log.warning(f"model version {version.version} rejected: {decision.summary()}")
     context.log.info(
-        f"registered {config.registered_model_name} v{version.version} "
+        f"registered {name} v{version.version} "
         f"({', '.join(aliases) or 'no alias'}): {decision.summary()}"
     )
     context.add_output_metadata(
         {
-            "registered_model": config.registered_model_name,
+            "registered_model": name,
             "version": int(version.version),
             "aliases": ", ".join(aliases) or "none",
             "verdict": decision.verdict,
             "decision": decision.summary(),
-            "model_uri": f"models:/{config.registered_model_name}/{version.version}",
+            "model_uri": f"models:/{name}/{version.version}",
         }
     )
     entry = pl.DataFrame(
         {
-            "registered_model": [config.registered_model_name],
+            "registered_model": [name],
             "version": [int(version.version)],
             "aliases": [aliases],
             "promoted": [decision.promote],

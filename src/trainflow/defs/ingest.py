@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import dagster as dg
 import polars as pl
 
-from trainflow.cache import cache_key, split_days, stamp_days
+from trainflow.cache import CachePlan, cache_key, split_days, stamp_days
 from trainflow.contracts.contract import (
     LATE_ARRIVAL_RULE,
     MIN_ROWS_RULE,
@@ -18,6 +18,7 @@ from trainflow.contracts.contract import (
     describe_quarantine,
     validate_partitions,
 )
+from trainflow.contracts.quarantine import REFUSED, VALIDATED, kept, tagged
 from trainflow.defs.caching import (
     CachePolicyResource,
     code_version_of,
@@ -30,7 +31,7 @@ from trainflow.defs.partitions import daily_2013, day_window
 from trainflow.defs.resources import ContractsResource, LakeResource, WarehouseResource
 from trainflow.defs.retries import IO_RETRY, fail_fast
 from trainflow.defs.warehouse import REFERENCE_TABLES, check_reference_tables
-from trainflow.lake.delta_lake import DeltaLake
+from trainflow.lake.delta_lake import DayWindow, DeltaLake
 from trainflow.manifest import content_hash
 
 SINGLE_RUN = dg.BackfillPolicy.single_run()
@@ -133,6 +134,23 @@ def _quarantine_written(
         )
 
 
+def _write_quarantine(
+    store: DeltaLake, rejected: pl.DataFrame, plan: CachePlan, window: DayWindow, attempt: str
+) -> None:
+    """Replace the quarantine of the days this attempt validates: their new rejects, tagged
+    with the attempt's keys, plus the rejects of the validation still stored (visible until
+    this attempt's validated rows commit)."""
+    days = plan.misses
+    previous = (
+        store.read(QUARANTINE_TABLE, window).filter(pl.col("day").is_in(days))
+        if store.version(QUARANTINE_TABLE) is not None
+        else pl.DataFrame()
+    )
+    new = tagged(rejected, {day: plan.keys[day] for day in days}, attempt)
+    rows = pl.concat([kept(previous, plan.stored), new], how="diagonal_relaxed")
+    store.write(QUARANTINE_TABLE, rows.select(new.columns), window, days=days)
+
+
 @versioned_asset(
     retry_policy=IO_RETRY,
     partitions_def=daily_2013,
@@ -186,7 +204,7 @@ def validated_flights(
         outcome = validate_partitions(todo, contract, plan.misses, context.run_id)
     except ContractViolation as violation:
         if violation.outcome is not None:  # too many rejects: keep them inspectable
-            store.write(QUARANTINE_TABLE, violation.outcome.quarantine, window, days=plan.misses)
+            _write_quarantine(store, violation.outcome.quarantine, plan, window, REFUSED)
             yield from _quarantine_written(store, violation.outcome)
         # The expectations checked before the failing one passed; the failing one fails
         # with the message; later ones were not evaluated.
@@ -201,7 +219,9 @@ def validated_flights(
             metadata={"contract": contract.label, "violation": str(violation)},
         )
         raise
-    store.write(QUARANTINE_TABLE, outcome.quarantine, window, days=plan.misses)
+    # Write order (contracts/quarantine.py): the quarantine now, the validated rows when
+    # the IO manager commits the output; readers count only rejects whose key matches.
+    _write_quarantine(store, outcome.quarantine, plan, window, VALIDATED)
     yield from _quarantine_written(store, outcome)
     validated = stamp_days(outcome.valid, plan.keys, code)
     report_computed_days(context, validated)

@@ -135,6 +135,8 @@ class MlflowResource(dg.ConfigurableResource):
 
     tracking_uri: str
     artifact_uri: str
+    # Where registrations take their lock (settings.registry_lock_dir).
+    lock_dir: str
 
     def client(self) -> MlflowClient:
         mlflow.set_tracking_uri(self.tracking_uri)

@@ -6,8 +6,6 @@ import time
 from typing import Any
 
 import dagster as dg
-import lightgbm as lgb
-import mlflow
 import polars as pl
 
 from trainflow.cache import cache_key, window_versions, with_bookkeeping
@@ -29,8 +27,17 @@ from trainflow.defs.resources import (
 )
 from trainflow.defs.retries import IO_RETRY, fail_fast
 from trainflow.features.flights import HISTORY_COLUMNS, LABEL
-from trainflow.manifest import MANIFEST_ARTIFACT, build_manifest, dumps
+from trainflow.manifest import build_manifest, dumps
 from trainflow.models.lightgbm_model import training_params
+from trainflow.registry import RegistryError
+from trainflow.registry.runs import (
+    MODEL_URI_TAG,
+    complete_run,
+    discard_incomplete,
+    log_model_run,
+    logged_manifest,
+    runs_with_key,
+)
 from trainflow.settings import REPO_ROOT
 
 
@@ -196,38 +203,54 @@ def model(
         f"{trained.validation_auc:.4f}, {train_seconds:.1f}s"
     )
 
-    # MLflow run ids and timestamps are random / wall-clock by design: they identify the run,
-    # they never enter the model bytes, the manifest's hashes or any cache key.
+    # One MLflow run per cache key: a retry, or a re-execution after a kill between the
+    # logging and the lake commit, reuses the run the first attempt completed.
+    client = mlflow_tracking.client()
     experiment_id = mlflow_tracking.experiment_id(config.name)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"dagster-{context.run_id[:8]}"):
-        mlflow.set_tags(
-            {
+    attempts = runs_with_key(client, experiment_id, key)
+    logged = complete_run(attempts)
+    if logged is not None:
+        if logged.data.tags.get("model_sha256") != trained.sha256:
+            raise RegistryError(
+                f"MLflow run {logged.info.run_id} logged model {logged.data.tags.get('model_sha256')} "
+                f"for this cache key, training now gave {trained.sha256}: training is not "
+                "deterministic on this machine"
+            )
+        run_id, model_uri = logged.info.run_id, logged.data.tags[MODEL_URI_TAG]
+        manifest = logged_manifest(client, logged)  # the record of the attempt that logged it
+        context.log.info(f"model: reusing MLflow run {run_id}, logged by an earlier attempt")
+    else:
+        for discarded in discard_incomplete(client, attempts):
+            context.log.warning(f"model: deleted MLflow run {discarded}, interrupted while logging")
+        run_id, model_uri = log_model_run(
+            experiment_id=experiment_id,
+            run_name=f"dagster-{context.run_id[:8]}",
+            cache_key=key,
+            tags={
                 "dagster_run_id": context.run_id,
                 "config_hash": config.config_hash,
                 "model_sha256": trained.sha256,
                 "code_version.model": code_version_of(context),
-            }
-        )
-        mlflow.log_params(
-            {**config.model.params, "seed": config.seed, "features": ",".join(config.features)}
-        )
-        mlflow.log_metrics(
-            {
+            },
+            params={
+                **config.model.params,
+                "seed": config.seed,
+                "features": ",".join(config.features),
+            },
+            metrics={
                 "validation_roc_auc": trained.validation_auc,
                 "best_iteration": trained.best_iteration,
                 "train_rows": data.filter(pl.col("split") == "train").height,
                 "validation_rows": data.filter(pl.col("split") == "validation").height,
-            }
+            },
+            documents={
+                "experiment_config.json": config.model_dump(mode="json"),
+                "lineage.json": lineage,
+            },
+            manifest_text=dumps(manifest),
+            booster=trained.booster,
+            model_text=trained.model_text,
         )
-        mlflow.log_dict(config.model_dump(mode="json"), "experiment_config.json")
-        mlflow.log_dict(lineage, "lineage.json")
-        mlflow.log_text(dumps(manifest), MANIFEST_ARTIFACT)
-        info = mlflow.lightgbm.log_model(
-            trained.booster,
-            name="model",
-            pip_requirements=[f"lightgbm=={lgb.__version__}"],
-        )
-        run_id = info.run_id
     manifest_uri = lake.object_store("_manifests").put(
         f"{run_id}.json", dumps(manifest).encode(), "application/json"
     )
@@ -261,7 +284,7 @@ def model(
             "best_iteration": [trained.best_iteration],
             "validation_roc_auc": [trained.validation_auc],
             "mlflow_run_id": [run_id],
-            "mlflow_model_uri": [info.model_uri],
+            "mlflow_model_uri": [model_uri],
             "config_hash": [config.config_hash],
             "lineage_json": [json.dumps(lineage, sort_keys=True)],
             "manifest_json": [dumps(manifest)],

@@ -29,6 +29,10 @@ class LakeError(ValueError):
     """A lake read or write that cannot be done as asked."""
 
 
+class SchemaChangeError(LakeError):
+    """A write would change the type of a column the table already has."""
+
+
 @dataclass(frozen=True)
 class DayWindow:
     """Inclusive range of days, the unit a daily asset reads or writes."""
@@ -130,18 +134,38 @@ class DeltaLake:
                 commit_properties=properties,
             )
         else:
+            # Schema evolution: a new column (a feature added) joins the table, null in the
+            # days not rewritten; a column no longer written stays, null in the days that
+            # are. A changed type is refused: deltalake would cast the new values silently.
+            self._refuse_type_changes(table, frame)
             write_deltalake(
                 uri,
                 data,
                 mode="overwrite",
                 partition_by=[PARTITION_COLUMN],
                 predicate=_days_predicate(replaced, window),
+                schema_mode="merge",
                 storage_options=options,
                 commit_properties=properties,
             )
         version = self.version(table)
         assert version is not None
         return WriteResult(table_uri=uri, version=version, rows=frame.height)
+
+    def _refuse_type_changes(self, table: str, frame: pl.DataFrame) -> None:
+        stored = self.scan(table).collect_schema()
+        changed = {
+            name: (stored[name], dtype)
+            for name, dtype in frame.schema.items()
+            if name in stored and stored[name] != dtype
+        }
+        if changed:
+            described = ", ".join(f"{n} {old} -> {new}" for n, (old, new) in changed.items())
+            raise SchemaChangeError(
+                f"{table}: schema mismatch, column type(s) changed ({described}); a partial "
+                "write cannot change a column's type: rewrite the whole table (delete it and "
+                "materialize every partition) or give the column a new name"
+            )
 
     def stored_versions(
         self, table: str, window: DayWindow | None
@@ -158,6 +182,13 @@ class DeltaLake:
             return {None: single.row(0)} if single.height == 1 else {}
         per_day = lazy.group_by(PARTITION_COLUMN, CACHE_KEY_COLUMN, CONTENT_HASH_COLUMN).len()
         return {day: (key, ver, n) for day, key, ver, n in per_day.collect().iter_rows()}
+
+    def day_keys(self, table: str) -> dict[dt.date, str]:
+        """day -> the cache key stored for it, over a whole daily table (empty if none)."""
+        if self.version(table) is None:
+            return {}
+        pairs = self.scan(table).select(PARTITION_COLUMN, CACHE_KEY_COLUMN).unique().collect()
+        return dict(pairs.iter_rows())
 
     def commit_metadata(self, table: str, version: int) -> dict[str, str]:
         """The custom metadata trainflow stored with one Delta commit."""

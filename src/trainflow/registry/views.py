@@ -5,7 +5,9 @@ from __future__ import annotations
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-ALIASES = ("champion", "challenger")
+from trainflow.registry import CHALLENGER, CHAMPION
+
+ALIASES = (CHAMPION, CHALLENGER)
 
 
 def registry_aliases(tracking_uri: str, model_name: str) -> dict[str, str]:

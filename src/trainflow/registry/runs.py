@@ -1,0 +1,97 @@
+"""One MLflow run per model cache key.
+
+The `model` step logs its run before the IO manager commits the model to the lake. A retry,
+or a re-execution after the process was killed between the two, must not log a second run:
+it looks for a complete run tagged with the same cache key and reuses it. A run that was
+interrupted while logging (no completion tag) is deleted and logged anew, so `reproduce`
+never has two runs to choose from.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Run, ViewType
+
+from trainflow.manifest import MANIFEST_ARTIFACT
+from trainflow.registry import CACHE_KEY_TAG, MODEL_TEXT_ARTIFACT
+
+# Set last, after every artifact: a run without it was interrupted while logging.
+COMPLETE_TAG = "trainflow.complete"
+MODEL_URI_TAG = "trainflow.model_uri"
+
+
+def runs_with_key(client: MlflowClient, experiment_id: str, cache_key: str) -> list[Run]:
+    """Active runs of the experiment tagged with this cache key, oldest first."""
+    found = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{CACHE_KEY_TAG}` = '{cache_key}'",
+        run_view_type=ViewType.ACTIVE_ONLY,
+        order_by=["attributes.start_time ASC"],
+    )
+    return list(found)
+
+
+def complete_run(runs: list[Run]) -> Run | None:
+    """The run that finished logging everything, if one did."""
+    for run in runs:
+        if run.info.status == "FINISHED" and run.data.tags.get(COMPLETE_TAG) == "true":
+            return run
+    return None
+
+
+def discard_incomplete(client: MlflowClient, runs: list[Run]) -> list[str]:
+    """Delete runs interrupted while logging; returns their ids (for the step's log)."""
+    discarded = []
+    for run in runs:
+        if run.data.tags.get(COMPLETE_TAG) != "true":
+            client.delete_run(run.info.run_id)
+            discarded.append(run.info.run_id)
+    return discarded
+
+
+def log_model_run(
+    *,
+    experiment_id: str,
+    run_name: str,
+    cache_key: str,
+    tags: Mapping[str, str],
+    params: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    documents: Mapping[str, Any],
+    manifest_text: str,
+    booster: lgb.Booster,
+    model_text: str,
+) -> tuple[str, str]:
+    """Log a trained model as one MLflow run tagged with its cache key; returns the run id
+    and the model URI. The completion tag is set last (see `complete_run`)."""
+    # MLflow run ids and timestamps are random / wall-clock by design: they identify the
+    # run, they never enter the model bytes, the manifest's hashes or any cache key.
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+        mlflow.set_tags({**tags, CACHE_KEY_TAG: cache_key})
+        mlflow.log_params(dict(params))
+        mlflow.log_metrics(dict(metrics))
+        for name, document in documents.items():
+            mlflow.log_dict(document, name)
+        mlflow.log_text(manifest_text, MANIFEST_ARTIFACT)
+        mlflow.log_text(model_text, MODEL_TEXT_ARTIFACT)
+        info = mlflow.lightgbm.log_model(
+            booster, name="model", pip_requirements=[f"lightgbm=={lgb.__version__}"]
+        )
+        mlflow.set_tags({MODEL_URI_TAG: info.model_uri, COMPLETE_TAG: "true"})
+    return run.info.run_id, info.model_uri
+
+
+def logged_manifest(client: MlflowClient, run: Run) -> dict[str, Any]:
+    """The manifest a complete run logged (the record of how its model was trained)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = client.download_artifacts(run.info.run_id, MANIFEST_ARTIFACT, folder)
+        found: dict[str, Any] = json.loads(Path(path).read_text())
+    return found

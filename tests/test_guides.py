@@ -1,0 +1,144 @@
+"""The how-to guides in docs/, followed step by step on a copy of the repository.
+
+Each guide marks its steps for this test: `<!-- file: PATH -->` before a code block writes
+it to PATH, `<!-- edit: PATH -->` before a ```diff block applies it to PATH (context and
+`-` lines must match the file exactly once), `<!-- run -->` before a ```bash block runs it
+from the copy's root. So a guide that no longer matches the code fails here, and the test
+does exactly what a reader would.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from tests.conftest import BIN, REPO_ROOT
+from tests.test_cache import copy_of_the_code, run_code_in
+from trainflow.lake.delta_lake import DeltaLake
+from trainflow.settings import Settings
+
+STEP = re.compile(r"<!-- (file|edit|run)(?:: (\S+))? -->\n```\w*\n(.*?)```", re.S)
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str
+    path: str | None
+    body: str
+
+
+def steps(guide: str) -> list[Step]:
+    found = [Step(k, p, b) for k, p, b in STEP.findall((REPO_ROOT / "docs" / guide).read_text())]
+    assert found, f"{guide} marks no steps"
+    return found
+
+
+def apply_diff(path: Path, diff: str) -> None:
+    lines = diff.rstrip("\n").split("\n")
+    old = [line[1:] for line in lines if line[:1] in {" ", "-"}]
+    new = [line[1:] for line in lines if line[:1] in {" ", "+"}]
+    text = path.read_text()
+    before = "\n".join(old) + "\n"
+    assert text.count(before) == 1, f"the guide's edit does not match {path.name}:\n{before}"
+    path.write_text(text.replace(before, "\n".join(new) + "\n"))
+
+
+def follow(guide: str, root: Path, env: dict[str, str]) -> list[subprocess.CompletedProcess]:
+    """Write, edit and run as the guide says, from `root`; returns each command's result."""
+    ran = []
+    for step in steps(guide):
+        if step.kind == "file":
+            target = root / str(step.path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(step.body)
+        elif step.kind == "edit":
+            apply_diff(root / str(step.path), step.body)
+        else:
+            command = step.body.replace("\\\n", " ").replace(".venv/bin/", f"{BIN}/")
+            words = shlex.split(command)
+            assigned = dict(w.split("=", 1) for w in words if re.match(r"^[A-Z_]+=", w))
+            argv = [w for w in words if not re.match(r"^[A-Z_]+=", w)]
+            run_env = {**env, **assigned}
+            ran.append(subprocess.run(argv, env=run_env, cwd=root, capture_output=True, text=True))
+            assert ran[-1].returncode == 0, ran[-1].stdout[-3000:] + ran[-1].stderr[-5000:]
+    return ran
+
+
+@pytest.fixture
+def repository(warehouse_copy: Path, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A copy of the code, a warehouse and a lake the unchanged code has already built."""
+    root = copy_of_the_code(tmp_path / "repo")
+    (tmp_path / "dagster").mkdir()
+    shutil.copy(REPO_ROOT / "dagster.yaml", tmp_path / "dagster" / "dagster.yaml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRAINFLOW_", "MLFLOW_"))}
+    env.update(
+        TRAINFLOW_HOME=str(tmp_path / "home"),
+        TRAINFLOW_WAREHOUSE_URL=str(warehouse_copy),
+        TRAINFLOW_CONFIG=str(root / "configs" / "quick.yaml"),
+        DAGSTER_HOME=str(tmp_path / "dagster"),
+        PYTHONPATH=str(root / "src"),
+    )
+    before, _ = run_code_in(root, env)
+    assert before["flight_features"]["miss"] == 59
+    return root, env
+
+
+def latest_run_cache(env: dict[str, str], asset: str) -> dict[str, int]:
+    """hit / miss counts of `asset` in the newest run of the instance."""
+    counts: dict[str, int] = {}
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        (run,) = instance.get_runs(limit=1)
+        for entry in instance.all_logs(
+            run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+        ):
+            mat = entry.asset_materialization
+            if mat is not None and mat.asset_key.to_user_string() == asset:
+                outcome = str(mat.metadata["cache"].value)
+                counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
+
+
+def test_how_to_add_a_feature(repository) -> None:
+    root, env = repository
+    follow("how-to-add-a-feature.md", root, env)
+    lake = DeltaLake(Settings.from_env(env).lake_uri)
+    features = lake.read("flight_features")
+    assert features["is_weekend"].null_count() == 0  # every partition recomputed with it
+    weekend = features.filter(pl.col("day").dt.weekday() >= 6)["is_weekend"].unique().to_list()
+    assert weekend == [1]
+    assert "is_weekend" in lake.read("training_dataset").columns
+    assert "is_weekend" in lake.read("model")["feature_names"][0].to_list()
+    assert latest_run_cache(env, "validated_flights") == {"hit": 59}
+    assert latest_run_cache(env, "flight_features") == {"miss": 59}
+
+
+def test_how_to_add_a_dataset(repository) -> None:
+    root, env = repository
+    follow("how-to-add-a-dataset.md", root, env)
+    lake = DeltaLake(Settings.from_env(env).lake_uri)
+    validated = lake.read("validated_flights")
+    holidays = validated.filter(pl.col("is_holiday"))["day"].unique().sort().to_list()
+    assert [d.isoformat() for d in holidays] == ["2013-01-01", "2013-01-21", "2013-02-18"]
+    assert latest_run_cache(env, "raw_snapshot") == {"miss": 59}  # every row gained a column
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        (run,) = instance.get_runs(limit=1)
+        checks = [
+            e.dagster_event.event_specific_data
+            for e in instance.all_logs(
+                run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+            )
+            if e.dagster_event is not None
+        ]
+    holiday_checks = {
+        c.check_name: c.passed for c in checks if c.asset_key.to_user_string() == "stg_us_holidays"
+    }
+    assert holiday_checks == {"schema": True, "min_rows": True, "max_reject_fraction": True}
