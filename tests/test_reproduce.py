@@ -12,7 +12,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.conftest import BIN, QUICK_CONFIG, REPO_ROOT
-from tests.test_cache import recomputed, run_graph, settings_for
+from tests.test_cache import copy_of_the_code, recomputed, run_graph, settings_for
 from trainflow.lake.delta_lake import DeltaLake
 from trainflow.warehouse import landing
 
@@ -133,3 +133,102 @@ def test_manifest_records_what_a_rerun_needs(trained_then_moved_on) -> None:
     assert history == {"max_missing_history_days": 0, "partitions_with_missing_history": {}}
     assert manifest["environment"]["libraries"]["lightgbm"]
     assert set(manifest["cache_keys"]) == {"training_dataset", "model"}
+
+
+def clone_of_this_commit(target: Path) -> Path:
+    """A git clone of the commit under test: its code is what the run was trained with."""
+    subprocess.run(["git", "clone", "--quiet", str(REPO_ROOT), str(target)], check=True)
+    return target
+
+
+def test_a_dirty_checkout_is_refused_unless_allowed(trained_then_moved_on, tmp_path) -> None:
+    env, _, run_a = trained_then_moved_on
+    clone = clone_of_this_commit(tmp_path / "clone")
+    readme = clone / "README.md"
+    readme.write_text(readme.read_text() + "\nan uncommitted line\n")
+    env = {**env, "PYTHONPATH": str(clone / "src")}
+    refused = trainflow(env, "reproduce", run_a)
+    assert refused.returncode != 0
+    assert "this checkout has uncommitted changes" in refused.stderr
+    allowed = trainflow(env, "reproduce", run_a, "--allow-dirty")
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert "WARNING: this checkout has uncommitted changes; running anyway" in allowed.stdout
+
+
+def test_an_unknown_commit_never_matches(trained_then_moved_on, tmp_path) -> None:
+    env, settings, run_a = trained_then_moved_on
+    manifest = manifest_of(settings, run_a)
+    recorded = manifest["code"]["git"]["commit"]
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text(
+        json.dumps(
+            {**manifest, "code": {**manifest["code"], "git": {"commit": "unknown", "dirty": None}}}
+        )
+    )
+    refused = trainflow(env, "reproduce", "--manifest", str(unknown))
+    assert refused.returncode != 0 and "the commit is unknown (recorded unknown" in refused.stderr
+
+    # Code without git (as in a container image): unknown, unless it carries its commit.
+    code = copy_of_the_code(tmp_path / "no-git")
+    without_git = {**env, "PYTHONPATH": str(code / "src")}
+    refused = trainflow(without_git, "reproduce", run_a)
+    assert refused.returncode != 0 and "this code unknown" in refused.stderr
+    carried = trainflow({**without_git, "TRAINFLOW_GIT_COMMIT": recorded}, "reproduce", run_a)
+    assert carried.returncode == 0, carried.stdout + carried.stderr
+
+
+def test_another_environment_is_refused_unless_allowed(trained_then_moved_on, tmp_path) -> None:
+    env, settings, run_a = trained_then_moved_on
+    manifest = manifest_of(settings, run_a)
+    manifest["code"]["lockfile_sha256"] = "0" * 64
+    manifest["environment"]["libraries"]["lightgbm"] = "3.0.0"
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(manifest))
+    refused = trainflow(env, "reproduce", "--manifest", str(other))
+    assert refused.returncode != 0
+    assert "requirements.lock sha256" in refused.stderr
+    assert "lightgbm" in refused.stderr and "recorded 3.0.0" in refused.stderr
+    allowed = trainflow(env, "reproduce", "--manifest", str(other), "--allow-other-env")
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert "WARNING: this environment differs from the recorded one" in allowed.stdout
+    assert "same  test roc_auc" in allowed.stdout  # --manifest compares the metrics too
+
+
+def test_from_raw_rebuilds_every_partition_of_the_chain(trained_then_moved_on) -> None:
+    """Run A, after the lake moved on (Jan 20 restated, March landed): validation and
+    features rebuilt from the recorded raw_snapshot versions match partition by partition."""
+    env, settings, run_a = trained_then_moved_on
+    done = trainflow(env, "reproduce", run_a, "--from-raw")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    validated = [line for line in lines if "validated_flights partition" in line]
+    features = [line for line in lines if "flight_features partition" in line]
+    assert len(validated) == 59 and all(line.strip().startswith("same") for line in validated)
+    assert len(features) == 59 and all(line.strip().startswith("same") for line in features)
+    assert any("validated_flights partition 2013-01-20" in line for line in validated)
+    assert "reproduced exactly" in done.stdout
+    manifest = manifest_of(settings, run_a)
+    assert set(manifest["inputs"]["raw_snapshot"]["versions"]) == {"0"}  # before the restatement
+
+
+def test_from_raw_names_the_first_partition_other_code_would_change(
+    trained_then_moved_on, tmp_path
+) -> None:
+    """The same commit with a feature edited (and --allow-dirty): the recorded features
+    were not produced by this code, and the first partition that proves it is named."""
+    env, _, run_a = trained_then_moved_on
+    clone = clone_of_this_commit(tmp_path / "clone")
+    features = clone / "src" / "trainflow" / "features" / "flights.py"
+    features.write_text(
+        features.read_text().replace("SMOOTHING_FLIGHTS = 20.0", "SMOOTHING_FLIGHTS = 25.0")
+    )
+    env = {**env, "PYTHONPATH": str(clone / "src")}
+    done = trainflow(env, "reproduce", run_a, "--from-raw", "--allow-dirty")
+    assert done.returncode != 0
+    assert "DIFFERENT  flight_features partition 2013-01-02" in done.stdout
+    assert "first: flight_features partition 2013-01-02" in done.stderr
+    assert all(
+        line.strip().startswith("same")
+        for line in done.stdout.splitlines()
+        if "validated_flights partition" in line
+    )

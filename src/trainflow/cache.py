@@ -35,7 +35,15 @@ CONTENT_HASH_COLUMN = "_content_hash"
 # Daily tables also record which code version computed each partition, so a reader of a
 # window can refuse to mix partitions of old and new logic.
 CODE_VERSION_COLUMN = "_code_version"
-BOOKKEEPING_COLUMNS = (CACHE_KEY_COLUMN, CONTENT_HASH_COLUMN, CODE_VERSION_COLUMN)
+# ... and the Delta version of the upstream table it was computed from (null for
+# raw_snapshot, whose source is the warehouse): the chain `reproduce --from-raw` walks back.
+UPSTREAM_VERSION_COLUMN = "_upstream_version"
+BOOKKEEPING_COLUMNS = (
+    CACHE_KEY_COLUMN,
+    CONTENT_HASH_COLUMN,
+    CODE_VERSION_COLUMN,
+    UPSTREAM_VERSION_COLUMN,
+)
 
 
 def stable_hash(value: Any) -> str:
@@ -68,17 +76,22 @@ def with_bookkeeping(frame: pl.DataFrame, key: str, hashed: str | None = None) -
     )
 
 
-def stored_per_day(frame: pl.DataFrame, column: str) -> dict[dt.date, str]:
-    """day -> the value of a bookkeeping column, for a daily table as read."""
+def stored_per_day(frame: pl.DataFrame, column: str) -> dict[dt.date, Any]:
+    """day -> the (non-null) value of a bookkeeping column, for a daily table as read."""
     if column not in frame.columns:
         return {}
-    pairs = frame.select("day", column).unique().sort("day")
+    pairs = frame.select("day", column).unique().drop_nulls().sort("day")
     return dict(pairs.iter_rows())
 
 
-def stamp_days(frame: pl.DataFrame, keys: Mapping[dt.date, str], code_version: str) -> pl.DataFrame:
-    """Add each day's cache key, content hash (of that day's rows) and the code version
-    that computed it to its rows."""
+def stamp_days(
+    frame: pl.DataFrame,
+    keys: Mapping[dt.date, str],
+    code_version: str,
+    upstream_version: int | None = None,
+) -> pl.DataFrame:
+    """Add each day's cache key, content hash (of that day's rows), the code version that
+    computed it and the upstream Delta version it was computed from to its rows."""
     by_day = split_days(without_bookkeeping(frame))
     parts = []
     for day in sorted(keys):
@@ -88,8 +101,23 @@ def stamp_days(frame: pl.DataFrame, keys: Mapping[dt.date, str], code_version: s
         if "flight_id" in rows.columns:  # a stable row order, so the hash is reproducible
             rows = rows.sort("flight_id")
         stamped = with_bookkeeping(rows, keys[day])
-        parts.append(stamped.with_columns(pl.lit(code_version).alias(CODE_VERSION_COLUMN)))
+        parts.append(
+            stamped.with_columns(
+                pl.lit(code_version).alias(CODE_VERSION_COLUMN),
+                pl.lit(upstream_version, dtype=pl.Int64).alias(UPSTREAM_VERSION_COLUMN),
+            )
+        )
     return pl.concat(parts) if parts else frame.head(0)
+
+
+def day_content_hashes(frame: pl.DataFrame) -> dict[dt.date, str]:
+    """day -> content hash of that day's rows, exactly as `stamp_days` records it."""
+    found = {}
+    for day, rows in split_days(without_bookkeeping(frame)).items():
+        if "flight_id" in rows.columns:
+            rows = rows.sort("flight_id")
+        found[day] = content_hash(rows)
+    return found
 
 
 def split_days(frame: pl.DataFrame) -> dict[dt.date, pl.DataFrame]:

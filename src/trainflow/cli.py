@@ -99,20 +99,44 @@ def status() -> None:
     help="Use this manifest file instead of the one stored with RUN.",
 )
 @click.option(
-    "--allow-other-commit", is_flag=True, help="Run even if this checkout's commit differs."
+    "--from-raw",
+    is_flag=True,
+    help="Rebuild validation, features, dataset and model from the recorded raw_snapshot "
+    "versions, comparing every rebuilt partition with the manifest.",
+)
+@click.option(
+    "--allow-other-commit",
+    is_flag=True,
+    help="Run even if this code's commit differs from the recorded one, or is unknown.",
+)
+@click.option(
+    "--allow-dirty", is_flag=True, help="Run even with uncommitted changes (here or recorded)."
+)
+@click.option(
+    "--allow-other-env",
+    is_flag=True,
+    help="Run even if the lockfile or library versions differ from the recorded ones.",
 )
 @click.option(
     "--scratch", type=click.Path(file_okay=False, path_type=Path),
     help="Where the reproduced model goes (default: $TRAINFLOW_HOME/reproduce/<run>).",
 )  # fmt: skip
 def reproduce(
-    run: str | None, manifest_file: Path | None, allow_other_commit: bool, scratch: Path | None
+    run: str | None,
+    manifest_file: Path | None,
+    from_raw: bool,
+    allow_other_commit: bool,
+    allow_dirty: bool,
+    allow_other_env: bool,
+    scratch: Path | None,
 ) -> None:
     """Retrain RUN (MLflow run id, model version or Dagster run id) from its manifest.
 
-    Inputs come back by Delta time travel to the recorded versions; the model is retrained
-    into a scratch folder (no lake table or registry alias is touched). Exits 0 only if the
-    model bytes and every recorded metric are identical.
+    Inputs come back by Delta time travel to the recorded versions (with --from-raw, from
+    the recorded raw snapshots through validation and features); the model is retrained
+    into a scratch folder (no lake table or registry alias is touched). Refuses other or
+    unknown code, a dirty checkout and another environment unless allowed. Exits 0 only if
+    every rebuilt partition, the model bytes and every recorded metric are identical.
     """
     import json
 
@@ -120,8 +144,10 @@ def reproduce(
 
     from trainflow import reproduce as rep
     from trainflow.config import load_config
+    from trainflow.contracts.contract import load_contract
     from trainflow.lake.delta_lake import DeltaLake
     from trainflow.lake.object_store import ObjectStore
+    from trainflow.manifest import git_state
     from trainflow.settings import REPO_ROOT
 
     settings = Settings.from_env()
@@ -136,23 +162,38 @@ def reproduce(
             manifest, run_id = rep.find_manifest(client, manifests, run, model_name)
         if manifest_file is not None:
             manifest = json.loads(manifest_file.read_text())
-        for note in rep.check_commit(manifest, REPO_ROOT, allow_other_commit):
+        current = git_state(REPO_ROOT, settings.git_commit)
+        notes = rep.check_code(
+            manifest, current, allow_other_commit=allow_other_commit, allow_dirty=allow_dirty
+        )
+        notes += rep.check_environment(manifest, REPO_ROOT, allow_other_env=allow_other_env)
+        for note in notes:
             click.echo(note)
-        recorded = client.get_run(run_id).data.metrics if run_id else {}
+        recorded = (
+            client.get_run(run_id).data.metrics
+            if run_id
+            else rep.recorded_metrics(client, manifest)
+        )
         target = scratch or settings.home / "reproduce" / (run_id or manifest["dagster_run_id"])
-        click.echo(f"reproducing model {manifest['model']['sha256'][:16]} into {target}")
+        how = "from raw snapshots" if from_raw else "from feature partitions"
+        click.echo(f"reproducing model {manifest['model']['sha256'][:16]} {how} into {target}")
         comparison = rep.reproduce(
             manifest=manifest,
             lake=DeltaLake(settings.lake_uri, settings.storage_options),
             recorded_metrics=recorded,
             scratch=target,
+            from_raw_contract=load_contract(settings.contracts_dir / "flights.yaml")
+            if from_raw
+            else None,
         )
     except rep.ReproduceError as exc:
         raise click.ClickException(str(exc)) from exc
     for line in comparison.lines:
         click.echo(line)
     if not comparison.matches:
-        raise click.ClickException("the reproduced run differs from the recorded one")
+        raise click.ClickException(
+            f"the reproduced run differs from the recorded one; first: {comparison.first_difference}"
+        )
     click.echo("reproduced exactly: identical model bytes and metrics")
 
 

@@ -1,4 +1,4 @@
-"""The run manifest: everything needed to prove a model can be rebuilt (docs/architecture.md).
+"""The run manifest: everything needed to prove a model can be rebuilt (docs/reproducibility.md).
 
 A manifest records the code (git commit, dirty flag, lockfile hash, code versions), the
 full config and its hash, every seed, the Delta version, data version and content hash of
@@ -51,8 +51,9 @@ def content_hash(frame: pl.DataFrame) -> str:
 
 # Determinism note: the manifest itself is environment capture (git, platform, versions),
 # read once per model; none of it feeds a computation or a cache key.
-def git_state(repo: Path) -> dict[str, Any]:
-    """Commit and dirty flag of the checkout the code runs from ("unknown" without git)."""
+def git_state(repo: Path, baked_commit: str | None = None) -> dict[str, Any]:
+    """Commit and dirty flag of the code that runs: from git when `repo` is a checkout, else
+    the commit baked into an image (clean by construction), else "unknown"."""
     try:
         commit = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "HEAD"],
@@ -63,8 +64,10 @@ def git_state(repo: Path) -> dict[str, Any]:
             capture_output=True, text=True, check=True, timeout=10,
         ).stdout.strip()  # fmt: skip
     except (OSError, subprocess.SubprocessError):
-        return {"commit": "unknown", "dirty": None}
-    return {"commit": commit, "dirty": bool(changes)}
+        if baked_commit:
+            return {"commit": baked_commit, "dirty": False, "source": "image"}
+        return {"commit": "unknown", "dirty": None, "source": "none"}
+    return {"commit": commit, "dirty": bool(changes), "source": "git"}
 
 
 def file_sha256(path: Path) -> str | None:
@@ -92,6 +95,7 @@ def environment() -> dict[str, Any]:
 def build_manifest(
     *,
     repo: Path,
+    baked_commit: str | None,
     model: Mapping[str, Any],
     config: Mapping[str, Any],
     config_hash: str,
@@ -105,7 +109,7 @@ def build_manifest(
         "manifest_version": MANIFEST_VERSION,
         "model": dict(model),
         "code": {
-            "git": git_state(repo),
+            "git": git_state(repo, baked_commit),
             "lockfile_sha256": file_sha256(repo / "requirements.lock"),
             "code_versions": dict(code_versions),
         },

@@ -1,33 +1,45 @@
 """Re-run a recorded training from its manifest and prove the result is identical.
 
-Inputs are rebuilt by Delta time travel to the recorded versions and checked partition
-by partition against the recorded content hashes; the model is retrained with the
-recorded config into a scratch folder. Nothing here writes a lake table or moves a
-registry alias.
+Two depths:
+- default: every feature partition comes back by Delta time travel to its recorded version
+  and is checked against its recorded content hash; the dataset is rebuilt and the model
+  retrained into a scratch folder;
+- `from_raw`: the whole chain is rebuilt from the recorded raw_snapshot versions (contract
+  validation, features, dataset, model) with the code of the recorded commit, and every
+  rebuilt partition's content hash is compared with the one recorded, naming the first that
+  differs. That proves the recorded features were produced by the recorded code.
+Both refuse to run on other code (another or an unknown commit, a dirty checkout) or in
+another environment (lockfile, library versions) unless told to, and compare the model
+bytes and every recorded metric. Nothing here writes a lake table or moves an alias.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 from mlflow import MlflowClient
+from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 
-from trainflow.cache import without_bookkeeping
+from trainflow.cache import day_content_hashes, without_bookkeeping
 from trainflow.config import ExperimentConfig
+from trainflow.contracts.contract import Contract, ContractViolation, validate_partitions
 from trainflow.datasets import select_splits, train_on_dataset
 from trainflow.evaluation.metrics import binary_metrics
-from trainflow.features.flights import LABEL
+from trainflow.features.flights import LABEL, features_for_days
 from trainflow.lake.delta_lake import DeltaLake
 from trainflow.lake.object_store import ObjectStore
-from trainflow.manifest import MANIFEST_ARTIFACT, content_hash, git_state
+from trainflow.manifest import MANIFEST_ARTIFACT, content_hash, environment, file_sha256
 from trainflow.models.lightgbm_model import predict
+from trainflow.registry import CACHE_KEY_TAG
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _VERSION = re.compile(r"^(?:models:/)?(?:(?P<name>[^/@]+)/)?v?(?P<version>\d+)$")
@@ -41,10 +53,13 @@ class ReproduceError(RuntimeError):
 class Comparison:
     lines: list[str] = field(default_factory=list)
     matches: bool = True
+    first_difference: str | None = None
 
     def check(self, name: str, recorded: Any, reproduced: Any) -> None:
         same = recorded == reproduced
         self.matches &= same
+        if not same and self.first_difference is None:
+            self.first_difference = name
         self.lines.append(
             f"{'same' if same else 'DIFFERENT':>9}  {name}: recorded {_short(recorded)}, "
             f"reproduced {_short(reproduced)}"
@@ -83,6 +98,11 @@ def _resolve_run_id(client: MlflowClient, ref: str, model_name: str) -> str:
         runs = client.search_runs(experiments, f"tags.dagster_run_id = '{ref}'")
         if not runs:
             raise ReproduceError(f"no MLflow run is tagged with Dagster run id {ref}")
+        if len(runs) > 1:
+            ids = ", ".join(r.info.run_id for r in runs)
+            raise ReproduceError(
+                f"Dagster run {ref} logged {len(runs)} MLflow runs ({ids}): name one of them"
+            )
         return str(runs[0].info.run_id)
     try:
         return str(client.get_run(ref).info.run_id)
@@ -92,24 +112,89 @@ def _resolve_run_id(client: MlflowClient, ref: str, model_name: str) -> str:
         ) from exc
 
 
-def check_commit(manifest: dict[str, Any], repo: Path, allow_other_commit: bool) -> list[str]:
-    """Refuse to run on other code unless told to; returns warnings to print."""
+def recorded_metrics(client: MlflowClient, manifest: Mapping[str, Any]) -> dict[str, float]:
+    """The metrics of the MLflow run that logged this manifest's model, found by the
+    model's cache key (what `--manifest FILE` compares against)."""
+    key = manifest.get("cache_keys", {}).get("model")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(
+        experiments, f"tags.`{CACHE_KEY_TAG}` = '{key}'", run_view_type=ViewType.ACTIVE_ONLY
+    ) if key and experiments else []  # fmt: skip
+    if not runs:
+        raise ReproduceError(
+            "no MLflow run logged this manifest's model (cache key "
+            f"{str(key)[:16]}): its metrics cannot be compared"
+        )
+    return dict(runs[0].data.metrics)
+
+
+def check_code(
+    manifest: Mapping[str, Any],
+    current: Mapping[str, Any],
+    *,
+    allow_other_commit: bool,
+    allow_dirty: bool,
+) -> list[str]:
+    """Refuse other code unless told to; returns the warnings to print.
+
+    An unknown commit is never a match, not even for another unknown one: a container
+    without git carries its commit (TRAINFLOW_GIT_COMMIT or the image's BUILD_COMMIT)."""
     recorded = manifest["code"]["git"]
-    current = git_state(repo)
     notes = []
-    if recorded["commit"] != current["commit"]:
-        message = (
+    problems = []
+    if "unknown" in (recorded["commit"], current["commit"]):
+        problems.append(
+            f"the commit is unknown (recorded {recorded['commit']}, this code "
+            f"{current['commit']}): run from a git checkout or set TRAINFLOW_GIT_COMMIT"
+        )
+    elif recorded["commit"] != current["commit"]:
+        problems.append(
             f"this checkout is at commit {current['commit']}, the run was trained at "
             f"{recorded['commit']}"
         )
+    for message in problems:
         if not allow_other_commit:
             raise ReproduceError(
                 f"{message}: check out that commit, or pass --allow-other-commit to run anyway"
             )
         notes.append(f"WARNING: {message}; running anyway as asked")
+    dirty = []
+    if current.get("dirty"):
+        dirty.append("this checkout has uncommitted changes")
     if recorded.get("dirty"):
-        notes.append("WARNING: the recorded checkout had uncommitted changes")
+        dirty.append("the run was trained on a checkout with uncommitted changes")
+    for message in dirty:
+        if not allow_dirty:
+            raise ReproduceError(
+                f"{message}, so its code is not the commit's: commit or stash them, or pass "
+                "--allow-dirty to run anyway"
+            )
+        notes.append(f"WARNING: {message}; running anyway as asked")
     return notes
+
+
+def check_environment(
+    manifest: Mapping[str, Any], repo: Path, *, allow_other_env: bool
+) -> list[str]:
+    """Refuse another lockfile or other library versions unless told to."""
+    differences = []
+    recorded_lock = manifest["code"].get("lockfile_sha256")
+    current_lock = file_sha256(repo / "requirements.lock")
+    if recorded_lock != current_lock:
+        differences.append(
+            f"requirements.lock sha256 {str(current_lock)[:16]}, recorded {str(recorded_lock)[:16]}"
+        )
+    recorded_libraries = manifest.get("environment", {}).get("libraries", {})
+    current_libraries = environment()["libraries"]
+    for name, version in sorted(recorded_libraries.items()):
+        if current_libraries.get(name) != version:
+            differences.append(f"{name} {current_libraries.get(name)}, recorded {version}")
+    if not differences:
+        return []
+    summary = "this environment differs from the recorded one: " + "; ".join(differences)
+    if not allow_other_env:
+        raise ReproduceError(f"{summary}. Install the recorded lock, or pass --allow-other-env")
+    return [f"WARNING: {summary}; running anyway as asked"]
 
 
 def rebuild_features(lake: DeltaLake, manifest: dict[str, Any]) -> pl.DataFrame:
@@ -142,24 +227,101 @@ def rebuild_features(lake: DeltaLake, manifest: dict[str, Any]) -> pl.DataFrame:
     return pl.concat(frames).sort("flight_id")
 
 
+def rebuild_from_raw(
+    lake: DeltaLake, manifest: dict[str, Any], contract: Contract, comparison: Comparison
+) -> pl.DataFrame:
+    """Validate the recorded raw_snapshot versions again and build the features again,
+    comparing every rebuilt partition with the manifest; returns the rebuilt features."""
+    inputs = manifest["inputs"]
+    if "raw_snapshot" not in inputs or inputs.get("unrecorded_feature_days"):
+        raise ReproduceError(
+            "this manifest does not record the chain back to raw_snapshot versions (trained "
+            "before lineage was recorded, or from partitions without it): --from-raw needs it"
+        )
+    raw_versions: dict[str, dict[str, str]] = inputs["raw_snapshot"]["versions"]
+    raw: dict[tuple[int, str], pl.DataFrame] = {}
+    for version, days in sorted(raw_versions.items(), key=lambda item: int(item[0])):
+        at_version = lake.read("raw_snapshot", version=int(version))
+        by_day = day_content_hashes(at_version.filter(pl.col("day").cast(pl.String).is_in(days)))
+        for day, recorded in sorted(days.items()):
+            found = by_day.get(dt.date.fromisoformat(day), "no rows")
+            if found != recorded:
+                raise ReproduceError(
+                    f"raw_snapshot partition {day} at Delta version {version} does not match the "
+                    f"manifest: content hash {found[:16]}, recorded {recorded[:16]}"
+                )
+            raw[(int(version), day)] = without_bookkeeping(
+                at_version.filter(pl.col("day").cast(pl.String) == day)
+            )
+
+    validated: dict[str, pl.DataFrame] = {}  # validated_flights version -> its rebuilt days
+    for version, days in sorted(
+        inputs["validated_flights"]["versions"].items(), key=lambda i: int(i[0])
+    ):
+        snapshot = pl.concat(
+            [raw[(int(e["raw_snapshot_version"]), day)] for day, e in sorted(days.items())]
+        )
+        wanted = sorted(dt.date.fromisoformat(day) for day in days)
+        try:
+            rebuilt = validate_partitions(snapshot, contract, wanted, "reproduce").valid
+        except ContractViolation as violation:
+            raise ReproduceError(
+                f"validated_flights (version {version}) no longer passes {contract.label}: "
+                f"{violation}"
+            ) from violation
+        hashes = day_content_hashes(rebuilt)
+        for day, entry in sorted(days.items()):
+            comparison.check(
+                f"validated_flights partition {day} (version {version})",
+                entry["content_hash"],
+                hashes.get(dt.date.fromisoformat(day), "no rows"),
+            )
+        validated[version] = rebuilt
+
+    features = inputs["flight_features"]
+    data_start = dt.date.fromisoformat(features["data_start"])
+    by_version: dict[str, list[dt.date]] = defaultdict(list)
+    for day, entry in features["partitions"].items():
+        by_version[str(entry["validated_flights_version"])].append(dt.date.fromisoformat(day))
+    frames = []
+    for version, feature_days in sorted(by_version.items(), key=lambda item: int(item[0])):
+        built = features_for_days(validated[version], sorted(feature_days), data_start)
+        built_hashes = day_content_hashes(built)
+        for feature_day in sorted(feature_days):
+            comparison.check(
+                f"flight_features partition {feature_day}",
+                features["partitions"][feature_day.isoformat()]["content_hash"],
+                built_hashes.get(feature_day, "no rows"),
+            )
+        frames.append(built)
+    return pl.concat(frames).sort("flight_id")
+
+
 def reproduce(
     *,
     manifest: dict[str, Any],
     lake: DeltaLake,
     recorded_metrics: dict[str, float],
     scratch: Path,
+    from_raw_contract: Contract | None = None,
 ) -> Comparison:
-    """Rebuild inputs, retrain into `scratch`, compare hashes and metrics with the record."""
+    """Rebuild inputs (from the feature partitions, or from raw snapshots when given the
+    contract to validate them with), retrain into `scratch`, compare with the record."""
     config = ExperimentConfig.model_validate(manifest["config"])
     comparison = Comparison()
     comparison.check("config hash", manifest["config_hash"], config.config_hash)
+    scratch.mkdir(parents=True, exist_ok=True)
+    if from_raw_contract is not None:
+        features = rebuild_from_raw(lake, manifest, from_raw_contract, comparison)
+        features.write_parquet(scratch / "flight_features.parquet")
+    else:
+        features = rebuild_features(lake, manifest)
 
-    dataset = select_splits(rebuild_features(lake, manifest), config)
+    dataset = select_splits(features, config)
     recorded_dataset = manifest["inputs"]["training_dataset"]["content_hash"]
     comparison.check("training_dataset content hash", recorded_dataset, content_hash(dataset))
 
     trained = train_on_dataset(dataset, config)
-    scratch.mkdir(parents=True, exist_ok=True)
     (scratch / "model.txt").write_text(trained.model_text)
 
     recorded_model = manifest["model"]
@@ -174,9 +336,13 @@ def reproduce(
         predict(trained.booster, test, trained.feature_names),
         config.evaluation.decision_threshold,
     )
+    compared = 0
     for name, value in sorted(recorded_metrics.items()):
         metric = name.removeprefix("test_")
         if name.startswith("test_") and metric in reproduced:
             comparison.check(f"test {metric}", value, reproduced[metric])
+            compared += 1
+    if not compared:
+        raise ReproduceError("the recorded run has no test metrics to compare with")
     (scratch / "comparison.txt").write_text("\n".join(comparison.lines) + "\n")
     return comparison

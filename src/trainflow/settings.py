@@ -50,6 +50,9 @@ class Settings:
     s3_timeout_seconds: int | None = None
     # DAGSTER_HOME, when set: a persistent Dagster instance (CLI commands record their runs).
     dagster_home: Path | None = None
+    # The git commit of code that runs without a git checkout (a container image): from
+    # TRAINFLOW_GIT_COMMIT, or the BUILD_COMMIT file an image build writes into the package.
+    git_commit: str | None = None
 
     @property
     def registry_lock_dir(self) -> Path:
@@ -105,6 +108,7 @@ class Settings:
             dagster_home=Path(env["DAGSTER_HOME"]).expanduser().resolve()
             if env.get("DAGSTER_HOME")
             else None,
+            git_commit=env.get("TRAINFLOW_GIT_COMMIT") or _build_commit(),
         )
 
 
@@ -119,3 +123,13 @@ def _positive_seconds(name: str, value: str | None) -> int | None:
     if not value.isdigit() or int(value) == 0:
         raise SettingsError(f"{name}={value!r} must be a whole number of seconds above 0")
     return int(value)
+
+
+BUILD_COMMIT_FILE = Path(__file__).resolve().parent / "BUILD_COMMIT"
+
+
+def _build_commit() -> str | None:
+    """The commit an image build wrote beside the package, if any."""
+    if BUILD_COMMIT_FILE.is_file():
+        return BUILD_COMMIT_FILE.read_text().strip() or None
+    return None

@@ -22,10 +22,9 @@ from trainflow.defs.retries import IO_RETRY, fail_fast
 from trainflow.features.flights import (
     ALL_FEATURES,
     LOOKBACK_DAYS,
-    build_flight_features,
+    features_for_days,
     history_coverage,
     refuse_missing_history,
-    with_history_columns,
 )
 
 # The first day of the data: history before it cannot exist and is never "missing".
@@ -92,8 +91,8 @@ def flight_features(
     started = time.perf_counter()
     flights = validated_flights.frame
     if plan.misses:
-        built = build_flight_features(flights, plan.misses)
-        features = stamp_days(with_history_columns(built, coverage), plan.keys, code)
+        built = features_for_days(flights, plan.misses, DATA_START)
+        features = stamp_days(built, plan.keys, code, validated_flights.version)
     else:
         features = pl.DataFrame()
     report_computed_days(context, features)

@@ -223,7 +223,7 @@ def validated_flights(
     # the IO manager commits the output; readers count only rejects whose key matches.
     _write_quarantine(store, outcome.quarantine, plan, window, VALIDATED)
     yield from _quarantine_written(store, outcome)
-    validated = stamp_days(outcome.valid, plan.keys, code)
+    validated = stamp_days(outcome.valid, plan.keys, code, raw_snapshot.version)
     report_computed_days(context, validated)
     for day in plan.misses:
         context.add_asset_metadata(outcome.counts(day), partition_key=day.isoformat())

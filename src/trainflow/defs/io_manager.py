@@ -28,6 +28,7 @@ from trainflow.cache import (
     CACHE_KEY_COLUMN,
     CODE_VERSION_COLUMN,
     CONTENT_HASH_COLUMN,
+    UPSTREAM_VERSION_COLUMN,
     stable_hash,
     stored_per_day,
 )
@@ -48,6 +49,7 @@ class DeltaInput:
     day_versions: dict[dt.date, str] = field(default_factory=dict)
     day_content_hashes: dict[dt.date, str] = field(default_factory=dict)
     day_code_versions: dict[dt.date, str] = field(default_factory=dict)
+    day_upstream_versions: dict[dt.date, int] = field(default_factory=dict)
     table_data_version: str | None = None
     table_content_hash: str | None = None
 
@@ -158,6 +160,7 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
             day_versions=stored_per_day(frame, CACHE_KEY_COLUMN) if daily else {},
             day_content_hashes=stored_per_day(frame, CONTENT_HASH_COLUMN) if daily else {},
             day_code_versions=stored_per_day(frame, CODE_VERSION_COLUMN) if daily else {},
+            day_upstream_versions=stored_per_day(frame, UPSTREAM_VERSION_COLUMN) if daily else {},
             table_data_version=table_version,
             table_content_hash=table_hash,
         )

@@ -18,6 +18,7 @@ from trainflow.defs.caching import (
     table_hit,
 )
 from trainflow.defs.code_versions import code_versions_of_job, versioned_asset
+from trainflow.defs.features import DATA_START
 from trainflow.defs.io_manager import DeltaInput, LakeOutput
 from trainflow.defs.resources import (
     ExperimentConfigResource,
@@ -26,7 +27,8 @@ from trainflow.defs.resources import (
     WarehouseResource,
 )
 from trainflow.defs.retries import IO_RETRY, fail_fast
-from trainflow.features.flights import HISTORY_COLUMNS, LABEL
+from trainflow.features.flights import HISTORY_COLUMNS, LABEL, LOOKBACK_DAYS
+from trainflow.lineage import upstream_lineage
 from trainflow.manifest import build_manifest, dumps
 from trainflow.models.lightgbm_model import training_params
 from trainflow.registry import RegistryError
@@ -38,7 +40,7 @@ from trainflow.registry.runs import (
     logged_manifest,
     runs_with_key,
 )
-from trainflow.settings import REPO_ROOT
+from trainflow.settings import REPO_ROOT, Settings
 
 
 @versioned_asset(
@@ -70,6 +72,7 @@ def training_dataset(
     key = cache_key(code_version_of(context), config.hash_of("windows", "features"), inputs)
     hashes = flight_features.day_content_hashes
     history = history_per_day(flight_features.frame)
+    upstream = flight_features.day_upstream_versions
     lineage = {
         "flight_features": {
             "delta_version": flight_features.version,
@@ -77,6 +80,8 @@ def training_dataset(
                 day: {
                     "data_version": version,
                     "content_hash": hashes[dt.date.fromisoformat(day)],
+                    # The validated_flights version this feature day was computed from.
+                    "validated_flights_version": upstream.get(dt.date.fromisoformat(day)),
                     **history.get(day, {}),
                 }
                 for day, version in inputs["flight_features"].items()
@@ -150,6 +155,7 @@ def model(
     code_versions = code_versions_of_job(context)
     manifest = build_manifest(
         repo=REPO_ROOT,
+        baked_commit=Settings.from_env().git_commit,
         model={
             "family": "lightgbm",
             "sha256": trained.sha256,
@@ -175,6 +181,7 @@ def model(
             },
             "flight_features": {
                 "delta_version": features_read["delta_version"],
+                "data_start": DATA_START.isoformat(),
                 "partitions": {
                     day: {"delta_version": features_read["delta_version"], **entry}
                     for day, entry in features_read["partitions"].items()
@@ -182,6 +189,8 @@ def model(
                 # A model never rests on thin history without saying so.
                 "history": history_summary(features_read["partitions"], config),
             },
+            # Back to the raw snapshots, for `trainflow reproduce --from-raw`.
+            **upstream_lineage(lake.lake(), features_read["partitions"], LOOKBACK_DAYS),
         },
         code_versions=code_versions,
         cache_keys={"training_dataset": training_dataset.data_version, "model": key},

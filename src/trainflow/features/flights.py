@@ -131,6 +131,17 @@ def refuse_missing_history(
     )
 
 
+def features_for_days(
+    validated: pl.DataFrame, days: Sequence[dt.date], data_start: dt.date
+) -> pl.DataFrame:
+    """What `flight_features` stores for `days`: the features and each day's history
+    columns, from validated rows of the days and their windows. `reproduce --from-raw`
+    calls it too, so a rebuild runs exactly the asset's code path."""
+    present = set(validated["day"].unique().to_list())
+    coverage = {day: history_coverage(day, present, data_start) for day in days}
+    return with_history_columns(build_flight_features(validated, days), coverage)
+
+
 def with_history_columns(
     features: pl.DataFrame, coverage: Mapping[dt.date, HistoryCoverage]
 ) -> pl.DataFrame:
