@@ -163,7 +163,7 @@ def evaluation_report(
             for k in ("roc_auc", "positive_rate", "rows")
         ]  # fmt: skip
     metrics_frame = pl.DataFrame(rows)
-    # Content hash of the numbers only: the report's location names the run.
+    # Content hash of the numbers only (not where the report files are).
     hashed = data_hash(metrics_frame)
     report = metrics_frame.with_columns(
         pl.lit(report_uri).alias("report_uri"),
