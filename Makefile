@@ -27,14 +27,18 @@ $(VENV)/.installed: requirements.lock requirements-bootstrap.lock pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+# The Dagster instance settings of the profile: SQLite under DAGSTER_HOME (local) or
+# PostgreSQL from DAGSTER_PG_* (prod). Copied on every call, so a profile switch takes.
+INSTANCE_YAML := $(if $(filter prod,$(TRAINFLOW_PROFILE)),dagster.prod.yaml,dagster.yaml)
+.PHONY: instance
+instance:
 	mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $@
+	cp $(INSTANCE_YAML) $(DAGSTER_HOME)/dagster.yaml
 
 land: install
 	$(BIN)/trainflow land --all
 
-materialize: install $(DAGSTER_HOME)/dagster.yaml
+materialize: install instance
 	$(BIN)/dagster asset materialize -m trainflow.definitions --select '*' --partition-range $(FULL_YEAR)
 
 pipeline: land materialize status
@@ -42,7 +46,7 @@ pipeline: land materialize status
 status: install
 	@$(BIN)/trainflow status
 
-dev: install $(DAGSTER_HOME)/dagster.yaml
+dev: install instance
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 lint: install

@@ -8,6 +8,7 @@ filled by `trainflow land` code and built by the real dbt project.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 import socket
 import subprocess
@@ -15,7 +16,10 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import boto3
 import pytest
@@ -92,15 +96,64 @@ def s3_environ(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str,
     return {**env, "BUCKET": bucket}
 
 
-def run_dbt_build(warehouse_path: Path) -> None:
-    """`dbt build` with the profile trainflow writes for this warehouse file."""
-    profiles = write_profile(warehouse_path.parent / "dbt", warehouse_path)
-    subprocess.run(
-        [DBT_EXECUTABLE, "build", "--quiet", "--profiles-dir", str(profiles)],
+# The PostgreSQL server the tests create their databases on: 127.0.0.1:5432 on these
+# machines and in CI; a laptop points the tests at its own server with this one variable
+# (a URL of a user that may CREATE DATABASE, without a password; PGPASSWORD if it needs one).
+POSTGRES_ADMIN_URL = os.environ.get(
+    "TRAINFLOW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def _postgres_admin() -> Any:
+    import psycopg2
+
+    try:
+        conn = psycopg2.connect(POSTGRES_ADMIN_URL, connect_timeout=5)
+    except psycopg2.OperationalError as exc:
+        # Never a skip: CI must fail loudly when the server the prod tests need is absent.
+        pytest.fail(
+            f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL} ({exc}). Start it, or set "
+            "TRAINFLOW_TEST_POSTGRES_URL to a server where this user may create databases.",
+            pytrace=False,
+        )
+    conn.autocommit = True
+    return conn
+
+
+@contextmanager
+def fresh_postgres_database(prefix: str) -> Iterator[str]:
+    """A new, empty database on the test server (dropped afterwards); yields its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = _postgres_admin()
+    with admin.cursor() as cursor:
+        cursor.execute(f'create database "{name}"')
+    base = urlsplit(POSTGRES_ADMIN_URL)
+    try:
+        yield urlunsplit((base.scheme, base.netloc, f"/{name}", "", ""))
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'drop database if exists "{name}" with (force)')
+        admin.close()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test."""
+    with fresh_postgres_database("trainflow_test") as url:
+        yield url
+
+
+def run_dbt_build(warehouse: Path | str, profiles_dir: Path | None = None) -> None:
+    """`dbt build` with the profile trainflow writes for this warehouse (file or URL)."""
+    folder = profiles_dir or Path(str(warehouse)).parent / "dbt"
+    profiles = write_profile(folder, warehouse)
+    done = subprocess.run(
+        [DBT_EXECUTABLE, "build", "--profiles-dir", str(profiles)],
         cwd=DBT_PROJECT_DIR,
-        check=True,
         capture_output=True,
+        text=True,
     )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
 
 
 @pytest.fixture(scope="session")

@@ -38,7 +38,7 @@ DAILY = NAMES[:3]
 JAN_FEB = ("2013-01-01", "2013-02-28")
 
 
-def settings_for(home: Path, warehouse: Path, config: Path = QUICK_CONFIG) -> Settings:
+def settings_for(home: Path, warehouse: Path | str, config: Path = QUICK_CONFIG) -> Settings:
     return Settings.from_env(
         {
             "TRAINFLOW_HOME": str(home),
@@ -219,7 +219,7 @@ def test_hyperparameter_change_recomputes_model_and_downstream_only(
     run_graph(settings)
     changed = tmp_path / "changed.yaml"
     changed.write_text(QUICK_CONFIG.read_text().replace("num_leaves: 63", "num_leaves: 31"))
-    result = run_graph(settings_for(settings.home, settings.warehouse_path, changed))
+    result = run_graph(settings_for(settings.home, settings.warehouse_url, changed))
     assert recomputed(result) == {"model": 1, "evaluation_report": 1, "registry_entry": 1}
 
 
@@ -257,14 +257,14 @@ def test_failed_run_leaves_no_stale_hit(settings, tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text(QUICK_CONFIG.read_text().replace("num_leaves: 63", "num_leaves: -1"))
     failed = run_graph(
-        settings_for(settings.home, settings.warehouse_path, broken), raise_on_error=False
+        settings_for(settings.home, settings.warehouse_url, broken), raise_on_error=False
     )
     assert not failed.success
     assert [e.step_key for e in failed.get_step_failure_events()] == ["model"]
     assert DeltaLake(settings.lake_uri).version("model") is None
 
     # A range with one day missing in the warehouse fails before writing anything.
-    with duckdb.connect(str(settings.warehouse_path)) as conn:
+    with duckdb.connect(str(settings.warehouse_url)) as conn:
         conn.execute("delete from raw.flights where flight_date = date '2013-03-01'")
     partial = run_graph(
         settings, days=("2013-02-20", "2013-03-01"), assets=[raw_snapshot], raise_on_error=False
@@ -274,7 +274,7 @@ def test_failed_run_leaves_no_stale_hit(settings, tmp_path: Path) -> None:
 
     rerun = run_graph(settings)
     assert recomputed(rerun) == {"model": 1, "evaluation_report": 1, "registry_entry": 1}
-    clean_home = settings_for(tmp_path / "clean", settings.warehouse_path)
+    clean_home = settings_for(tmp_path / "clean", settings.warehouse_url)
     run_graph(clean_home)
     model_hash = DeltaLake(settings.lake_uri).read("model")["model_sha256"][0]
     assert model_hash == DeltaLake(clean_home.lake_uri).read("model")["model_sha256"][0]

@@ -115,7 +115,7 @@ def test_settings_come_from_the_environment_only(tmp_path) -> None:
     settings = Settings.from_env({"TRAINFLOW_HOME": str(tmp_path)})
     assert settings.profile == "local"
     assert settings.lake_uri == str(tmp_path / "lake")
-    assert settings.warehouse_path == tmp_path / "warehouse.duckdb"
+    assert settings.warehouse_url == str(tmp_path / "warehouse.duckdb")
     s3 = Settings.from_env({"TRAINFLOW_LAKE_URI": "s3://bucket/prefix/", "AWS_REGION": "eu-west-1"})
     assert s3.lake_uri == "s3://bucket/prefix" and s3.storage_options == {"AWS_REGION": "eu-west-1"}
     with pytest.raises(SettingsError, match="TRAINFLOW_PROFILE='staging'"):

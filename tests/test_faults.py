@@ -55,7 +55,7 @@ def range_tags(window: DayWindow) -> dict[str, str]:
 
 
 def warehouse_rows_per_day(warehouse: Path, window: DayWindow) -> dict[dt.date, int]:
-    frame = WarehouseResource(path=str(warehouse)).read_flights(window)
+    frame = WarehouseResource(url=str(warehouse)).read_flights(window)
     return dict(frame.group_by("day").len().iter_rows())
 
 
@@ -161,7 +161,7 @@ def test_sigkill_inside_a_delta_write_keeps_the_previous_version_and_rerun_write
     # 59 days, so its one commit adds a file in every day folder.
     with duckdb.connect(str(warehouse_copy)) as conn:
         conn.execute("update raw.flights set arr_delay = arr_delay + 1")
-    restated = WarehouseResource(path=str(warehouse_copy)).read_flights(JAN_FEB)
+    restated = WarehouseResource(url=str(warehouse_copy)).read_flights(JAN_FEB)
 
     command = [
         str(BIN / "dagster"), "asset", "materialize", "-m", "trainflow.definitions",

@@ -34,7 +34,7 @@ def resources(warehouse: Path, lake: Path) -> dict[str, object]:
     return {
         # February days: their January history was never validated.
         "experiment": ExperimentConfigResource(path=str(thin_history_config(lake.parent))),
-        "warehouse": WarehouseResource(path=str(warehouse)),
+        "warehouse": WarehouseResource(url=str(warehouse)),
         "io_manager": DeltaLakeIOManager(lake=lake_resource),
         "lake": lake_resource,
         "cache_policy": CachePolicyResource(),

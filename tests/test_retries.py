@@ -156,7 +156,7 @@ def test_a_schema_mismatch_fails_at_once(warehouse_copy, tmp_path) -> None:
     next write of a float distance is a schema mismatch, not an I/O fault."""
     settings = settings_for(tmp_path / "home", warehouse_copy)
     window = DayWindow(dt.date(2013, 1, 1), dt.date(2013, 1, 3))
-    rows = WarehouseResource(path=str(warehouse_copy)).read_flights(window)
+    rows = WarehouseResource(url=str(warehouse_copy)).read_flights(window)
     first_day = rows.filter(pl.col("day") == window.first)
     DeltaLake(settings.lake_uri).write(
         "raw_snapshot",

@@ -7,10 +7,11 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT
-from trainflow.settings import Settings
+from trainflow.settings import Settings, SettingsError
 from trainflow.warehouse.dbt_profile import write_profile
 
 PACKAGE = REPO_ROOT / "src" / "trainflow"
@@ -53,10 +54,10 @@ def test_dbt_profile_is_rendered_from_settings(tmp_path) -> None:
     settings = Settings.from_env(
         {"TRAINFLOW_HOME": str(tmp_path), "TRAINFLOW_WAREHOUSE_URL": str(tmp_path / "w.duckdb")}
     )
-    folder = write_profile(settings.dbt_profiles_dir, settings.warehouse_path)
+    folder = write_profile(settings.dbt_profiles_dir, settings.warehouse_url)
     profile = yaml.safe_load((folder / "profiles.yml").read_text())
     assert folder == tmp_path / "dbt"
-    assert profile["trainflow"]["outputs"]["local"]["path"] == str(tmp_path / "w.duckdb")
+    assert profile["trainflow"]["outputs"]["duckdb"]["path"] == str(tmp_path / "w.duckdb")
 
 
 def test_dagster_home_is_a_setting(tmp_path) -> None:
@@ -75,3 +76,23 @@ def test_the_design_lives_in_the_repository_docs() -> None:
     assert texts == []
     for doc in ("architecture.md", "profiles.md", "conventions.md"):
         assert (REPO_ROOT / "docs" / doc).is_file(), doc
+
+
+def test_the_prod_profile_refuses_local_fallbacks(tmp_path) -> None:
+    """prod without its services would quietly write to local files inside a pod."""
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"TRAINFLOW_PROFILE": "prod", "TRAINFLOW_HOME": str(tmp_path)})
+    for variable in ("TRAINFLOW_LAKE_URI", "TRAINFLOW_WAREHOUSE_URL", "MLFLOW_TRACKING_URI"):
+        assert variable in str(refused.value)
+    prod = Settings.from_env(
+        {
+            "TRAINFLOW_PROFILE": "prod",
+            "TRAINFLOW_LAKE_URI": "s3://bucket/lake",
+            "TRAINFLOW_WAREHOUSE_URL": "postgresql://trainflow@db:5432/warehouse",
+            "MLFLOW_TRACKING_URI": "http://mlflow:5000",
+        }
+    )
+    assert (prod.lake_uri, prod.warehouse_url) == (
+        "s3://bucket/lake",
+        "postgresql://trainflow@db:5432/warehouse",
+    )

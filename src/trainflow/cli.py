@@ -11,6 +11,7 @@ import polars as pl
 
 from trainflow.settings import Settings
 from trainflow.warehouse import landing
+from trainflow.warehouse.base import WarehouseUnavailableError
 
 
 def _date(value: str | None) -> dt.date | None:
@@ -39,21 +40,21 @@ def land(
     settings = Settings.from_env()
     try:
         plan = landing.plan_days(
-            landing.landed_days(settings.warehouse_path),
+            landing.landed_days(settings.warehouse_url),
             through=landing.LAST_DAY if everything else _date(through),
             days=days,
             explicit=[dt.date.fromisoformat(d) for d in explicit],
         )
-    except (landing.LandingError, ValueError) as exc:
+        if not plan:
+            click.echo("nothing to land: every requested day is already in the warehouse")
+            return
+        report = landing.land(settings.warehouse_url, plan)
+    except (landing.LandingError, WarehouseUnavailableError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
-    if not plan:
-        click.echo("nothing to land: every requested day is already in the warehouse")
-        return
-    report = landing.land(settings.warehouse_path, plan)
     click.echo(
         f"landed {len(report.days)} day(s) {report.days[0]}..{report.days[-1]}: "
         f"{report.flights_rows} flights, {report.weather_rows} weather rows, "
-        f"dimensions {report.dimension_rows} -> {settings.warehouse_path}"
+        f"dimensions {report.dimension_rows} -> {settings.warehouse_url}"
     )
 
 
@@ -65,10 +66,13 @@ def status() -> None:
     from trainflow.registry.views import registry_aliases
 
     settings = Settings.from_env()
-    days = landing.landed_days(settings.warehouse_path)
+    try:
+        days = landing.landed_days(settings.warehouse_url)
+    except WarehouseUnavailableError as exc:
+        raise click.ClickException(str(exc)) from exc
     click.echo(f"profile      {settings.profile}")
     click.echo(
-        f"warehouse    {settings.warehouse_path} "
+        f"warehouse    {settings.warehouse_url} "
         + (f"({len(days)} days landed, {days[0]}..{days[-1]})" if days else "(nothing landed)")
     )
     lake = DeltaLake(settings.lake_uri, settings.storage_options)

@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 PROFILES = ("local", "prod")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +42,8 @@ class Settings:
     profile: str
     home: Path
     lake_uri: str
-    warehouse_path: Path
+    # A DuckDB file path (absolute) or a PostgreSQL URL without a password.
+    warehouse_url: str
     config_path: Path
     mlflow_tracking_uri: str
     mlflow_artifact_uri: str
@@ -79,12 +81,9 @@ class Settings:
         lake_uri = env.get("TRAINFLOW_LAKE_URI") or str(home / "lake")
         if not lake_uri.startswith("s3://"):
             lake_uri = str(Path(lake_uri).expanduser().resolve())
-        warehouse = env.get("TRAINFLOW_WAREHOUSE_URL") or str(home / "warehouse.duckdb")
-        if "://" in warehouse:
-            raise SettingsError(
-                "TRAINFLOW_WAREHOUSE_URL: only a DuckDB file path is supported so far "
-                "(the PostgreSQL warehouse arrives with the prod profile)"
-            )
+        warehouse_url = _warehouse_url(
+            env.get("TRAINFLOW_WAREHOUSE_URL") or str(home / "warehouse.duckdb")
+        )
         config_path = Path(env.get("TRAINFLOW_CONFIG") or DEFAULT_CONFIG).expanduser().resolve()
         mlflow_dir = home / "mlflow"
         tracking_uri = env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlflow_dir / 'mlflow.db'}"
@@ -92,11 +91,13 @@ class Settings:
         s3_timeout = _positive_seconds(S3_TIMEOUT_VAR, env.get(S3_TIMEOUT_VAR))
         if s3_timeout is not None and lake_uri.startswith("s3://"):
             storage_options.update(s3_timeout_options(s3_timeout))
+        if profile == "prod":
+            _require_prod_services(lake_uri, warehouse_url, tracking_uri)
         return cls(
             profile=profile,
             home=home,
             lake_uri=lake_uri.rstrip("/"),
-            warehouse_path=Path(warehouse).expanduser().resolve(),
+            warehouse_url=warehouse_url,
             config_path=config_path,
             mlflow_tracking_uri=tracking_uri,
             mlflow_artifact_uri=(mlflow_dir / "artifacts").as_uri(),
@@ -110,6 +111,50 @@ class Settings:
             else None,
             git_commit=env.get("TRAINFLOW_GIT_COMMIT") or _build_commit(),
         )
+
+
+def _require_prod_services(lake_uri: str, warehouse_url: str, tracking_uri: str) -> None:
+    """`prod` means the shared services: a profile that silently fell back to a local
+    folder, file or SQLite store inside a pod would lose its work when the pod goes."""
+    missing = [
+        needed
+        for needed, present in (
+            ("TRAINFLOW_LAKE_URI=s3://BUCKET/PREFIX", lake_uri.startswith("s3://")),
+            (
+                "TRAINFLOW_WAREHOUSE_URL=postgresql://USER@HOST:PORT/DATABASE",
+                warehouse_url.startswith(("postgresql://", "postgres://")),
+            ),
+            ("MLFLOW_TRACKING_URI=http(s)://HOST:PORT", tracking_uri.startswith("http")),
+        )
+        if not present
+    ]
+    if missing:
+        raise SettingsError(
+            "TRAINFLOW_PROFILE=prod needs " + ", ".join(missing) + " (see docs/profiles.md)"
+        )
+
+
+def _warehouse_url(value: str) -> str:
+    """A PostgreSQL URL as given (refused if it holds a password: the URL is shown in the UI
+    and logs, the password belongs in PGPASSWORD), or a DuckDB path made absolute."""
+    if value.startswith(("postgresql://", "postgres://")):
+        parts = urlsplit(value)
+        if parts.password is not None:
+            raise SettingsError(
+                "TRAINFLOW_WAREHOUSE_URL holds a password; remove it from the URL and set "
+                "PGPASSWORD instead (the URL is shown in the Dagster UI and in logs)"
+            )
+        if not parts.path.strip("/"):
+            raise SettingsError(
+                "TRAINFLOW_WAREHOUSE_URL names no database: postgresql://USER@HOST:PORT/DATABASE"
+            )
+        return value
+    if "://" in value:
+        raise SettingsError(
+            f"TRAINFLOW_WAREHOUSE_URL: {value.split('://')[0]!r} is not supported; "
+            "give a DuckDB file path or a postgresql:// URL"
+        )
+    return str(Path(value).expanduser().resolve())
 
 
 def s3_timeout_options(seconds: int) -> dict[str, str]:

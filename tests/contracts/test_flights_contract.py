@@ -19,7 +19,7 @@ FLIGHTS_CONTRACT = load_contract(CONTRACT_FILE)
 
 @pytest.fixture(scope="module")
 def real_day(built_warehouse) -> pl.DataFrame:
-    return WarehouseResource(path=str(built_warehouse)).read_flights(DayWindow(DAY, DAY))
+    return WarehouseResource(url=str(built_warehouse)).read_flights(DayWindow(DAY, DAY))
 
 
 def validate(frame: pl.DataFrame):

@@ -19,12 +19,12 @@ CONTRACTS = ContractsResource()
 
 @pytest.fixture(scope="module")
 def tables(built_warehouse) -> dict[str, pl.DataFrame]:
-    warehouse = WarehouseResource(path=str(built_warehouse))
+    warehouse = WarehouseResource(url=str(built_warehouse))
     return {table: warehouse.read_model(f"stg_{table}") for table in REFERENCE_TABLES}
 
 
 def test_every_real_reference_table_meets_its_contract(built_warehouse, tables) -> None:
-    outcomes = check_reference_tables(WarehouseResource(path=str(built_warehouse)), CONTRACTS)
+    outcomes = check_reference_tables(WarehouseResource(url=str(built_warehouse)), CONTRACTS)
     assert set(outcomes) == {"weather", "planes", "airports", "airlines"}
     for table, report in outcomes.items():
         assert not isinstance(report, ContractViolation), report
@@ -69,7 +69,7 @@ def run_checks(warehouse, succeeds: bool = True) -> dict[tuple[str, str], dg.Ass
     result = dg.materialize(
         [reference_table_contracts],
         selection=dg.AssetSelection.all_asset_checks(),
-        resources={"warehouse": WarehouseResource(path=str(warehouse)), "contracts": CONTRACTS},
+        resources={"warehouse": WarehouseResource(url=str(warehouse)), "contracts": CONTRACTS},
         raise_on_error=False,
     )
     assert result.success is succeeds  # a failed blocking check fails its step

@@ -19,7 +19,7 @@ from trainflow.models.lightgbm_model import load_model, predict, train_lightgbm
 
 @pytest.fixture(scope="module")
 def splits(built_warehouse) -> dict[str, pl.DataFrame]:
-    flights = WarehouseResource(path=str(built_warehouse)).read_flights(
+    flights = WarehouseResource(url=str(built_warehouse)).read_flights(
         DayWindow(dt.date(2013, 1, 1), dt.date(2013, 2, 28))
     )
     features = build_flight_features(flights, sorted(set(flights["day"].to_list())))

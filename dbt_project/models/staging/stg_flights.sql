@@ -8,18 +8,18 @@ select
     upper(trim(origin))                                         as origin,
     upper(trim(dest))                                           as dest,
     cast(sched_dep_time as integer)                             as sched_dep_hhmm,
-    cast(sched_dep_time // 100 as integer)                      as sched_dep_hour,
+    cast({{ int_div('sched_dep_time', 100) }} as integer)       as sched_dep_hour,
     cast(flight_date as timestamp)
-        + to_minutes(cast((sched_dep_time // 100) * 60 + sched_dep_time % 100 as bigint))
+        + {{ minutes(int_div('sched_dep_time', 100) ~ ' * 60 + sched_dep_time % 100') }}
                                                                 as sched_dep_local,
     cast(sched_arr_time as integer)                             as sched_arr_hhmm,
-    cast(distance as double)                                    as distance_miles,
-    cast(dep_delay as double)                                   as dep_delay_minutes,
-    cast(arr_delay as double)                                   as arr_delay_minutes,
+    cast(distance as double precision)                          as distance_miles,
+    cast(dep_delay as double precision)                         as dep_delay_minutes,
+    cast(arr_delay as double precision)                         as arr_delay_minutes,
     dep_time is null                                            as cancelled,
     dep_time is not null and arr_delay is null                  as diverted,
     cast(time_hour as timestamptz) at time zone 'UTC'           as sched_dep_hour_utc,
     -- New York's offset from UTC is whole hours, so the local minute is the UTC minute.
     (cast(time_hour as timestamptz) at time zone 'UTC')
-        + to_minutes(cast(sched_dep_time % 100 as bigint))      as sched_dep_utc
+        + {{ minutes('sched_dep_time % 100') }}                 as sched_dep_utc
 from {{ source('raw', 'flights') }}

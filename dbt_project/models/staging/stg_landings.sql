@@ -2,7 +2,12 @@
 -- its latest landing (0 when it was the newest, or landed with the later days).
 select
     day,
-    cast(greatest(coalesce(date_diff('day', day, newest_day_before), 0), 0) as integer)
-        as landed_days_late
-from {{ source('raw', 'landings') }}
-qualify row_number() over (partition by day order by batch desc) = 1
+    cast(greatest(coalesce(newest_day_before - day, 0), 0) as integer) as landed_days_late
+from (
+    select
+        day,
+        newest_day_before,
+        row_number() over (partition by day order by batch desc) as recency
+    from {{ source('raw', 'landings') }}
+) as landings
+where recency = 1

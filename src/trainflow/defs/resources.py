@@ -11,7 +11,6 @@ import datetime as dt
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import mlflow
 import polars as pl
 from mlflow import MlflowClient
@@ -21,10 +20,11 @@ from trainflow.contracts.contract import Contract, load_contract
 from trainflow.lake.delta_lake import DayWindow, DeltaLake
 from trainflow.lake.object_store import ObjectStore
 from trainflow.settings import PACKAGED_CONTRACTS_DIR, s3_timeout_options
+from trainflow.warehouse.base import MODEL_SCHEMA, Warehouse, warehouse_at
 from trainflow.warehouse.dbt_profile import write_profile
 from trainflow.warehouse.landing import landed_days
 
-WAREHOUSE_MODEL = "main.flights_enriched"
+WAREHOUSE_MODEL = f"{MODEL_SCHEMA}.flights_enriched"
 
 
 class ExperimentConfigResource(dg.ConfigurableResource):
@@ -49,11 +49,15 @@ class ContractsResource(dg.ConfigurableResource):
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The DuckDB warehouse file that `trainflow land` fills and dbt models."""
+    """The warehouse that `trainflow land` fills and dbt models: a DuckDB file or a
+    PostgreSQL database (TRAINFLOW_WAREHOUSE_URL; never a password, see settings.py)."""
 
-    path: str
+    url: str
     # Where the dbt profile for this warehouse is written (settings.dbt_profiles_dir).
     dbt_profiles_dir: str = ""
+
+    def connect(self) -> Warehouse:
+        return warehouse_at(self.url)
 
     def write_dbt_profile(self) -> Path:
         """Render dbt's profiles.yml for this warehouse; returns its folder."""
@@ -61,39 +65,21 @@ class WarehouseResource(dg.ConfigurableResource):
             raise ValueError(
                 "WarehouseResource.dbt_profiles_dir is not set (build_resources sets it)"
             )
-        return write_profile(Path(self.dbt_profiles_dir), Path(self.path))
+        return write_profile(Path(self.dbt_profiles_dir), self.connect())
 
     def read_flights(self, window: DayWindow) -> pl.DataFrame:
         """The dbt model's rows for the window, sorted by flight_id (a stable order)."""
-        if not Path(self.path).exists():
-            raise FileNotFoundError(
-                f"warehouse {self.path} does not exist: run `trainflow land` first"
-            )
-        # read_only: any number of readers; the dbt step is the only writer in a run.
-        with duckdb.connect(self.path, read_only=True) as conn:
-            table = conn.sql(
-                f"select * from {WAREHOUSE_MODEL} where day between $first and $last "
-                "order by flight_id",
-                params={"first": window.first, "last": window.last},
-            ).to_arrow_table()
-        frame = pl.from_arrow(table)
-        assert isinstance(frame, pl.DataFrame)
-        return frame
+        return self.connect().read(
+            f"select * from {WAREHOUSE_MODEL} where day between ? and ? order by flight_id",
+            [window.first, window.last],
+        )
 
     def read_model(self, model: str) -> pl.DataFrame:
         """A whole (small) warehouse model, e.g. a reference table such as `stg_planes`."""
-        if not Path(self.path).exists():
-            raise FileNotFoundError(
-                f"warehouse {self.path} does not exist: run `trainflow land` first"
-            )
-        with duckdb.connect(self.path, read_only=True) as conn:
-            table = conn.sql(f"select * from main.{model}").to_arrow_table()
-        frame = pl.from_arrow(table)
-        assert isinstance(frame, pl.DataFrame)
-        return frame
+        return self.connect().read(f"select * from {MODEL_SCHEMA}.{model}")
 
     def newest_landed_day(self) -> dt.date | None:
-        days = landed_days(Path(self.path))
+        days = landed_days(self.connect())
         return days[-1] if days else None
 
 

@@ -17,10 +17,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import polars as pl
 
 from trainflow.sources import nycflights13
+from trainflow.warehouse.base import Warehouse, WarehouseWriter, warehouse_at
 
 FIRST_DAY = dt.date(2013, 1, 1)
 LAST_DAY = dt.date(2013, 12, 31)
@@ -39,19 +39,24 @@ class LandingReport:
     dimension_rows: dict[str, int]
 
 
-def landed_days(warehouse_path: Path) -> list[dt.date]:
+def landed_days(warehouse: Warehouse | Path | str) -> list[dt.date]:
     """Days present in raw.flights, in order; empty when nothing was landed yet."""
-    if not warehouse_path.exists():
+    wh = _as_warehouse(warehouse)
+    if not wh.is_initialised():
         return []
-    with duckdb.connect(str(warehouse_path), read_only=True) as conn:
-        exists = conn.execute(
-            "select count(*) from information_schema.tables "
-            "where table_schema = 'raw' and table_name = 'flights'"
-        ).fetchone()
-        if not exists or not exists[0]:
-            return []
-        rows = conn.execute("select distinct flight_date from raw.flights order by 1").fetchall()
-    return [row[0] for row in rows]
+    exists = wh.read(
+        "select count(*) as n from information_schema.tables "
+        "where table_schema = 'raw' and table_name = 'flights'"
+    )
+    if not exists["n"][0]:
+        return []
+    days = wh.read("select distinct flight_date from raw.flights order by 1")
+    return list(days["flight_date"])
+
+
+def _as_warehouse(warehouse: Warehouse | Path | str) -> Warehouse:
+    """A Warehouse, or the location of one (a DuckDB path or a PostgreSQL URL)."""
+    return warehouse_at(warehouse) if isinstance(warehouse, Path | str) else warehouse
 
 
 def plan_days(
@@ -91,28 +96,21 @@ def _check_in_range(day: dt.date) -> None:
         raise LandingError(f"day {day} is outside the demo data ({FIRST_DAY}..{LAST_DAY})")
 
 
-def land(warehouse_path: Path, days: Sequence[dt.date]) -> LandingReport:
-    """Land the given days of flights and weather, and refresh the small dimension tables."""
-    warehouse_path.parent.mkdir(parents=True, exist_ok=True)
+def land(warehouse: Warehouse | Path | str, days: Sequence[dt.date]) -> LandingReport:
+    """Land the given days of flights and weather, and refresh the small dimension tables,
+    in one transaction."""
+    wh = _as_warehouse(warehouse)
     day_set = sorted(set(days))
     flights = nycflights13.read_table("flights").filter(pl.col("flight_date").is_in(day_set))
     weather = nycflights13.read_table("weather").filter(pl.col("weather_date").is_in(day_set))
     dimensions = {name: nycflights13.read_table(name) for name in DIMENSION_TABLES}
-    with duckdb.connect(str(warehouse_path)) as conn:
-        conn.execute("create schema if not exists raw")
-        conn.execute("begin transaction")
-        try:
-            for name, frame in dimensions.items():
-                conn.register("incoming", frame.to_arrow())
-                conn.execute(f"create or replace table raw.{name} as select * from incoming")
-                conn.unregister("incoming")
-            _record_landing(conn, day_set)
-            _replace_days(conn, "flights", "flight_date", flights, day_set)
-            _replace_days(conn, "weather", "weather_date", weather, day_set)
-            conn.execute("commit")
-        except Exception:
-            conn.execute("rollback")
-            raise
+    with wh.transaction() as tx:
+        tx.execute("create schema if not exists raw")
+        for name, frame in dimensions.items():
+            tx.replace_table(f"raw.{name}", frame)
+        _record_landing(tx, day_set)
+        _replace_days(tx, "flights", "flight_date", flights, day_set)
+        _replace_days(tx, "weather", "weather_date", weather, day_set)
     return LandingReport(
         days=day_set,
         flights_rows=flights.height,
@@ -122,40 +120,36 @@ def land(warehouse_path: Path, days: Sequence[dt.date]) -> LandingReport:
 
 
 def _replace_days(
-    conn: duckdb.DuckDBPyConnection,
+    tx: WarehouseWriter,
     table: str,
     date_column: str,
     frame: pl.DataFrame,
     days: Sequence[dt.date],
 ) -> None:
-    conn.register("incoming", frame.to_arrow())
-    conn.execute(f"create table if not exists raw.{table} as select * from incoming limit 0")
-    if days:
-        conn.execute(
-            f"delete from raw.{table} where {date_column} in (select unnest(?::date[]))",
-            [list(days)],
-        )
-    conn.execute(f"insert into raw.{table} by name select * from incoming")
-    conn.unregister("incoming")
+    if tx.table_exists("raw", table):
+        tx.delete_days(f"raw.{table}", date_column, days)
+    tx.append(f"raw.{table}", frame)
 
 
-def _record_landing(conn: duckdb.DuckDBPyConnection, days: Sequence[dt.date]) -> None:
+def _record_landing(tx: WarehouseWriter, days: Sequence[dt.date]) -> None:
     """Append the batch to raw.landings, before its days are written (so a day is never
     counted as landed before itself)."""
-    conn.execute(
+    tx.execute(
         "create table if not exists raw.landings "
         "(day date not null, batch integer not null, newest_day_before date)"
     )
-    flights_exist = conn.execute(
-        "select count(*) from information_schema.tables "
-        "where table_schema = 'raw' and table_name = 'flights'"
-    ).fetchone()
     newest = None
-    if flights_exist and flights_exist[0]:
-        row = conn.execute("select max(flight_date) from raw.flights").fetchone()
-        newest = row[0] if row else None
-    batch_row = conn.execute("select coalesce(max(batch), 0) + 1 from raw.landings").fetchone()
-    batch = batch_row[0] if batch_row else 1
-    conn.executemany(
-        "insert into raw.landings values (?, ?, ?)", [(day, batch, newest) for day in days]
+    if tx.table_exists("raw", "flights"):
+        newest = tx.scalar("select max(flight_date) from raw.flights")
+    batch = tx.scalar("select coalesce(max(batch), 0) + 1 from raw.landings") or 1
+    tx.append(
+        "raw.landings",
+        pl.DataFrame(
+            {
+                "day": list(days),
+                "batch": [batch] * len(days),
+                "newest_day_before": [newest] * len(days),
+            },
+            schema={"day": pl.Date, "batch": pl.Int32, "newest_day_before": pl.Date},
+        ),
     )

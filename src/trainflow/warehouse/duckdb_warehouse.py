@@ -1,0 +1,91 @@
+"""The local warehouse: one DuckDB file (the `local` profile's default)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+
+@dataclass(frozen=True)
+class DuckDBWriter:
+    conn: duckdb.DuckDBPyConnection
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.conn.execute(sql, list(params))
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        rows = self.conn.execute(sql, list(params)).fetchall()  # fetchall completes the result
+        return rows[0][0] if rows else None
+
+    def table_exists(self, schema: str, table: str) -> bool:
+        return bool(
+            self.scalar(
+                "select count(*) from information_schema.tables "
+                "where table_schema = ? and table_name = ?",
+                [schema, table],
+            )
+        )
+
+    def replace_table(self, table: str, frame: pl.DataFrame) -> None:
+        self.conn.register("incoming", frame.to_arrow())
+        self.conn.execute(f"create or replace table {table} as select * from incoming")
+        self.conn.unregister("incoming")
+
+    def append(self, table: str, frame: pl.DataFrame) -> None:
+        self.conn.register("incoming", frame.to_arrow())
+        self.conn.execute(f"create table if not exists {table} as select * from incoming limit 0")
+        self.conn.execute(f"insert into {table} by name select * from incoming")
+        self.conn.unregister("incoming")
+
+    def delete_days(self, table: str, date_column: str, days: Sequence[dt.date]) -> None:
+        if days:
+            self.conn.execute(
+                f"delete from {table} where {date_column} in (select unnest(?::date[]))",
+                [list(days)],
+            )
+
+
+@dataclass(frozen=True)
+class DuckDBWarehouse:
+    path: Path
+    kind: str = "duckdb"
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    def is_initialised(self) -> bool:
+        return self.path.exists()
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> pl.DataFrame:
+        if not self.path.exists():
+            raise FileNotFoundError(
+                f"warehouse {self.path} does not exist: run `trainflow land` first"
+            )
+        # read_only: any number of readers; the dbt step and landing are the writers.
+        with duckdb.connect(str(self.path), read_only=True) as conn:
+            table = conn.sql(sql, params=list(params)).to_arrow_table()
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        return frame
+
+    @contextmanager
+    def transaction(self) -> Iterator[DuckDBWriter]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with duckdb.connect(str(self.path)) as conn:
+            conn.execute("begin transaction")
+            try:
+                yield DuckDBWriter(conn)
+                conn.execute("commit")
+            except BaseException:
+                conn.execute("rollback")
+                raise
+
+    def dbt_target(self) -> dict[str, Any]:
+        return {"type": "duckdb", "path": str(self.path), "threads": 1}

@@ -1,0 +1,151 @@
+"""The PostgreSQL warehouse stops answering in the middle of a run.
+
+A real server behind a TCP forwarder of this test's own (tests/tcp_proxy.py, a separate
+process), so the outage touches nobody else: dbt builds the models through it, then a
+success hook stops the forwarder (SIGSTOP: connections are accepted, nothing is answered,
+like a hung database host). raw_snapshot cannot reach the warehouse, IO_RETRY retries it 3
+times, and the run fails with an error naming the warehouse. Once the forwarder resumes,
+Dagster's re-execution from failure runs raw_snapshot only, and every flight lands once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import dagster as dg
+import pytest
+
+from tests.conftest import QUICK_CONFIG, REPO_ROOT, free_port
+from tests.test_faults import assert_each_flight_once, error_text, range_tags
+from trainflow.definitions import build_resources
+from trainflow.defs.ingest import raw_snapshot
+from trainflow.defs.warehouse import warehouse_models
+from trainflow.lake.delta_lake import DayWindow, DeltaLake
+from trainflow.settings import Settings
+from trainflow.warehouse import landing
+from trainflow.warehouse.base import warehouse_at
+
+JAN_2_4 = DayWindow(dt.date(2013, 1, 2), dt.date(2013, 1, 4))
+# The forwarder to stop once dbt has built the models (set by the test).
+PAUSE_PID_VAR = "TRAINFLOW_TEST_PAUSE_WAREHOUSE_PID"
+CONNECT_TIMEOUT_S = 2
+
+
+@dg.success_hook
+def stop_warehouse_after_dbt(context: dg.HookContext) -> None:
+    pid = os.environ.get(PAUSE_PID_VAR)
+    if context.op.name == warehouse_models.op.name and pid:
+        os.kill(int(pid), signal.SIGSTOP)
+
+
+def warehouse_then_snapshot() -> dg.JobDefinition:
+    """dbt's models -> raw_snapshot on the warehouse from the environment, in one process;
+    reconstructable, so Dagster can re-execute it from failure."""
+    assets = [warehouse_models, raw_snapshot]
+    return dg.Definitions(
+        assets=assets,
+        resources=build_resources(Settings.from_env()),
+        jobs=[
+            dg.define_asset_job(
+                "warehouse_then_snapshot",
+                selection=dg.AssetSelection.assets(*assets),
+                executor_def=dg.in_process_executor,
+                hooks={stop_warehouse_after_dbt},
+            )
+        ],
+    ).resolve_job_def("warehouse_then_snapshot")
+
+
+@pytest.fixture
+def forwarded_postgres(
+    postgres_url: str, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """The test database, reached through a forwarder on a port of its own."""
+    server = urlsplit(postgres_url)
+    port = free_port()
+    proxy = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "tests" / "tcp_proxy.py"), str(port),
+         server.hostname or "127.0.0.1", str(server.port or 5432)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proxy.stdout is not None and proxy.stdout.readline().strip() == "ready"
+        user = f"{server.username}@" if server.username else ""
+        yield (
+            proxy,
+            (
+                f"postgresql://{user}127.0.0.1:{port}{server.path}?connect_timeout={CONNECT_TIMEOUT_S}"
+            ),
+        )
+    finally:
+        proxy.send_signal(signal.SIGCONT)  # a stopped process ignores SIGTERM until resumed
+        proxy.terminate()
+        proxy.wait(timeout=10)
+
+
+def test_warehouse_down_mid_run_retries_names_it_and_reexecution_completes(
+    forwarded_postgres: tuple[subprocess.Popen[str], str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    proxy, url = forwarded_postgres
+    landing.land(url, landing.plan_days([], through=JAN_2_4.last))
+    for key, value in {
+        "TRAINFLOW_HOME": str(tmp_path / "home"),
+        "TRAINFLOW_WAREHOUSE_URL": url,
+        "TRAINFLOW_CONFIG": str(QUICK_CONFIG),
+    }.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings.from_env()
+    job = dg.reconstructable(warehouse_then_snapshot)
+
+    with dg.instance_for_test() as instance:
+        monkeypatch.setenv(PAUSE_PID_VAR, str(proxy.pid))
+        failed = dg.execute_job(job, instance=instance, tags=range_tags(JAN_2_4))
+        proxy.send_signal(signal.SIGCONT)  # the warehouse is back
+        monkeypatch.delenv(PAUSE_PID_VAR)
+
+        assert not failed.success
+        retries = [
+            e for e in failed.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY
+        ]
+        failures = failed.get_step_failure_events()
+        assert [e.step_key for e in failed.get_step_success_events()] == ["warehouse_models"]
+        assert [e.step_key for e in retries] == ["raw_snapshot"] * 3  # IO_RETRY's 3
+        assert [e.step_key for e in failures] == ["raw_snapshot"]
+        for event in [*retries, *failures]:  # every attempt names the warehouse and why
+            text = error_text(event)
+            assert f"WarehouseUnavailableError: warehouse {url} is unreachable" in text, text
+            assert "timeout expired" in text, text
+        assert DeltaLake(settings.lake_uri).version("raw_snapshot") is None
+
+        again = dg.execute_job(
+            job,
+            instance=instance,
+            tags=range_tags(JAN_2_4),
+            reexecution_options=dg.ReexecutionOptions.from_failure(failed.run_id, instance),
+        )
+        assert again.success, [error_text(e) for e in again.get_step_failure_events()]
+        started = {
+            e.step_key for e in again.all_events if e.event_type == dg.DagsterEventType.STEP_START
+        }
+        assert started == {"raw_snapshot"}  # dbt's models are not built again
+
+    stored = DeltaLake(settings.lake_uri).read("raw_snapshot")
+    expected = dict(
+        warehouse_at(url)
+        .read(
+            "select flight_date, count(*) as n from raw.flights where flight_date between ? and ? group by 1",
+            [JAN_2_4.first, JAN_2_4.last],
+        )
+        .iter_rows()
+    )
+    assert_each_flight_once(stored, expected, "raw_snapshot")
