@@ -148,7 +148,7 @@ def reproduce(
     from trainflow.lake.delta_lake import DeltaLake
     from trainflow.lake.object_store import ObjectStore
     from trainflow.manifest import git_state
-    from trainflow.settings import REPO_ROOT
+    from trainflow.settings import LOCK_FILE, REPO_ROOT
 
     settings = Settings.from_env()
     client = MlflowClient(settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
@@ -166,7 +166,7 @@ def reproduce(
         notes = rep.check_code(
             manifest, current, allow_other_commit=allow_other_commit, allow_dirty=allow_dirty
         )
-        notes += rep.check_environment(manifest, REPO_ROOT, allow_other_env=allow_other_env)
+        notes += rep.check_environment(manifest, LOCK_FILE, allow_other_env=allow_other_env)
         for note in notes:
             click.echo(note)
         recorded = (
