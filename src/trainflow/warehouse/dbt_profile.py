@@ -9,10 +9,13 @@ machine path, so it is written under TRAINFLOW_HOME at run time and never commit
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import yaml
 
+# The dbt executable of this interpreter's environment, so nothing depends on PATH.
+DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
 PROFILE_NAME = "trainflow"  # dbt_project.yml's `profile:`
 TARGET = "local"
 
