@@ -136,7 +136,9 @@ def test_the_installed_wheel_runs_outside_the_repository(tmp_path: Path) -> None
     assert "landed 3 day(s) 2013-01-01..2013-01-03" in run(
         bin_dir / "trainflow", "land", "--through", "2013-01-03"
     )
-    assert "(3 days landed, 2013-01-01..2013-01-03)" in run(bin_dir / "trainflow", "status")
+    status = run(bin_dir / "trainflow", "status")
+    assert "(3 days landed, 2013-01-01..2013-01-03)" in status
+    assert "dagster dev -m trainflow.definitions" in status
     facts = json.loads(run(bin_dir / "python", "-c", LOAD_AND_BUILD).splitlines()[-1])
 
     assert Path(facts["package"]).parent == package

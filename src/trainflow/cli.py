@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import polars as pl
 
-from trainflow.settings import Settings
+from trainflow.settings import SOURCE_CHECKOUT, Settings
 from trainflow.warehouse import landing
 
 
@@ -87,7 +87,13 @@ def status() -> None:
         settings.mlflow_tracking_uri, config.registered_model_name
     ).items():
         click.echo(f"  {config.registered_model_name}@{alias:<10} {described}")
-    click.echo("dagster UI   make dev  (dagster dev -w workspace.yaml), then http://127.0.0.1:3000")
+    # An installed package has no Makefile or workspace.yaml beside it.
+    dev = (
+        "make dev  (dagster dev -w workspace.yaml)"
+        if SOURCE_CHECKOUT
+        else ("dagster dev -m trainflow.definitions")
+    )
+    click.echo(f"dagster UI   {dev}, then http://127.0.0.1:3000")
 
 
 @main.command()
