@@ -7,7 +7,7 @@ export DAGSTER_HOME ?= $(TRAINFLOW_HOME)/dagster
 export PYTHONWARNINGS ?= ignore::DeprecationWarning,ignore::UserWarning
 FULL_YEAR := 2013-01-01...2013-12-31
 
-.PHONY: help install pipeline land materialize dev status test lint typecheck unit bench-cache lock clean
+.PHONY: help install pipeline land materialize dev status test lint typecheck unit bench-cache wheel lock clean
 
 help:
 	@echo "make pipeline   install, land all of 2013, materialize every asset (local profile)"
@@ -15,6 +15,7 @@ help:
 	@echo "make dev        serve the Dagster UI on http://127.0.0.1:3000"
 	@echo "make status     where the lake, the model, the report and the registry are"
 	@echo "make bench-cache  cold run vs warm re-run of the full year (prints timings)"
+	@echo "make wheel      build dist/trainflow-*.whl, configs and dbt project bundled (docs/profiles.md)"
 	@echo "make lock       re-resolve requirements.lock from pyproject.toml (needs uv)"
 
 install: $(VENV)/.installed
@@ -63,6 +64,10 @@ test: lint typecheck unit
 
 bench-cache: install
 	$(BIN)/python benchmarks/cache_rerun.py
+
+# Bundles configs/, dbt_project/ (manifest parsed) and the lock; builds offline, no isolation.
+wheel: install
+	$(BIN)/python -m trainflow.packaging --out dist
 
 lock:
 	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 \

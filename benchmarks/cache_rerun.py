@@ -23,10 +23,11 @@ from collections import Counter
 from pathlib import Path
 
 from trainflow.definitions import materialize_range
-from trainflow.settings import REPO_ROOT, Settings
+from trainflow.settings import Settings
 from trainflow.warehouse import landing
 
 BIN = Path(sys.executable).parent
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli_run(env: dict[str, str], through: dt.date) -> float:

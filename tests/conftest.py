@@ -24,10 +24,9 @@ from urllib.parse import urlsplit, urlunsplit
 import boto3
 import pytest
 
-from trainflow.defs.warehouse import DBT_EXECUTABLE
 from trainflow.settings import DBT_PROJECT_DIR
 from trainflow.warehouse import landing
-from trainflow.warehouse.dbt_profile import write_profile
+from trainflow.warehouse.dbt_profile import DBT_EXECUTABLE, write_profile
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import polars as pl
 
-from trainflow.settings import Settings
+from trainflow.settings import SOURCE_CHECKOUT, Settings
 from trainflow.warehouse import landing
 from trainflow.warehouse.base import WarehouseUnavailableError
 
@@ -91,7 +91,13 @@ def status() -> None:
         settings.mlflow_tracking_uri, config.registered_model_name
     ).items():
         click.echo(f"  {config.registered_model_name}@{alias:<10} {described}")
-    click.echo("dagster UI   make dev  (dagster dev -w workspace.yaml), then http://127.0.0.1:3000")
+    # An installed package has no Makefile or workspace.yaml beside it.
+    dev = (
+        "make dev  (dagster dev -w workspace.yaml)"
+        if SOURCE_CHECKOUT
+        else ("dagster dev -m trainflow.definitions")
+    )
+    click.echo(f"dagster UI   {dev}, then http://127.0.0.1:3000")
 
 
 @main.command()
@@ -152,7 +158,7 @@ def reproduce(
     from trainflow.lake.delta_lake import DeltaLake
     from trainflow.lake.object_store import ObjectStore
     from trainflow.manifest import git_state
-    from trainflow.settings import REPO_ROOT
+    from trainflow.settings import LOCK_FILE, REPO_ROOT
 
     settings = Settings.from_env()
     client = MlflowClient(settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
@@ -170,7 +176,7 @@ def reproduce(
         notes = rep.check_code(
             manifest, current, allow_other_commit=allow_other_commit, allow_dirty=allow_dirty
         )
-        notes += rep.check_environment(manifest, REPO_ROOT, allow_other_env=allow_other_env)
+        notes += rep.check_environment(manifest, LOCK_FILE, allow_other_env=allow_other_env)
         for note in notes:
             click.echo(note)
         recorded = (

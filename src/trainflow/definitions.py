@@ -37,7 +37,9 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "lake": lake,
         "cache_policy": CachePolicyResource(),
         "warehouse": WarehouseResource(
-            url=settings.warehouse_url, dbt_profiles_dir=str(settings.dbt_profiles_dir)
+            url=settings.warehouse_url,
+            dbt_profiles_dir=str(settings.dbt_profiles_dir),
+            dbt_target_dir=str(settings.dbt_target_dir or ""),
         ),
         "experiment": ExperimentConfigResource(path=str(settings.config_path)),
         "contracts": ContractsResource(directory=str(settings.contracts_dir)),

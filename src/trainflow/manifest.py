@@ -51,23 +51,28 @@ def content_hash(frame: pl.DataFrame) -> str:
 
 # Determinism note: the manifest itself is environment capture (git, platform, versions),
 # read once per model; none of it feeds a computation or a cache key.
-def git_state(repo: Path, baked_commit: str | None = None) -> dict[str, Any]:
+def git_state(repo: Path | None, baked_commit: str | None = None) -> dict[str, Any]:
     """Commit and dirty flag of the code that runs: from git when `repo` is a checkout, else
-    the commit baked into an image (clean by construction), else "unknown"."""
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "HEAD"],
-            capture_output=True, text=True, check=True, timeout=10,
-        ).stdout.strip()  # fmt: skip
-        changes = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, check=True, timeout=10,
-        ).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        if baked_commit:
-            return {"commit": baked_commit, "dirty": False, "source": "image"}
-        return {"commit": "unknown", "dirty": None, "source": "none"}
-    return {"commit": commit, "dirty": bool(changes), "source": "git"}
+    the commit baked into an image or wheel (clean by construction), else "unknown".
+
+    `repo` is None for an installed package: git is not asked, since the folder the package
+    is installed in may sit inside some other repository."""
+    if repo is not None:
+        try:
+            commit = subprocess.run(
+                ["git", "-C", str(repo), "rev-parse", "HEAD"],
+                capture_output=True, text=True, check=True, timeout=10,
+            ).stdout.strip()  # fmt: skip
+            changes = subprocess.run(
+                ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True, text=True, check=True, timeout=10,
+            ).stdout.strip()  # fmt: skip
+            return {"commit": commit, "dirty": bool(changes), "source": "git"}
+        except (OSError, subprocess.SubprocessError):
+            pass
+    if baked_commit:
+        return {"commit": baked_commit, "dirty": False, "source": "image"}
+    return {"commit": "unknown", "dirty": None, "source": "none"}
 
 
 def file_sha256(path: Path) -> str | None:
@@ -94,7 +99,8 @@ def environment() -> dict[str, Any]:
 
 def build_manifest(
     *,
-    repo: Path,
+    repo: Path | None,
+    lock_file: Path,
     baked_commit: str | None,
     model: Mapping[str, Any],
     config: Mapping[str, Any],
@@ -110,7 +116,7 @@ def build_manifest(
         "model": dict(model),
         "code": {
             "git": git_state(repo, baked_commit),
-            "lockfile_sha256": file_sha256(repo / "requirements.lock"),
+            "lockfile_sha256": file_sha256(lock_file),
             "code_versions": dict(code_versions),
         },
         "config": dict(config),

@@ -174,12 +174,12 @@ def check_code(
 
 
 def check_environment(
-    manifest: Mapping[str, Any], repo: Path, *, allow_other_env: bool
+    manifest: Mapping[str, Any], lock_file: Path, *, allow_other_env: bool
 ) -> list[str]:
     """Refuse another lockfile or other library versions unless told to."""
     differences = []
     recorded_lock = manifest["code"].get("lockfile_sha256")
-    current_lock = file_sha256(repo / "requirements.lock")
+    current_lock = file_sha256(lock_file)
     if recorded_lock != current_lock:
         differences.append(
             f"requirements.lock sha256 {str(current_lock)[:16]}, recorded {str(recorded_lock)[:16]}"

@@ -15,12 +15,30 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 PROFILES = ("local", "prod")
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CONFIG = REPO_ROOT / "configs" / "experiment.yaml"
-DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+PACKAGE_DIR = Path(__file__).resolve().parent
+# The one place that decides "source checkout or installed package". A checkout (an editable
+# install, or PYTHONPATH=<checkout>/src) has the package in src/ beside the repository's
+# dbt_project/: it reads the repository's configs/, dbt_project/ and requirements.lock, so an
+# edit there counts at once. An installed wheel has no repository beside it; `make wheel`
+# (trainflow/packaging.py) bundles copies of those files into the package, dbt manifest
+# prepared, and the package reads them from BUNDLE_DIR.
+BUNDLE_DIR = PACKAGE_DIR / "bundled"
+_CHECKOUT = PACKAGE_DIR.parents[1]
+SOURCE_CHECKOUT = (
+    PACKAGE_DIR.parent.name == "src" and (_CHECKOUT / "dbt_project" / "dbt_project.yml").is_file()
+)
+# The repository root in a source checkout (git state comes from it); None when installed,
+# where the commit is TRAINFLOW_GIT_COMMIT or the BUILD_COMMIT file (never the git state of
+# whatever folder the environment happens to sit in).
+REPO_ROOT: Path | None = _CHECKOUT if SOURCE_CHECKOUT else None
+PROJECT_FILES_DIR = _CHECKOUT if SOURCE_CHECKOUT else BUNDLE_DIR
+DEFAULT_CONFIG = PROJECT_FILES_DIR / "configs" / "experiment.yaml"
+DBT_PROJECT_DIR = PROJECT_FILES_DIR / "dbt_project"
+# The lock the environment was installed from; a run manifest records its hash.
+LOCK_FILE = PROJECT_FILES_DIR / "requirements.lock"
 # The data contracts shipped in the package; TRAINFLOW_CONTRACTS_DIR points elsewhere (a
 # contract change reviewed before release, or a test's edited copy).
-PACKAGED_CONTRACTS_DIR = Path(__file__).resolve().parent / "contracts"
+PACKAGED_CONTRACTS_DIR = PACKAGE_DIR / "contracts"
 
 # Where the object store is. Credentials (AWS_ACCESS_KEY_ID, ...) are deliberately absent:
 # deltalake and boto3 read them from the environment themselves, so they never enter
@@ -68,6 +86,13 @@ class Settings:
     def dbt_profiles_dir(self) -> Path:
         """Where trainflow writes dbt's profiles.yml, rendered from these settings."""
         return self.home / "dbt"
+
+    @property
+    def dbt_target_dir(self) -> Path | None:
+        """Where `dbt build` writes its run artifacts and logs: None for the dbt project's own
+        target/ (a source checkout, as dbt does by default); under TRAINFLOW_HOME for an
+        installed package, whose folder may be read-only and is never written at run time."""
+        return None if SOURCE_CHECKOUT else self.home / "dbt" / "target"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -170,11 +195,11 @@ def _positive_seconds(name: str, value: str | None) -> int | None:
     return int(value)
 
 
-BUILD_COMMIT_FILE = Path(__file__).resolve().parent / "BUILD_COMMIT"
+BUILD_COMMIT_FILE = PACKAGE_DIR / "BUILD_COMMIT"
 
 
 def _build_commit() -> str | None:
-    """The commit an image build wrote beside the package, if any."""
+    """The commit a build (`make wheel`, an image) wrote into the package, if any."""
     if BUILD_COMMIT_FILE.is_file():
         return BUILD_COMMIT_FILE.read_text().strip() or None
     return None

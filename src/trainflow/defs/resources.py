@@ -8,6 +8,7 @@ show in the UI): deltalake and boto3 read the standard AWS_* variables themselve
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from pathlib import Path
 
 import dagster as dg
@@ -55,6 +56,8 @@ class WarehouseResource(dg.ConfigurableResource):
     url: str
     # Where the dbt profile for this warehouse is written (settings.dbt_profiles_dir).
     dbt_profiles_dir: str = ""
+    # Where dbt writes run artifacts (settings.dbt_target_dir); empty: the project's target/.
+    dbt_target_dir: str = ""
 
     def connect(self) -> Warehouse:
         return warehouse_at(self.url)
@@ -66,6 +69,13 @@ class WarehouseResource(dg.ConfigurableResource):
                 "WarehouseResource.dbt_profiles_dir is not set (build_resources sets it)"
             )
         return write_profile(Path(self.dbt_profiles_dir), self.connect())
+
+    def dbt_target_path(self, run_id: str) -> Path | None:
+        """A fresh folder for one dbt call's artifacts and logs under `dbt_target_dir`, or
+        None for dagster-dbt's default (a fresh folder in the dbt project's target/)."""
+        if not self.dbt_target_dir:
+            return None
+        return Path(self.dbt_target_dir) / f"{run_id[:8]}-{uuid.uuid4().hex[:8]}"
 
     def read_flights(self, window: DayWindow) -> pl.DataFrame:
         """The dbt model's rows for the window, sorted by flight_id (a stable order)."""

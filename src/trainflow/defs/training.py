@@ -40,7 +40,7 @@ from trainflow.registry.runs import (
     logged_manifest,
     runs_with_key,
 )
-from trainflow.settings import REPO_ROOT, Settings
+from trainflow.settings import LOCK_FILE, REPO_ROOT, Settings
 
 
 @versioned_asset(
@@ -155,6 +155,7 @@ def model(
     code_versions = code_versions_of_job(context)
     manifest = build_manifest(
         repo=REPO_ROOT,
+        lock_file=LOCK_FILE,
         baked_commit=Settings.from_env().git_commit,
         model={
             "family": "lightgbm",

@@ -5,14 +5,11 @@ The landed tables are external assets (`trainflow land` writes them, not Dagster
 UI shows lineage from each warehouse table through dbt to the lake assets.
 """
 
-import sys
-import tempfile
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, dbt_assets
 
 from trainflow.contracts.contract import (
     REJECT_RULE,
@@ -23,51 +20,9 @@ from trainflow.contracts.contract import (
     TableReport,
     validate_table,
 )
+from trainflow.defs.dbt import dbt_cli, dbt_project, ensure_manifest
 from trainflow.defs.resources import ContractsResource, WarehouseResource
-from trainflow.settings import DBT_PROJECT_DIR
 from trainflow.sources.nycflights13 import TABLES
-from trainflow.warehouse.dbt_profile import write_profile
-
-# The dbt executable of this interpreter's environment, so nothing depends on PATH.
-DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
-
-dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR)
-
-
-def dbt_cli(profiles_dir: Path) -> DbtCliResource:
-    """dbt over the project with a profile trainflow wrote into `profiles_dir`.
-
-    Built when dbt runs, not as a Definitions resource: dagster-dbt checks at load time that
-    `profiles_dir` holds a profiles.yml, and trainflow writes that file from its settings
-    only when a step needs it (loading the code location writes nothing).
-    """
-    return DbtCliResource(
-        project_dir=str(DBT_PROJECT_DIR),
-        profiles_dir=str(profiles_dir),
-        dbt_executable=DBT_EXECUTABLE,
-    )
-
-
-def ensure_manifest() -> Path:
-    """Parse the dbt project when its manifest is missing or older than a project file.
-
-    The manifest holds absolute paths of this machine, so it is built, never committed.
-    (dagster-dbt's `prepare_if_dev` re-parses on every load under `dagster dev`, which
-    costs every step process of a run several seconds; a freshness check does not.)
-    Parsing connects to no database, so a throwaway profile serves.
-    """
-    manifest = dbt_project.manifest_path
-    sources = [
-        p for p in DBT_PROJECT_DIR.rglob("*")
-        if p.suffix in {".sql", ".yml", ".yaml"} and "target" not in p.parts
-    ]  # fmt: skip
-    if manifest.exists() and all(p.stat().st_mtime <= manifest.stat().st_mtime for p in sources):
-        return manifest
-    with tempfile.TemporaryDirectory() as folder:
-        profiles = write_profile(Path(folder), Path(folder) / "parse-only.duckdb")
-        dbt_cli(profiles).cli(["parse", "--quiet"], target_path=dbt_project.target_path).wait()
-    return manifest
-
 
 landed_tables = [
     dg.AssetSpec(
@@ -106,7 +61,8 @@ def warehouse_models(
     """`dbt build` of the staging models (views in the warehouse) and their tests, with the
     profile written for this warehouse from trainflow's settings."""
     dbt = dbt_cli(warehouse.write_dbt_profile())
-    yield from dbt.cli(["build"], context=context).stream()
+    target_path = warehouse.dbt_target_path(context.run.run_id)
+    yield from dbt.cli(["build"], context=context, target_path=target_path).stream()
 
 
 # Reference tables with a contract `<name>.yaml`, checked whole as the dbt model stg_<name>.

@@ -11,12 +11,15 @@ committed.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import yaml
 
 from trainflow.warehouse.base import Warehouse, warehouse_at
 
+# The dbt executable of this interpreter's environment, so nothing depends on PATH.
+DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
 PROFILE_NAME = "trainflow"  # dbt_project.yml's `profile:`
 
 
