@@ -26,7 +26,7 @@ class AssetCode:
 
 
 ASSET_CODE: dict[str, AssetCode] = {
-    "raw_snapshot": AssetCode(libraries=("duckdb", "polars", "pyarrow")),
+    "raw_snapshot": AssetCode(libraries=("duckdb", "psycopg2-binary", "polars", "pyarrow")),
     "validated_flights": AssetCode(libraries=("pandera", "polars")),
     "flight_features": AssetCode(libraries=("polars",)),
     "training_dataset": AssetCode(libraries=("polars",)),
