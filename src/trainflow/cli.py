@@ -145,8 +145,8 @@ def reproduce(
     from trainflow import reproduce as rep
     from trainflow.config import load_config
     from trainflow.contracts.contract import load_contract
+    from trainflow.defs.resources import lake_resource
     from trainflow.lake.delta_lake import DeltaLake
-    from trainflow.lake.object_store import ObjectStore
     from trainflow.manifest import git_state
     from trainflow.settings import REPO_ROOT
 
@@ -158,7 +158,7 @@ def reproduce(
         run_id = None
         if run is not None:
             model_name = load_config(settings.config_path).registered_model_name
-            manifests = ObjectStore(f"{settings.lake_uri}/_manifests", settings.storage_options)
+            manifests = lake_resource(settings).object_store("_manifests")
             manifest, run_id = rep.find_manifest(client, manifests, run, model_name)
         if manifest_file is not None:
             manifest = json.loads(manifest_file.read_text())

@@ -14,13 +14,14 @@ import dagster as dg
 import duckdb
 import mlflow
 import polars as pl
+from dagster_aws.s3 import S3Resource
 from mlflow import MlflowClient
 
 from trainflow.config import ExperimentConfig, load_config
 from trainflow.contracts.contract import Contract, load_contract
 from trainflow.lake.delta_lake import DayWindow, DeltaLake
 from trainflow.lake.object_store import ObjectStore
-from trainflow.settings import PACKAGED_CONTRACTS_DIR, s3_timeout_options
+from trainflow.settings import PACKAGED_CONTRACTS_DIR, Settings, s3_timeout_options
 from trainflow.warehouse.dbt_profile import write_profile
 from trainflow.warehouse.landing import landed_days
 
@@ -107,6 +108,11 @@ class LakeResource(dg.ConfigurableResource):
     # TRAINFLOW_S3_TIMEOUT: a store that does not answer fails the step after this many
     # seconds, so IO_RETRY sees it (settings.py says why).
     s3_timeout_seconds: int | None = None
+    # The boto3 side of an S3 lake (reports, manifests): dagster-aws's resource, configured
+    # with endpoint and region only (build_resources). Optional because a folder lake needs
+    # none; an S3 lake without one gets the same resource built from the fields above.
+    # Delta tables do not use it: deltalake has its own Rust client (storage options).
+    s3: S3Resource | None = None
 
     def _options(self) -> dict[str, str]:
         options: dict[str, str] = {}
@@ -123,11 +129,21 @@ class LakeResource(dg.ConfigurableResource):
     def lake(self) -> DeltaLake:
         return DeltaLake(root=self.lake_uri, storage_options=self._options())
 
-    def object_store(self, folder: str) -> ObjectStore:
-        """Files that are not tables under `<lake root>/<folder>` (`_reports`, `_manifests`)."""
-        return ObjectStore(
-            root=f"{self.lake_uri.rstrip('/')}/{folder}", storage_options=self._options()
+    def s3_resource(self) -> S3Resource:
+        # No credential fields are ever set: boto3 finds them in the environment or the
+        # pod's role. (TRAINFLOW_S3_TIMEOUT bounds deltalake only: S3Resource has no
+        # timeout fields, so boto3 keeps botocore's timeouts and S3Resource's retries.)
+        return self.s3 or S3Resource(
+            endpoint_url=self.aws_endpoint_url, region_name=self.aws_region
         )
+
+    def object_store(self, folder: str) -> ObjectStore:
+        """Files that are not tables under `<lake root>/<folder>` (`_reports`, `_manifests`):
+        one S3 client per store, from `S3Resource.get_client`, not one per request."""
+        root = f"{self.lake_uri.rstrip('/')}/{folder}"
+        if not root.startswith("s3://"):
+            return ObjectStore(root=root)
+        return ObjectStore(root=root, s3_client_factory=self.s3_resource().get_client)
 
 
 class MlflowResource(dg.ConfigurableResource):
@@ -148,3 +164,21 @@ class MlflowResource(dg.ConfigurableResource):
         if found is not None:
             return str(found.experiment_id)
         return str(client.create_experiment(name, artifact_location=f"{self.artifact_uri}/{name}"))
+
+
+def lake_resource(settings: Settings) -> LakeResource:
+    """The lake: Delta tables through deltalake, other files through dagster-aws's
+    S3Resource; both configured with endpoint and region, never credentials."""
+    opts = settings.storage_options
+    endpoint = opts.get("AWS_ENDPOINT_URL")
+    region = opts.get("AWS_REGION") or opts.get("AWS_DEFAULT_REGION")
+    return LakeResource(
+        lake_uri=settings.lake_uri,
+        aws_endpoint_url=endpoint,
+        aws_region=region,
+        aws_allow_http=opts.get("AWS_ALLOW_HTTP", "").lower() == "true",
+        s3_timeout_seconds=settings.s3_timeout_seconds,
+        s3=S3Resource(endpoint_url=endpoint, region_name=region)
+        if settings.lake_uri.startswith("s3://")
+        else None,
+    )
