@@ -81,10 +81,13 @@ def status() -> None:
         click.echo(f"report       {report['report_uri'][0]}")
         click.echo(f"             {report['report_uri'][0].removesuffix('.md')}.html")
     config = load_config(settings.config_path)
+    # settings.mlflow_tracking_uri has any `user:password@` removed; the client gets the
+    # URI from MLFLOW_TRACKING_URI itself when it carries them (settings.mlflow_client_uri).
     click.echo(f"mlflow       {settings.mlflow_tracking_uri}")
-    click.echo(f"             mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}")
+    if not settings.mlflow_server:
+        click.echo(f"             mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}")
     for alias, described in registry_aliases(
-        settings.mlflow_tracking_uri, config.registered_model_name
+        settings.mlflow_client_uri, config.registered_model_name
     ).items():
         click.echo(f"  {config.registered_model_name}@{alias:<10} {described}")
     click.echo("dagster UI   make dev  (dagster dev -w workspace.yaml), then http://127.0.0.1:3000")
@@ -151,7 +154,7 @@ def reproduce(
     from trainflow.settings import REPO_ROOT
 
     settings = Settings.from_env()
-    client = MlflowClient(settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
+    client = MlflowClient(settings.mlflow_client_uri, registry_uri=settings.mlflow_client_uri)
     try:
         if run is None and manifest_file is None:
             raise rep.ReproduceError("give a RUN or --manifest FILE")

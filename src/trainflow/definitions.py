@@ -15,9 +15,9 @@ from trainflow.defs.io_manager import DeltaLakeIOManager
 from trainflow.defs.resources import (
     ContractsResource,
     ExperimentConfigResource,
-    MlflowResource,
     WarehouseResource,
     lake_resource,
+    mlflow_resource,
 )
 from trainflow.settings import Settings
 
@@ -34,11 +34,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         ),
         "experiment": ExperimentConfigResource(path=str(settings.config_path)),
         "contracts": ContractsResource(directory=str(settings.contracts_dir)),
-        "mlflow_tracking": MlflowResource(
-            tracking_uri=settings.mlflow_tracking_uri,
-            artifact_uri=settings.mlflow_artifact_uri,
-            lock_dir=str(settings.registry_lock_dir),
-        ),
+        "mlflow_tracking": mlflow_resource(settings),
     }
 
 

@@ -2,12 +2,16 @@
 MLflow.
 
 Resource fields hold locations only. Credentials are never resource config (they would
-show in the UI): deltalake and boto3 read the standard AWS_* variables themselves.
+show in the UI): deltalake and boto3 read the standard AWS_* variables (or the pod's role)
+themselves, MLflow's client reads MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD, and a
+tracking URI that carries a password is configured as `dg.EnvVar` (definitions.py), which
+the UI shows by name only.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import urllib.parse
 from pathlib import Path
 
 import dagster as dg
@@ -21,7 +25,13 @@ from trainflow.config import ExperimentConfig, load_config
 from trainflow.contracts.contract import Contract, load_contract
 from trainflow.lake.delta_lake import DayWindow, DeltaLake
 from trainflow.lake.object_store import ObjectStore
-from trainflow.settings import PACKAGED_CONTRACTS_DIR, Settings, s3_timeout_options
+from trainflow.settings import (
+    MLFLOW_TRACKING_URI_VAR,
+    PACKAGED_CONTRACTS_DIR,
+    Settings,
+    redact_userinfo,
+    s3_timeout_options,
+)
 from trainflow.warehouse.dbt_profile import write_profile
 from trainflow.warehouse.landing import landed_days
 
@@ -147,10 +157,27 @@ class LakeResource(dg.ConfigurableResource):
 
 
 class MlflowResource(dg.ConfigurableResource):
-    """MLflow tracking and registry (MLflow's own client; aliases, never stages)."""
+    """MLflow tracking and registry (MLflow's own client; aliases, never stages).
 
+    Why not dagster-mlflow's `mlflow_tracking` resource and `end_mlflow_on_run_finished`
+    hook: they start one MLflow run per *Dagster run*, in every step that names the
+    resource, and end it from a hook on the job's last op. trainflow logs one MLflow run per
+    *model cache key*, found again by a retry or a re-execution in another Dagster run
+    (registry/runs.py), and only the `model` step logs one; an asset job whose last node is
+    not selected would never end dagster-mlflow's run. Its `env` config copies variables
+    into os.environ, and its documented use puts AWS keys there: resource config the UI
+    shows. What trainflow keeps from it is its tag convention: every MLflow run carries
+    the Dagster run under `dagster_run_id` (registry.DAGSTER_RUN_ID_TAG), the tag
+    dagster-mlflow's resource sets and searches by. (Its chunked `log_params` is not
+    needed: MLflow's client batches parameters itself.)
+    """
+
+    # The tracking URI: a plain string without credentials, or `dg.EnvVar` when
+    # MLFLOW_TRACKING_URI carries them (definitions.mlflow_resource). Never logged as is.
     tracking_uri: str
-    artifact_uri: str
+    # Experiments' artifact root for a local store; None for a tracking server, which
+    # chooses (its `mlflow-artifacts:/` proxy in front of S3).
+    artifact_uri: str | None = None
     # Where registrations take their lock (settings.registry_lock_dir).
     lock_dir: str
 
@@ -163,7 +190,24 @@ class MlflowResource(dg.ConfigurableResource):
         found = client.get_experiment_by_name(name)
         if found is not None:
             return str(found.experiment_id)
+        if self.artifact_uri is None:  # the server's default artifact root
+            return str(client.create_experiment(name))
         return str(client.create_experiment(name, artifact_location=f"{self.artifact_uri}/{name}"))
+
+    @property
+    def ui_url(self) -> str | None:
+        """The tracking server's web UI, without credentials; None for a local store."""
+        uri = redact_userinfo(self.tracking_uri).rstrip("/")
+        return uri if uri.startswith(("http://", "https://")) else None
+
+    def run_url(self, experiment_id: str, run_id: str) -> str | None:
+        """A link to the MLflow run for the Dagster UI (the server's own URL layout)."""
+        return f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}" if self.ui_url else None
+
+    def model_version_url(self, name: str, version: str) -> str | None:
+        if self.ui_url is None:
+            return None
+        return f"{self.ui_url}/#/models/{urllib.parse.quote(name, safe='')}/versions/{version}"
 
 
 def lake_resource(settings: Settings) -> LakeResource:
@@ -181,4 +225,16 @@ def lake_resource(settings: Settings) -> LakeResource:
         s3=S3Resource(endpoint_url=endpoint, region_name=region)
         if settings.lake_uri.startswith("s3://")
         else None,
+    )
+
+
+def mlflow_resource(settings: Settings) -> MlflowResource:
+    """MLflow: a tracking URI that carries a password is read from MLFLOW_TRACKING_URI when
+    the resource is built in the step (`dg.EnvVar`: the UI shows the variable's name)."""
+    return MlflowResource(
+        tracking_uri=dg.EnvVar(MLFLOW_TRACKING_URI_VAR)
+        if settings.mlflow_credentials_in_uri
+        else settings.mlflow_tracking_uri,
+        artifact_uri=settings.mlflow_artifact_uri,
+        lock_dir=str(settings.registry_lock_dir),
     )
