@@ -85,10 +85,13 @@ def status() -> None:
         click.echo(f"report       {report['report_uri'][0]}")
         click.echo(f"             {report['report_uri'][0].removesuffix('.md')}.html")
     config = load_config(settings.config_path)
+    # settings.mlflow_tracking_uri has any `user:password@` removed; the client gets the
+    # URI from MLFLOW_TRACKING_URI itself when it carries them (settings.mlflow_client_uri).
     click.echo(f"mlflow       {settings.mlflow_tracking_uri}")
-    click.echo(f"             mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}")
+    if not settings.mlflow_server:
+        click.echo(f"             mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}")
     for alias, described in registry_aliases(
-        settings.mlflow_tracking_uri, config.registered_model_name
+        settings.mlflow_client_uri, config.registered_model_name
     ).items():
         click.echo(f"  {config.registered_model_name}@{alias:<10} {described}")
     # An installed package has no Makefile or workspace.yaml beside it.
@@ -155,20 +158,20 @@ def reproduce(
     from trainflow import reproduce as rep
     from trainflow.config import load_config
     from trainflow.contracts.contract import load_contract
+    from trainflow.defs.resources import lake_resource
     from trainflow.lake.delta_lake import DeltaLake
-    from trainflow.lake.object_store import ObjectStore
     from trainflow.manifest import git_state
     from trainflow.settings import LOCK_FILE, REPO_ROOT
 
     settings = Settings.from_env()
-    client = MlflowClient(settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
+    client = MlflowClient(settings.mlflow_client_uri, registry_uri=settings.mlflow_client_uri)
     try:
         if run is None and manifest_file is None:
             raise rep.ReproduceError("give a RUN or --manifest FILE")
         run_id = None
         if run is not None:
             model_name = load_config(settings.config_path).registered_model_name
-            manifests = ObjectStore(f"{settings.lake_uri}/_manifests", settings.storage_options)
+            manifests = lake_resource(settings).object_store("_manifests")
             manifest, run_id = rep.find_manifest(client, manifests, run, model_name)
         if manifest_file is not None:
             manifest = json.loads(manifest_file.read_text())

@@ -15,23 +15,16 @@ from trainflow.defs.io_manager import DeltaLakeIOManager
 from trainflow.defs.resources import (
     ContractsResource,
     ExperimentConfigResource,
-    LakeResource,
-    MlflowResource,
     WarehouseResource,
+    lake_resource,
+    mlflow_resource,
 )
 from trainflow.settings import Settings
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
     """All resources for one profile; tests call this with settings for a temp folder."""
-    opts = settings.storage_options
-    lake = LakeResource(
-        lake_uri=settings.lake_uri,
-        aws_endpoint_url=opts.get("AWS_ENDPOINT_URL"),
-        aws_region=opts.get("AWS_REGION") or opts.get("AWS_DEFAULT_REGION"),
-        aws_allow_http=opts.get("AWS_ALLOW_HTTP", "").lower() == "true",
-        s3_timeout_seconds=settings.s3_timeout_seconds,
-    )
+    lake = lake_resource(settings)
     return {
         "io_manager": DeltaLakeIOManager(lake=lake),
         "lake": lake,
@@ -43,11 +36,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         ),
         "experiment": ExperimentConfigResource(path=str(settings.config_path)),
         "contracts": ContractsResource(directory=str(settings.contracts_dir)),
-        "mlflow_tracking": MlflowResource(
-            tracking_uri=settings.mlflow_tracking_uri,
-            artifact_uri=settings.mlflow_artifact_uri,
-            lock_dir=str(settings.registry_lock_dir),
-        ),
+        "mlflow_tracking": mlflow_resource(settings),
     }
 
 

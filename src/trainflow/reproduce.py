@@ -39,7 +39,7 @@ from trainflow.lake.delta_lake import DeltaLake
 from trainflow.lake.object_store import ObjectStore
 from trainflow.manifest import MANIFEST_ARTIFACT, content_hash, environment, file_sha256
 from trainflow.models.lightgbm_model import predict
-from trainflow.registry import CACHE_KEY_TAG
+from trainflow.registry import CACHE_KEY_TAG, DAGSTER_RUN_ID_TAG
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _VERSION = re.compile(r"^(?:models:/)?(?:(?P<name>[^/@]+)/)?v?(?P<version>\d+)$")
@@ -95,7 +95,7 @@ def _resolve_run_id(client: MlflowClient, ref: str, model_name: str) -> str:
         return str(found.run_id)
     if _UUID.match(ref):
         experiments = [e.experiment_id for e in client.search_experiments()]
-        runs = client.search_runs(experiments, f"tags.dagster_run_id = '{ref}'")
+        runs = client.search_runs(experiments, f"tags.{DAGSTER_RUN_ID_TAG} = '{ref}'")
         if not runs:
             raise ReproduceError(f"no MLflow run is tagged with Dagster run id {ref}")
         if len(runs) > 1:

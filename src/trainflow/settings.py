@@ -9,6 +9,7 @@ and deltalake's AWS_*) still do; trainflow reads them here only where it needs t
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,19 @@ _AWS_KEYS = ("AWS_ENDPOINT_URL", "AWS_ALLOW_HTTP", "AWS_REGION", "AWS_DEFAULT_RE
 # request here, up to 3 minutes by its retry budget) before a step sees the error; with this
 # set, the step fails after that many seconds and IO_RETRY (defs/retries.py) decides.
 S3_TIMEOUT_VAR = "TRAINFLOW_S3_TIMEOUT"
+# MLflow's own variable. Its value may carry credentials (`https://user:password@host`, or a
+# database URI `postgresql://user:password@host/db`): trainflow keeps only the redacted URI,
+# and whatever must connect reads the variable itself (MLflow's client, or a resource field
+# configured with `dg.EnvVar`), so the password never enters settings or resource config.
+MLFLOW_TRACKING_URI_VAR = "MLFLOW_TRACKING_URI"
+# `scheme://user:password@host`: the userinfo part of a URI, wherever it occurs in a text.
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def redact_userinfo(text: str) -> str:
+    """`text` with the `user:password@` of every URI in it removed: what may be logged,
+    shown in the Dagster UI, or written to metadata and manifests."""
+    return _USERINFO.sub("", text)
 
 
 class SettingsError(ValueError):
@@ -63,8 +77,12 @@ class Settings:
     # A DuckDB file path (absolute) or a PostgreSQL URL without a password.
     warehouse_url: str
     config_path: Path
+    # Without userinfo (`redact_userinfo`): safe to print, log and show.
     mlflow_tracking_uri: str
-    mlflow_artifact_uri: str
+    # Where a local tracking store keeps artifacts; None for a tracking server, which
+    # decides itself (`mlflow server --artifacts-destination s3://...` proxies them as
+    # `mlflow-artifacts:/`, so clients need no access to the bucket).
+    mlflow_artifact_uri: str | None
     contracts_dir: Path = PACKAGED_CONTRACTS_DIR
     storage_options: Mapping[str, str] = field(default_factory=dict)
     s3_timeout_seconds: int | None = None
@@ -73,11 +91,28 @@ class Settings:
     # The git commit of code that runs without a git checkout (a container image): from
     # TRAINFLOW_GIT_COMMIT, or the BUILD_COMMIT file an image build writes into the package.
     git_commit: str | None = None
+    # MLFLOW_TRACKING_URI carries `user:password@`: connect with the variable itself
+    # (`mlflow_client_uri`), never with `mlflow_tracking_uri`, which has it removed.
+    mlflow_credentials_in_uri: bool = False
+
+    @property
+    def mlflow_server(self) -> bool:
+        """MLflow is a tracking server (`mlflow server`) rather than a store on this machine."""
+        return self.mlflow_tracking_uri.startswith(("http://", "https://"))
+
+    @property
+    def mlflow_client_uri(self) -> str | None:
+        """The tracking URI to hand MLflow's client: None when the URI carries credentials,
+        so that MLflow reads MLFLOW_TRACKING_URI itself (as it reads
+        MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD, the better place for them)."""
+        return None if self.mlflow_credentials_in_uri else self.mlflow_tracking_uri
 
     @property
     def registry_lock_dir(self) -> Path:
         """Where registrations take their lock: beside the SQLite tracking store when there
-        is one (every process using that store shares it), else under TRAINFLOW_HOME."""
+        is one (every process using that store shares it), else under TRAINFLOW_HOME (a
+        tracking server: the lock covers this machine's processes, Dagster's
+        `model_registry` pool covers the others; registry/versions.py)."""
         if self.mlflow_tracking_uri.startswith("sqlite:///"):
             return Path(self.mlflow_tracking_uri.removeprefix("sqlite:///")).parent
         return self.home / "locks"
@@ -111,7 +146,9 @@ class Settings:
         )
         config_path = Path(env.get("TRAINFLOW_CONFIG") or DEFAULT_CONFIG).expanduser().resolve()
         mlflow_dir = home / "mlflow"
-        tracking_uri = env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlflow_dir / 'mlflow.db'}"
+        tracking_uri = env.get(MLFLOW_TRACKING_URI_VAR) or f"sqlite:///{mlflow_dir / 'mlflow.db'}"
+        redacted_tracking_uri = redact_userinfo(tracking_uri)
+        server = redacted_tracking_uri.startswith(("http://", "https://"))
         storage_options = {k: env[k] for k in _AWS_KEYS if env.get(k)}
         s3_timeout = _positive_seconds(S3_TIMEOUT_VAR, env.get(S3_TIMEOUT_VAR))
         if s3_timeout is not None and lake_uri.startswith("s3://"):
@@ -124,8 +161,9 @@ class Settings:
             lake_uri=lake_uri.rstrip("/"),
             warehouse_url=warehouse_url,
             config_path=config_path,
-            mlflow_tracking_uri=tracking_uri,
-            mlflow_artifact_uri=(mlflow_dir / "artifacts").as_uri(),
+            mlflow_tracking_uri=redacted_tracking_uri,
+            mlflow_artifact_uri=None if server else (mlflow_dir / "artifacts").as_uri(),
+            mlflow_credentials_in_uri=redacted_tracking_uri != tracking_uri,
             contracts_dir=Path(env.get("TRAINFLOW_CONTRACTS_DIR") or PACKAGED_CONTRACTS_DIR)
             .expanduser()
             .resolve(),

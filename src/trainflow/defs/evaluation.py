@@ -29,6 +29,7 @@ from trainflow.features.flights import LABEL
 from trainflow.models.baseline import fit_calendar_baseline, predict_baseline
 from trainflow.models.lightgbm_model import load_model, predict
 from trainflow.promotion import ChampionResult, decide_promotion
+from trainflow.registry import DAGSTER_RUN_ID_TAG
 from trainflow.registry.champion import compare_with_champion
 from trainflow.registry.versions import move_aliases, register_once, registry_lock
 
@@ -241,7 +242,7 @@ def registry_entry(
     )
     lineage = json.loads(row["lineage_json"])
     tags = {
-        "dagster_run_id": lineage["dagster_run_id"],
+        DAGSTER_RUN_ID_TAG: lineage["dagster_run_id"],
         "registered_by_dagster_run_id": context.run_id,
         "config_hash": lineage["config_hash"],
         "code_versions": json.dumps(lineage["code_versions"], sort_keys=True),
@@ -286,8 +287,14 @@ def registry_entry(
         f"registered {name} v{version.version} "
         f"({', '.join(aliases) or 'no alias'}): {decision.summary()}"
     )
+    version_url = mlflow_tracking.model_version_url(name, str(version.version))
     context.add_output_metadata(
         {
+            **(
+                {"mlflow_model_version_url": dg.MetadataValue.url(version_url)}
+                if version_url
+                else {}
+            ),
             "registered_model": name,
             "version": int(version.version),
             "aliases": ", ".join(aliases) or "none",

@@ -2,25 +2,36 @@
 MLflow.
 
 Resource fields hold locations only. Credentials are never resource config (they would
-show in the UI): deltalake and boto3 read the standard AWS_* variables themselves.
+show in the UI): deltalake and boto3 read the standard AWS_* variables (or the pod's role)
+themselves, MLflow's client reads MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD, and a
+tracking URI that carries a password is configured as `dg.EnvVar` (definitions.py), which
+the UI shows by name only.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import urllib.parse
 import uuid
 from pathlib import Path
 
 import dagster as dg
 import mlflow
 import polars as pl
+from dagster_aws.s3 import S3Resource
 from mlflow import MlflowClient
 
 from trainflow.config import ExperimentConfig, load_config
 from trainflow.contracts.contract import Contract, load_contract
 from trainflow.lake.delta_lake import DayWindow, DeltaLake
 from trainflow.lake.object_store import ObjectStore
-from trainflow.settings import PACKAGED_CONTRACTS_DIR, s3_timeout_options
+from trainflow.settings import (
+    MLFLOW_TRACKING_URI_VAR,
+    PACKAGED_CONTRACTS_DIR,
+    Settings,
+    redact_userinfo,
+    s3_timeout_options,
+)
 from trainflow.warehouse.base import MODEL_SCHEMA, Warehouse, warehouse_at
 from trainflow.warehouse.dbt_profile import write_profile
 from trainflow.warehouse.landing import landed_days
@@ -103,6 +114,11 @@ class LakeResource(dg.ConfigurableResource):
     # TRAINFLOW_S3_TIMEOUT: a store that does not answer fails the step after this many
     # seconds, so IO_RETRY sees it (settings.py says why).
     s3_timeout_seconds: int | None = None
+    # The boto3 side of an S3 lake (reports, manifests): dagster-aws's resource, configured
+    # with endpoint and region only (build_resources). Optional because a folder lake needs
+    # none; an S3 lake without one gets the same resource built from the fields above.
+    # Delta tables do not use it: deltalake has its own Rust client (storage options).
+    s3: S3Resource | None = None
 
     def _options(self) -> dict[str, str]:
         options: dict[str, str] = {}
@@ -119,18 +135,45 @@ class LakeResource(dg.ConfigurableResource):
     def lake(self) -> DeltaLake:
         return DeltaLake(root=self.lake_uri, storage_options=self._options())
 
-    def object_store(self, folder: str) -> ObjectStore:
-        """Files that are not tables under `<lake root>/<folder>` (`_reports`, `_manifests`)."""
-        return ObjectStore(
-            root=f"{self.lake_uri.rstrip('/')}/{folder}", storage_options=self._options()
+    def s3_resource(self) -> S3Resource:
+        # No credential fields are ever set: boto3 finds them in the environment or the
+        # pod's role. (TRAINFLOW_S3_TIMEOUT bounds deltalake only: S3Resource has no
+        # timeout fields, so boto3 keeps botocore's timeouts and S3Resource's retries.)
+        return self.s3 or S3Resource(
+            endpoint_url=self.aws_endpoint_url, region_name=self.aws_region
         )
+
+    def object_store(self, folder: str) -> ObjectStore:
+        """Files that are not tables under `<lake root>/<folder>` (`_reports`, `_manifests`):
+        one S3 client per store, from `S3Resource.get_client`, not one per request."""
+        root = f"{self.lake_uri.rstrip('/')}/{folder}"
+        if not root.startswith("s3://"):
+            return ObjectStore(root=root)
+        return ObjectStore(root=root, s3_client_factory=self.s3_resource().get_client)
 
 
 class MlflowResource(dg.ConfigurableResource):
-    """MLflow tracking and registry (MLflow's own client; aliases, never stages)."""
+    """MLflow tracking and registry (MLflow's own client; aliases, never stages).
 
+    Why not dagster-mlflow's `mlflow_tracking` resource and `end_mlflow_on_run_finished`
+    hook: they start one MLflow run per *Dagster run*, in every step that names the
+    resource, and end it from a hook on the job's last op. trainflow logs one MLflow run per
+    *model cache key*, found again by a retry or a re-execution in another Dagster run
+    (registry/runs.py), and only the `model` step logs one; an asset job whose last node is
+    not selected would never end dagster-mlflow's run. Its `env` config copies variables
+    into os.environ, and its documented use puts AWS keys there: resource config the UI
+    shows. What trainflow keeps from it is its tag convention: every MLflow run carries
+    the Dagster run under `dagster_run_id` (registry.DAGSTER_RUN_ID_TAG), the tag
+    dagster-mlflow's resource sets and searches by. (Its chunked `log_params` is not
+    needed: MLflow's client batches parameters itself.)
+    """
+
+    # The tracking URI: a plain string without credentials, or `dg.EnvVar` when
+    # MLFLOW_TRACKING_URI carries them (definitions.mlflow_resource). Never logged as is.
     tracking_uri: str
-    artifact_uri: str
+    # Experiments' artifact root for a local store; None for a tracking server, which
+    # chooses (its `mlflow-artifacts:/` proxy in front of S3).
+    artifact_uri: str | None = None
     # Where registrations take their lock (settings.registry_lock_dir).
     lock_dir: str
 
@@ -143,4 +186,51 @@ class MlflowResource(dg.ConfigurableResource):
         found = client.get_experiment_by_name(name)
         if found is not None:
             return str(found.experiment_id)
+        if self.artifact_uri is None:  # the server's default artifact root
+            return str(client.create_experiment(name))
         return str(client.create_experiment(name, artifact_location=f"{self.artifact_uri}/{name}"))
+
+    @property
+    def ui_url(self) -> str | None:
+        """The tracking server's web UI, without credentials; None for a local store."""
+        uri = redact_userinfo(self.tracking_uri).rstrip("/")
+        return uri if uri.startswith(("http://", "https://")) else None
+
+    def run_url(self, experiment_id: str, run_id: str) -> str | None:
+        """A link to the MLflow run for the Dagster UI (the server's own URL layout)."""
+        return f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}" if self.ui_url else None
+
+    def model_version_url(self, name: str, version: str) -> str | None:
+        if self.ui_url is None:
+            return None
+        return f"{self.ui_url}/#/models/{urllib.parse.quote(name, safe='')}/versions/{version}"
+
+
+def lake_resource(settings: Settings) -> LakeResource:
+    """The lake: Delta tables through deltalake, other files through dagster-aws's
+    S3Resource; both configured with endpoint and region, never credentials."""
+    opts = settings.storage_options
+    endpoint = opts.get("AWS_ENDPOINT_URL")
+    region = opts.get("AWS_REGION") or opts.get("AWS_DEFAULT_REGION")
+    return LakeResource(
+        lake_uri=settings.lake_uri,
+        aws_endpoint_url=endpoint,
+        aws_region=region,
+        aws_allow_http=opts.get("AWS_ALLOW_HTTP", "").lower() == "true",
+        s3_timeout_seconds=settings.s3_timeout_seconds,
+        s3=S3Resource(endpoint_url=endpoint, region_name=region)
+        if settings.lake_uri.startswith("s3://")
+        else None,
+    )
+
+
+def mlflow_resource(settings: Settings) -> MlflowResource:
+    """MLflow: a tracking URI that carries a password is read from MLFLOW_TRACKING_URI when
+    the resource is built in the step (`dg.EnvVar`: the UI shows the variable's name)."""
+    return MlflowResource(
+        tracking_uri=dg.EnvVar(MLFLOW_TRACKING_URI_VAR)
+        if settings.mlflow_credentials_in_uri
+        else settings.mlflow_tracking_uri,
+        artifact_uri=settings.mlflow_artifact_uri,
+        lock_dir=str(settings.registry_lock_dir),
+    )

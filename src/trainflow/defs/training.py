@@ -31,7 +31,7 @@ from trainflow.features.flights import HISTORY_COLUMNS, LABEL, LOOKBACK_DAYS
 from trainflow.lineage import upstream_lineage
 from trainflow.manifest import build_manifest, dumps
 from trainflow.models.lightgbm_model import training_params
-from trainflow.registry import RegistryError
+from trainflow.registry import DAGSTER_RUN_ID_TAG, RegistryError
 from trainflow.registry.runs import (
     MODEL_URI_TAG,
     complete_run,
@@ -237,7 +237,11 @@ def model(
             run_name=f"dagster-{context.run_id[:8]}",
             cache_key=key,
             tags={
-                "dagster_run_id": context.run_id,
+                DAGSTER_RUN_ID_TAG: context.run_id,
+                # dagster-mlflow names its runs after the job; trainflow keeps its
+                # `dagster-<run>` run name and records the job (and the asset) as tags.
+                "dagster_job_name": context.job_name,
+                "dagster_asset_key": context.asset_key.to_user_string(),
                 "config_hash": config.config_hash,
                 "model_sha256": trained.sha256,
                 "code_version.model": code_version_of(context),
@@ -269,8 +273,10 @@ def model(
         zip(trained.feature_names, trained.booster.feature_importance("gain"), strict=True),
         key=lambda pair: -pair[1],
     )
+    run_url = mlflow_tracking.run_url(experiment_id, run_id)
     context.add_output_metadata(
         {
+            **({"mlflow_run_url": dg.MetadataValue.url(run_url)} if run_url else {}),
             "validation_roc_auc": trained.validation_auc,
             "best_iteration": trained.best_iteration,
             "model_sha256": trained.sha256,

@@ -1,14 +1,18 @@
 """Plain files (reports, plots) beside the Delta tables, under the same lake root.
 
-Delta tables go through deltalake; files that are not tables (an HTML report, a PNG) go
-through this: the local filesystem for a folder root, boto3 for `s3://`. boto3 reads the
-same AWS_* variables as deltalake, so one set of credentials serves both.
+Delta tables go through deltalake; files that are not tables (an HTML report, a PNG, a
+run manifest) go through this: the local filesystem for a folder root, an S3 client for
+`s3://`. The client comes from whoever builds the store (dagster-aws's `S3Resource.get_client`
+in `LakeResource.object_store`), so this module stays free of Dagster and of client config;
+boto3 reads the same AWS_* credentials (or the pod's role) as deltalake, so one set serves
+both and none is ever passed in here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +20,8 @@ from typing import Any
 @dataclass(frozen=True)
 class ObjectStore:
     root: str
-    storage_options: Mapping[str, str] = field(default_factory=dict)
+    # Makes the boto3 S3 client, once per store (needed only for an `s3://` root).
+    s3_client_factory: Callable[[], Any] | None = None
 
     @property
     def is_s3(self) -> bool:
@@ -25,20 +30,15 @@ class ObjectStore:
     def uri(self, key: str) -> str:
         return f"{self.root.rstrip('/')}/{key.lstrip('/')}"
 
-    def _s3(self) -> tuple[Any, str, str]:
-        import boto3
+    @functools.cached_property
+    def _client(self) -> Any:
+        if self.s3_client_factory is None:
+            raise ValueError(f"object store {self.root}: no S3 client was given for an s3:// root")
+        return self.s3_client_factory()
 
+    def _s3(self) -> tuple[Any, str, str]:
         bucket, _, prefix = self.root.removeprefix("s3://").partition("/")
-        opts = self.storage_options
-        client = boto3.client(
-            "s3",
-            endpoint_url=opts.get("AWS_ENDPOINT_URL"),
-            region_name=opts.get("AWS_REGION") or opts.get("AWS_DEFAULT_REGION"),
-            aws_access_key_id=opts.get("AWS_ACCESS_KEY_ID"),
-            aws_secret_access_key=opts.get("AWS_SECRET_ACCESS_KEY"),
-            aws_session_token=opts.get("AWS_SESSION_TOKEN"),
-        )
-        return client, bucket, prefix.strip("/")
+        return self._client, bucket, prefix.strip("/")
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
         """Write one object whole (S3 PUT and a local rename are both all-or-nothing)."""

@@ -9,9 +9,12 @@ never has two runs to choose from.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ from mlflow.entities import Run, ViewType
 
 from trainflow.manifest import MANIFEST_ARTIFACT
 from trainflow.registry import CACHE_KEY_TAG, MODEL_TEXT_ARTIFACT
+from trainflow.settings import redact_userinfo
 
 # Set last, after every artifact: a run without it was interrupted while logging.
 COMPLETE_TAG = "trainflow.complete"
@@ -74,7 +78,10 @@ def log_model_run(
     and the model URI. The completion tag is set last (see `complete_run`)."""
     # MLflow run ids and timestamps are random / wall-clock by design: they identify the
     # run, they never enter the model bytes, the manifest's hashes or any cache key.
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+    with (
+        _run_links_redacted(),
+        mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run,
+    ):
         mlflow.set_tags({**tags, CACHE_KEY_TAG: cache_key})
         mlflow.log_params(dict(params))
         mlflow.log_metrics(dict(metrics))
@@ -87,6 +94,19 @@ def log_model_run(
         )
         mlflow.set_tags({MODEL_URI_TAG: info.model_uri, COMPLETE_TAG: "true"})
     return run.info.run_id, info.model_uri
+
+
+@contextlib.contextmanager
+def _run_links_redacted() -> Iterator[None]:
+    """MLflow prints "View run ... at: <tracking URI>/#/..." to stdout when a run on a
+    tracking server ends, with the URI as given, `user:password@` included; Dagster
+    captures stdout into the step's logs. Print it with the userinfo removed instead."""
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(captured):
+            yield
+    finally:
+        sys.stdout.write(redact_userinfo(captured.getvalue()))
 
 
 def logged_manifest(client: MlflowClient, run: Run) -> dict[str, Any]:

@@ -76,9 +76,25 @@ def register_once(
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
     created = client.create_model_version(
-        name, source, run_id=run_id, tags={**tags, CACHE_KEY_TAG: cache_key}
+        name,
+        source,
+        run_id=run_id,
+        tags={**tags, CACHE_KEY_TAG: cache_key},
+        model_id=logged_model_id(source),
     )
     return created, True
+
+
+# `models:/<model id>`: what MLflow 3's log_model returns (a logged model, not a run path).
+_LOGGED_MODEL_URI = re.compile(r"^models:/(?P<model_id>m-[0-9a-f]+)$")
+
+
+def logged_model_id(source: str) -> str | None:
+    """The logged model a `models:/m-...` source names. A tracking server refuses a version
+    from such a source without it ("the model_id request parameter must identify the
+    resource that contains the source"); a local store accepts either."""
+    found = _LOGGED_MODEL_URI.match(source)
+    return found.group("model_id") if found else None
 
 
 @dataclass(frozen=True)

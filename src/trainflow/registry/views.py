@@ -10,8 +10,9 @@ from trainflow.registry import CHALLENGER, CHAMPION
 ALIASES = (CHAMPION, CHALLENGER)
 
 
-def registry_aliases(tracking_uri: str, model_name: str) -> dict[str, str]:
-    """alias -> "vN (test ROC AUC x)" for each alias that is set."""
+def registry_aliases(tracking_uri: str | None, model_name: str) -> dict[str, str]:
+    """alias -> "vN (test ROC AUC x)" for each alias that is set. A None URI: MLflow reads
+    MLFLOW_TRACKING_URI itself (settings.mlflow_client_uri)."""
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     found: dict[str, str] = {}
     for alias in ALIASES:
