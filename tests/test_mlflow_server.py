@@ -8,7 +8,7 @@ in the bucket, `trainflow reproduce` of its version is identical through the ser
 the password in MLFLOW_TRACKING_URI reaches no log, event, metadata or manifest.
 
 PostgreSQL must be running on 127.0.0.1:5432 with trust auth for user `postgres` (as in
-CI): the session fails, it never skips, when it is not.
+CI; TRAINFLOW_TEST_POSTGRES_URL points elsewhere): the session fails, never skips, without.
 """
 
 from __future__ import annotations
@@ -30,13 +30,19 @@ from typing import Any
 import boto3
 import dagster as dg
 import mlflow
-import psycopg2
 import pytest
 from dagster_aws.s3 import S3Resource
 from dagster_mlflow.resources import MlFlow
 from mlflow import MlflowClient
 
-from tests.conftest import BIN, QUICK_CONFIG, REPO_ROOT, S3_TEST_ENV, free_port
+from tests.conftest import (
+    BIN,
+    QUICK_CONFIG,
+    REPO_ROOT,
+    S3_TEST_ENV,
+    free_port,
+    fresh_postgres_database,
+)
 from tests.test_reproduce import trainflow
 from trainflow.config import load_config
 from trainflow.definitions import build_resources
@@ -45,7 +51,6 @@ from trainflow.manifest import MANIFEST_ARTIFACT
 from trainflow.registry import CHALLENGER, CHAMPION, DAGSTER_RUN_ID_TAG, MODEL_TEXT_ARTIFACT
 from trainflow.settings import Settings, redact_userinfo
 
-POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 JAN_FEB = ("2013-01-01", "2013-02-28")
 # What a careless deployment puts in MLFLOW_TRACKING_URI; it must never be seen again.
 SECRET = f"s3cret-{uuid.uuid4().hex[:12]}"
@@ -121,17 +126,9 @@ def test_the_s3_side_of_the_lake_is_dagster_aws_s3resource_without_credentials()
 @pytest.fixture(scope="session")
 def mlflow_database() -> Iterator[str]:
     """A fresh PostgreSQL database for the tracking server; dropped at the end."""
-    name = f"mlflow_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(dbname="postgres", **POSTGRES)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"postgresql+psycopg2://{POSTGRES['user']}@{POSTGRES['host']}:{POSTGRES['port']}/{name}"
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
+    with fresh_postgres_database("mlflow") as url:
+        # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; psycopg2 is installed.
+        yield url.replace("postgresql://", "postgresql+psycopg2://", 1)
 
 
 @pytest.fixture(scope="session")
@@ -242,7 +239,8 @@ def trained(
         AWS_ENDPOINT_URL=moto_endpoint,
         AWS_ALLOW_HTTP="true",
         AWS_REGION="us-east-1",
-        TRAINFLOW_PROFILE="prod",
+        # The local profile with the MLflow server and an S3 lake (prod also needs the
+        # PostgreSQL warehouse, which tests/test_prod_end_to_end.py covers).
         TRAINFLOW_HOME=str(home / "home"),
         TRAINFLOW_LAKE_URI=f"s3://{lake_bucket}/lake",
         TRAINFLOW_WAREHOUSE_URL=str(warehouse),

@@ -78,8 +78,11 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         assets=ALL_ASSETS,
         asset_checks=ALL_CHECKS,
         resources=build_resources(settings),
-        # One process per step, like one pod per step in production.
-        executor=dg.multiprocess_executor.configured({"max_concurrent": 2}),
+        # One process per step by default, like one pod per step in production, as many at
+        # a time as the machine has cores. A run can choose one process for all its steps
+        # (run config `execution: {config: {in_process: {}}}`, or the UI's launchpad):
+        # about 8 s less start-up per step, for short runs of a few partitions.
+        executor=dg.multi_or_in_process_executor,
     )
 
 

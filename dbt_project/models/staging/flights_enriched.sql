@@ -4,32 +4,26 @@
 -- airline, and how late the day landed. Outcomes (delays, cancelled, diverted) ride along as
 -- labels. One row per flight.
 --
--- The as-of lookup is an equi-join, not DuckDB's ASOF JOIN (PostgreSQL has none): weather is
--- hourly and known from minute weather_observed_minute of its hour, so only the departure
--- hour and the few hours before it (as many as the maximum age spans) can hold the latest
--- observation. Joining those candidate hours on (origin, hour) and keeping the newest one
--- that qualifies gives the same answer in both warehouses, with plain hash joins.
+-- The as-of lookup is a few equi-joins, not DuckDB's ASOF JOIN (PostgreSQL has none):
+-- weather is hourly and known from minute weather_observed_minute of its hour, so the newest
+-- observation completed strictly before a departure at minute D belongs to the hour of
+-- D - (weather_observed_minute + 1) minutes, or to one of the few hours before it (a gap in
+-- the data) as long as it is not older than the maximum age. One left join per candidate
+-- hour on (origin, hour) and the first candidate found gives the same answer in both
+-- warehouses, with hash joins and the day filter of a reader pushed down to the flights.
 {% set weather_columns = [
-    'temp_f', 'dewpoint_f', 'humidity_pct', 'wind_dir_deg', 'wind_speed_mph',
-    'wind_gust_mph', 'precip_in', 'pressure_mb', 'visibility_mi',
+    'observed_at_utc', 'temp_f', 'dewpoint_f', 'humidity_pct', 'wind_dir_deg',
+    'wind_speed_mph', 'wind_gust_mph', 'precip_in', 'pressure_mb', 'visibility_mi',
 ] %}
 {% set max_age = var('weather_max_age_minutes') | int %}
-{% set hours_back = (max_age + var('weather_observed_minute') | int) // 60 %}
-with latest_observation as (
+{% set candidates = range(max_age // 60 + 1) %}
+with flights as (
     select
-        f.flight_id,
-        f.day,
-        max(w.observed_at_utc) as observed_at_utc
-    from {{ ref('stg_flights') }} as f
-    cross join (
-        values {% for hours in range(hours_back + 1) %}({{ hours }}){{ ", " if not loop.last }}{% endfor %}
-    ) as back (hours)
-    inner join {{ ref('stg_weather') }} as w
-        on w.origin = f.origin
-        and w.hour_utc = date_trunc('hour', f.sched_dep_utc) - interval '1 hour' * back.hours
-    where w.observed_at_utc < f.sched_dep_utc
-        and f.sched_dep_utc - w.observed_at_utc <= {{ minutes(max_age) }}
-    group by f.flight_id, f.day
+        *,
+        date_trunc(
+            'hour', sched_dep_utc - {{ minutes(var('weather_observed_minute') | int + 1) }}
+        ) as newest_weather_hour_utc
+    from {{ ref('stg_flights') }}
 )
 select
     f.flight_id,
@@ -46,21 +40,24 @@ select
     f.sched_dep_hour_utc,
     f.sched_arr_hhmm,
     f.distance_miles,
-    w.observed_at_utc as weather_observed_at_utc,
-    {% for column in weather_columns %}w.{{ column }},
-    {% endfor %}p.manufacture_year  as plane_manufacture_year,
+{% for column in weather_columns %}
+    case
+        {% for k in candidates %}when w{{ k }}.origin is not null then w{{ k }}.{{ column }}
+        {% endfor %}end as {{ 'weather_observed_at_utc' if column == 'observed_at_utc' else column }},
+    {%- endfor %}
+    p.manufacture_year  as plane_manufacture_year,
     p.seats             as plane_seats,
     f.dep_delay_minutes,
     f.arr_delay_minutes,
     f.cancelled,
     f.diverted,
     l.landed_days_late
-from {{ ref('stg_flights') }} as f
-left join latest_observation as lo
-    on lo.flight_id = f.flight_id and lo.day = f.day
-left join {{ ref('stg_weather') }} as w
-    on w.origin = f.origin and w.observed_at_utc = lo.observed_at_utc
-left join {{ ref('stg_planes') }} as p
+from flights as f
+{% for k in candidates %}left join {{ ref('stg_weather') }} as w{{ k }}
+    on w{{ k }}.origin = f.origin
+    and w{{ k }}.hour_utc = f.newest_weather_hour_utc - interval '1 hour' * {{ k }}
+    and f.sched_dep_utc - w{{ k }}.observed_at_utc <= {{ minutes(max_age) }}
+{% endfor %}left join {{ ref('stg_planes') }} as p
     on p.tailnum = f.tailnum
 left join {{ ref('stg_airlines') }} as a
     on a.carrier = f.carrier

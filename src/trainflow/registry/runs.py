@@ -10,6 +10,7 @@ never has two runs to choose from.
 from __future__ import annotations
 
 import contextlib
+import getpass
 import io
 import json
 import sys
@@ -80,7 +81,9 @@ def log_model_run(
     # run, they never enter the model bytes, the manifest's hashes or any cache key.
     with (
         _run_links_redacted(),
-        mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run,
+        mlflow.start_run(
+            experiment_id=experiment_id, run_name=run_name, tags={MLFLOW_USER_TAG: _os_user()}
+        ) as run,
     ):
         mlflow.set_tags({**tags, CACHE_KEY_TAG: cache_key})
         mlflow.log_params(dict(params))
@@ -90,10 +93,26 @@ def log_model_run(
         mlflow.log_text(manifest_text, MANIFEST_ARTIFACT)
         mlflow.log_text(model_text, MODEL_TEXT_ARTIFACT)
         info = mlflow.lightgbm.log_model(
-            booster, name="model", pip_requirements=[f"lightgbm=={lgb.__version__}"]
+            booster,
+            name="model",
+            pip_requirements=[f"lightgbm=={lgb.__version__}"],
+            tags={MLFLOW_USER_TAG: _os_user()},  # the logged model gets the tag too
         )
         mlflow.set_tags({MODEL_URI_TAG: info.model_uri, COMPLETE_TAG: "true"})
     return run.info.run_id, info.model_uri
+
+
+# MLflow fills `mlflow.user` of runs and logged models with MLFLOW_TRACKING_USERNAME when it
+# is set: a credential the tags would show to everyone who can read the experiment. The login name of the
+# process is what the tag means anyway.
+MLFLOW_USER_TAG = "mlflow.user"
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (ImportError, KeyError, OSError):  # no login name (a container without a passwd entry)
+        return "unknown"
 
 
 @contextlib.contextmanager
