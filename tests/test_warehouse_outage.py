@@ -86,9 +86,8 @@ def forwarded_postgres(
             ),
         )
     finally:
-        proxy.send_signal(signal.SIGCONT)  # a stopped process ignores SIGTERM until resumed
-        proxy.terminate()
-        proxy.wait(timeout=10)
+        proxy.kill()  # SIGKILL ends it even if it is still stopped
+        proxy.wait(timeout=30)
 
 
 def test_warehouse_down_mid_run_retries_names_it_and_reexecution_completes(
