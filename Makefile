@@ -16,7 +16,7 @@ help:
 	@echo "make status     where the lake, the model, the report and the registry are"
 	@echo "make bench-cache  cold run vs warm re-run of the full year (prints timings)"
 	@echo "make wheel      build dist/trainflow-*.whl, configs and dbt project bundled (docs/profiles.md)"
-	@echo "make lock       re-resolve requirements.lock from pyproject.toml (needs uv)"
+	@echo "make lock       re-resolve the locks from pyproject.toml (needs uv): dev+runtime, runtime only (the image)"
 
 install: $(VENV)/.installed
 
@@ -72,6 +72,8 @@ wheel: install
 lock:
 	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 -o requirements.lock
+	uv pip compile pyproject.toml --generate-hashes --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 -c requirements.lock -o requirements-runtime.lock
 	uv pip compile requirements-bootstrap.in --generate-hashes --python-version 3.11 \
 	  -o requirements-bootstrap.lock
 
