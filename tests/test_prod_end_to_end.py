@@ -132,6 +132,9 @@ def prod_stack(moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> 
             **aws,
             "PATH": f"{BIN}{os.pathsep}{base.get('PATH', '')}",
             "TRAINFLOW_PROFILE": "prod",
+            # The prod services from one machine: no cluster runs here, so steps run as
+            # local processes instead of prod's default Kubernetes Jobs (tests/deploy/).
+            "TRAINFLOW_EXECUTOR": "multiprocess",
             "TRAINFLOW_HOME": str(home / "trainflow"),
             "TRAINFLOW_LAKE_URI": f"s3://{bucket}/lake",
             "TRAINFLOW_WAREHOUSE_URL": warehouse_url,

@@ -99,3 +99,19 @@ def test_the_prod_profile_refuses_local_fallbacks(tmp_path) -> None:
         "s3://bucket/lake",
         "postgresql://trainflow@db:5432/warehouse",
     )
+
+
+def test_the_executor_follows_the_profile_unless_named(tmp_path) -> None:
+    prod = {
+        "TRAINFLOW_PROFILE": "prod",
+        "TRAINFLOW_LAKE_URI": "s3://bucket/lake",
+        "TRAINFLOW_WAREHOUSE_URL": "postgresql://trainflow@db:5432/warehouse",
+        "MLFLOW_TRACKING_URI": "http://mlflow:5000",
+    }
+    assert Settings.from_env({"TRAINFLOW_HOME": str(tmp_path)}).executor == "multiprocess"
+    assert Settings.from_env(prod).executor == "k8s"
+    assert Settings.from_env({**prod, "TRAINFLOW_EXECUTOR": "multiprocess"}).executor == (
+        "multiprocess"
+    )
+    with pytest.raises(SettingsError, match="TRAINFLOW_EXECUTOR='celery'"):
+        Settings.from_env({**prod, "TRAINFLOW_EXECUTOR": "celery"})

@@ -33,7 +33,11 @@ from pathlib import Path
 PACKAGE = "trainflow"
 # The modules that compute versions (and the table of human versions) are mechanism, not
 # logic: including them would make a bump of one asset's human version change every asset.
-EXCLUDED_MODULES = frozenset({"trainflow.code_version", "trainflow.defs.code_versions"})
+# The pod-size table (`defs/pods.py`) says where a step runs, not what it computes: a
+# resized pod must not invalidate the cache.
+EXCLUDED_MODULES = frozenset(
+    {"trainflow.code_version", "trainflow.defs.code_versions", "trainflow.defs.pods"}
+)
 
 
 class CodeVersionError(ValueError):

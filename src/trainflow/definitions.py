@@ -12,6 +12,7 @@ import dagster as dg
 from trainflow.defs import evaluation, features, ingest, training, warehouse
 from trainflow.defs.caching import CachePolicyResource
 from trainflow.defs.io_manager import DeltaLakeIOManager
+from trainflow.defs.pods import k8s_executor_config
 from trainflow.defs.resources import (
     ContractsResource,
     ExperimentConfigResource,
@@ -73,16 +74,26 @@ def materialize_range(
     )
 
 
+def build_executor(settings: Settings) -> dg.ExecutorDefinition:
+    """One Kubernetes Job per step (`TRAINFLOW_EXECUTOR=k8s`, prod's default), or one
+    process per step on this machine, as many at a time as it has cores. The latter lets a
+    run choose one process for all its steps (run config `execution: {config: {in_process:
+    {}}}`, or the UI's launchpad): about 8 s less start-up per step, for short runs."""
+    if settings.executor == "k8s":
+        # Imported only here: the Kubernetes client costs every local step process its
+        # import time for nothing.
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor.configured(k8s_executor_config(), name="k8s")
+    return dg.multi_or_in_process_executor
+
+
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=ALL_ASSETS,
         asset_checks=ALL_CHECKS,
         resources=build_resources(settings),
-        # One process per step by default, like one pod per step in production, as many at
-        # a time as the machine has cores. A run can choose one process for all its steps
-        # (run config `execution: {config: {in_process: {}}}`, or the UI's launchpad):
-        # about 8 s less start-up per step, for short runs of a few partitions.
-        executor=dg.multi_or_in_process_executor,
+        executor=build_executor(settings),
     )
 
 

@@ -16,6 +16,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 PROFILES = ("local", "prod")
+# How a run executes its steps (TRAINFLOW_EXECUTOR): one process per step on this machine,
+# or one Kubernetes Job per step (`defs/pods.py`). `prod` defaults to k8s; its services can
+# also be used from one machine with TRAINFLOW_EXECUTOR=multiprocess (docs/profiles.md).
+EXECUTORS = ("multiprocess", "k8s")
 PACKAGE_DIR = Path(__file__).resolve().parent
 # The one place that decides "source checkout or installed package". A checkout (an editable
 # install, or PYTHONPATH=<checkout>/src) has the package in src/ beside the repository's
@@ -94,6 +98,7 @@ class Settings:
     # MLFLOW_TRACKING_URI carries `user:password@`: connect with the variable itself
     # (`mlflow_client_uri`), never with `mlflow_tracking_uri`, which has it removed.
     mlflow_credentials_in_uri: bool = False
+    executor: str = "multiprocess"
 
     @property
     def mlflow_server(self) -> bool:
@@ -155,6 +160,11 @@ class Settings:
             storage_options.update(s3_timeout_options(s3_timeout))
         if profile == "prod":
             _require_prod_services(lake_uri, warehouse_url, tracking_uri)
+        executor = env.get("TRAINFLOW_EXECUTOR") or ("k8s" if profile == "prod" else "multiprocess")
+        if executor not in EXECUTORS:
+            raise SettingsError(
+                f"TRAINFLOW_EXECUTOR={executor!r} is not one of {', '.join(EXECUTORS)}"
+            )
         return cls(
             profile=profile,
             home=home,
@@ -173,6 +183,7 @@ class Settings:
             if env.get("DAGSTER_HOME")
             else None,
             git_commit=env.get("TRAINFLOW_GIT_COMMIT") or _build_commit(),
+            executor=executor,
         )
 
 

@@ -20,6 +20,7 @@ from trainflow.cache import cache_key, data_hash, with_bookkeeping
 from trainflow.defs.caching import CachePolicyResource, code_version_of, table_hit
 from trainflow.defs.code_versions import versioned_asset
 from trainflow.defs.io_manager import DeltaInput, LakeOutput
+from trainflow.defs.pods import step_tags
 from trainflow.defs.resources import ExperimentConfigResource, LakeResource, MlflowResource
 from trainflow.defs.retries import IO_RETRY, fail_fast
 from trainflow.evaluation.metrics import binary_metrics, slice_metrics
@@ -51,7 +52,7 @@ def _long_metrics(role: str, metrics: dict[str, float]) -> list[dict[str, Any]]:
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="evaluation",
     kinds={"mlflow"},
-    op_tags={"trainflow/stage": "evaluation"},
+    op_tags=step_tags("evaluation_report", stage="evaluation"),
 )
 @fail_fast
 def evaluation_report(
@@ -199,7 +200,7 @@ def champion_result(report: pl.DataFrame) -> ChampionResult:
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="evaluation",
     kinds={"mlflow"},
-    op_tags={"trainflow/stage": "registry"},
+    op_tags=step_tags("registry_entry", stage="registry"),
     # One registration at a time across runs and machines (limit 1 in dagster.yaml); the
     # file lock in registry.versions covers processes that bypass Dagster's pools.
     pool="model_registry",

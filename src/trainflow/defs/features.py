@@ -17,6 +17,7 @@ from trainflow.defs.caching import (
 from trainflow.defs.code_versions import versioned_asset
 from trainflow.defs.io_manager import DeltaInput, LakeOutput
 from trainflow.defs.partitions import daily_2013, day_window
+from trainflow.defs.pods import step_tags
 from trainflow.defs.resources import ExperimentConfigResource, LakeResource
 from trainflow.defs.retries import IO_RETRY, fail_fast
 from trainflow.features.flights import (
@@ -47,7 +48,7 @@ DATA_START = daily_2013.start.date()
     },
     group_name="features",
     kinds={"polars", "deltalake"},
-    op_tags={"trainflow/stage": "features"},
+    op_tags=step_tags("flight_features", stage="features"),
 )
 @fail_fast
 def flight_features(

@@ -28,6 +28,7 @@ from trainflow.defs.caching import (
 from trainflow.defs.code_versions import versioned_asset
 from trainflow.defs.io_manager import DeltaInput, LakeOutput
 from trainflow.defs.partitions import daily_2013, day_window
+from trainflow.defs.pods import step_tags
 from trainflow.defs.resources import ContractsResource, LakeResource, WarehouseResource
 from trainflow.defs.retries import IO_RETRY, fail_fast
 from trainflow.defs.warehouse import REFERENCE_TABLES, check_reference_tables
@@ -59,7 +60,7 @@ CONTRACT_CHECKS = {
     ],
     group_name="lake",
     kinds={"polars", "deltalake"},
-    op_tags={"trainflow/stage": "ingest"},
+    op_tags=step_tags("raw_snapshot", stage="ingest"),
 )
 @fail_fast
 def raw_snapshot(
@@ -157,7 +158,7 @@ def _write_quarantine(
     backfill_policy=SINGLE_RUN,
     group_name="lake",
     kinds={"polars", "deltalake", "pandera"},
-    op_tags={"trainflow/stage": "validate"},
+    op_tags=step_tags("validated_flights", stage="validate"),
     check_specs=[
         dg.AssetCheckSpec(name, asset="validated_flights", description=text, blocking=True)
         for name, text in CONTRACT_CHECKS.items()

@@ -20,6 +20,7 @@ from trainflow.defs.caching import (
 from trainflow.defs.code_versions import code_versions_of_job, versioned_asset
 from trainflow.defs.features import DATA_START
 from trainflow.defs.io_manager import DeltaInput, LakeOutput
+from trainflow.defs.pods import step_tags
 from trainflow.defs.resources import (
     ExperimentConfigResource,
     LakeResource,
@@ -48,7 +49,7 @@ from trainflow.settings import LOCK_FILE, REPO_ROOT, Settings
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="training",
     kinds={"polars", "deltalake"},
-    op_tags={"trainflow/stage": "training"},
+    op_tags=step_tags("training_dataset", stage="training"),
 )
 @fail_fast
 def training_dataset(
@@ -119,7 +120,7 @@ def training_dataset(
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="training",
     kinds={"lightgbm", "mlflow"},
-    op_tags={"trainflow/stage": "training"},
+    op_tags=step_tags("model", stage="training"),
     # The staleness rule reads which days have landed in raw.flights.
     deps=[dg.AssetKey(["raw", "flights"])],
 )

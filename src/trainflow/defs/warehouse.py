@@ -21,6 +21,7 @@ from trainflow.contracts.contract import (
     validate_table,
 )
 from trainflow.defs.dbt import dbt_cli, dbt_project, ensure_manifest
+from trainflow.defs.pods import step_tags
 from trainflow.defs.resources import ContractsResource, WarehouseResource
 from trainflow.sources.nycflights13 import TABLES
 
@@ -53,7 +54,7 @@ class WarehouseTranslator(DagsterDbtTranslator):
     dagster_dbt_translator=WarehouseTranslator(),
     # Lets one `--partition-range` run hold the unpartitioned dbt step with daily assets.
     backfill_policy=dg.BackfillPolicy.single_run(),
-    op_tags={"trainflow/stage": "warehouse"},
+    op_tags=step_tags("warehouse_models", stage="warehouse"),
 )
 def warehouse_models(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
@@ -105,6 +106,7 @@ assert tuple(TABLE_CHECKS) == TABLE_EXPECTATIONS
     # Lets a table's checks after a failed one go unevaluated (no result), as on
     # validated_flights, instead of reporting an outcome nobody computed.
     can_subset=True,
+    op_tags=step_tags("reference_table_contracts", stage="warehouse"),
 )
 def reference_table_contracts(
     context: dg.AssetCheckExecutionContext,

@@ -1,0 +1,160 @@
+"""Where each asset step runs on Kubernetes: the size of its pod, and the k8s executor.
+
+The `prod` profile runs every asset step as its own Kubernetes Job (dagster-k8s's
+`k8s_job_executor`). What a step may use is read from one table, `STEP_POD_SIZE`, and
+applied to the asset as a `dagster-k8s/config` op tag (`step_tags`), which dagster-k8s
+merges into that step's Job. The `local` profile ignores these tags.
+
+Pod sizes are not part of any code version (`code_version.EXCLUDED_MODULES`): where a step
+runs does not change what it computes, so resizing a pod never invalidates the cache.
+
+The names below (ConfigMap, Secret, ServiceAccount, mount paths, user id) are the contract
+with the Helm chart in `helm/trainflow/` and the image's Dockerfile (docs/deploy.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# Rendered by helm/trainflow: the prod profile's non-secret environment.
+CONFIG_MAP = "trainflow-config"
+# Created out of band (kubectl, an external-secrets operator): PGPASSWORD and friends.
+SECRET = "trainflow-secrets"
+# Carries the object-storage role (e.g. EKS's eks.amazonaws.com/role-arn annotation).
+SERVICE_ACCOUNT = "trainflow"
+# The image's non-root user (Dockerfile).
+USER_ID = 10001
+# The root file system is read-only: state lives here (an emptyDir per pod; everything
+# that outlives the step is in object storage, the warehouse or the Dagster instance).
+TRAINFLOW_HOME = "/var/lib/trainflow"
+TMP = "/tmp"
+# Dagster's Helm chart sets DAGSTER_HOME here; a step reaches the instance through the
+# serialized instance reference, and anything Dagster writes locally lands in an emptyDir.
+DAGSTER_HOME = "/opt/dagster/dagster_home"
+
+SIZE_TAG = "trainflow/pod-size"
+STAGE_TAG = "trainflow/stage"
+
+
+@dataclass(frozen=True)
+class PodSize:
+    """Requests are what the scheduler reserves; limits are where the kernel stops a step
+    (memory: OOM-killed, the step fails and is not retried as transient)."""
+
+    cpu_request: str
+    memory_request: str
+    cpu_limit: str
+    memory_limit: str
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Mapping[str, str], ...] = ()
+
+
+# A dedicated, tainted node pool for training keeps large pods off the nodes that serve
+# the webserver and daemon; only `large` steps tolerate the taint.
+TRAINING_POOL = {"trainflow.io/node-pool": "training"}
+TRAINING_TOLERATION = {
+    "key": "trainflow.io/training",
+    "operator": "Exists",
+    "effect": "NoSchedule",
+}
+
+POD_SIZES: dict[str, PodSize] = {
+    # Reads and writes one range of days through polars/DuckDB/dbt.
+    "small": PodSize("250m", "1Gi", "1", "2Gi"),
+    # Holds a year of flights with their feature columns in memory.
+    "medium": PodSize("1", "3Gi", "2", "6Gi"),
+    # LightGBM over the training window (threads = CPU limit).
+    "large": PodSize(
+        "2", "6Gi", "4", "12Gi", node_selector=TRAINING_POOL, tolerations=(TRAINING_TOLERATION,)
+    ),
+}
+
+# Every step (an asset, or the reference tables' checks) and its pod size: the one table to edit (a test fails on a step that
+# is missing here, or on a name here that is not a step).
+STEP_POD_SIZE: dict[str, str] = {
+    "warehouse_models": "small",  # dbt build: the database does the work
+    "reference_table_contracts": "small",  # checks of the reference tables, in SQL
+    "raw_snapshot": "small",
+    "validated_flights": "small",
+    "flight_features": "medium",
+    "training_dataset": "medium",
+    "model": "large",
+    "evaluation_report": "medium",
+    "registry_entry": "small",
+}
+
+# Per run: at most this many step pods at once, and one `large` pod.
+MAX_PODS_PER_RUN = 4
+MAX_LARGE_PODS_PER_RUN = 1
+
+
+def k8s_config(size: PodSize) -> dict[str, Any]:
+    """The `dagster-k8s/config` tag value of one pod size (dagster-k8s's
+    UserDefinedDagsterK8sConfig, in the Kubernetes client's snake_case)."""
+    pod_spec: dict[str, Any] = {}
+    if size.node_selector:
+        pod_spec["node_selector"] = dict(size.node_selector)
+    if size.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in size.tolerations]
+    return {
+        "container_config": {
+            "resources": {
+                "requests": {"cpu": size.cpu_request, "memory": size.memory_request},
+                "limits": {"cpu": size.cpu_limit, "memory": size.memory_limit},
+            }
+        },
+        "pod_spec_config": pod_spec,
+    }
+
+
+def step_tags(asset: str, stage: str) -> dict[str, Any]:
+    """The op tags of an asset step: its stage, its pod size and that size's k8s config."""
+    size = STEP_POD_SIZE[asset]
+    return {STAGE_TAG: stage, SIZE_TAG: size, "dagster-k8s/config": k8s_config(POD_SIZES[size])}
+
+
+def k8s_executor_config() -> dict[str, Any]:
+    """Config of dagster-k8s's `k8s_job_executor` for every step pod of the prod profile.
+
+    The image, namespace and Dagster instance come from the deployment (the user-code
+    deployment's image, the K8sRunLauncher's settings in helm/dagster-values.yaml); what a
+    trainflow step needs wherever it runs is here: its environment, identity, writable
+    folders and a locked-down security context.
+    """
+    return {
+        "env_config_maps": [CONFIG_MAP],
+        "env_secrets": [SECRET],
+        "service_account_name": SERVICE_ACCOUNT,
+        "volumes": [
+            {"name": "tmp", "empty_dir": {}},
+            {"name": "trainflow-home", "empty_dir": {}},
+            {"name": "dagster-home", "empty_dir": {}},
+        ],
+        "volume_mounts": [
+            {"name": "tmp", "mount_path": TMP},
+            {"name": "trainflow-home", "mount_path": TRAINFLOW_HOME},
+            {"name": "dagster-home", "mount_path": DAGSTER_HOME},
+        ],
+        "security_context": {
+            "run_as_non_root": True,
+            "run_as_user": USER_ID,
+            "run_as_group": USER_ID,
+            "allow_privilege_escalation": False,
+            "read_only_root_filesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccomp_profile": {"type": "RuntimeDefault"},
+        },
+        "step_k8s_config": {
+            "pod_spec_config": {"security_context": {"fs_group": USER_ID}},
+            # Finished step Jobs (and their pods' logs) are removed after a day; the step's
+            # events and metadata live in the Dagster instance.
+            "job_spec_config": {"ttl_seconds_after_finished": 86400},
+        },
+        "labels": {"app.kubernetes.io/part-of": "trainflow"},
+        "max_concurrent": MAX_PODS_PER_RUN,
+        "tag_concurrency_limits": [
+            {"key": SIZE_TAG, "value": "large", "limit": MAX_LARGE_PODS_PER_RUN}
+        ],
+    }
