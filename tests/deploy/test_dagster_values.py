@@ -175,6 +175,10 @@ def test_the_run_queue_and_the_registry_pool() -> None:
     # The chart fails if run limits are set both here and in the run coordinator.
     assert "runs" not in VALUES["concurrency"]
     assert VALUES["telemetry"] == {"enabled": False}
+    # The one-machine prod instance queues backfills and registrations the same way.
+    one_machine = load_yaml(REPO_ROOT / "dagster.prod.yaml")["concurrency"]
+    assert one_machine["runs"]["tag_concurrency_limits"] == queue["tagConcurrencyLimits"]
+    assert one_machine["pools"]["default_limit"] == VALUES["concurrency"]["pools"]["defaultLimit"]
 
 
 def test_the_instance_database_is_external_and_its_password_a_secret() -> None:
