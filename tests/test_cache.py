@@ -212,6 +212,40 @@ def test_a_real_feature_code_edit_recomputes_features_and_downstream_only(
     assert edited["raw_snapshot"]["hit"] == edited["validated_flights"]["hit"] == 59
     assert edited["flight_features"]["hit"] == 28  # February, computed by the edited code
 
+    # The edit was a bad change: roll the code back. The lake shows what the bad version
+    # left, and the next run recomputes exactly that (docs/deploy.md, rolling back).
+    features.write_text(source)
+    found = code_versions_in(code, env, "--check")
+    assert found.returncode == 1, found.stdout + found.stderr
+    # One line per table and code version: table, version, current/other, what it holds.
+    rows = [line.split(maxsplit=3) for line in found.stdout.splitlines() if line[2:3].isalpha()]
+    states = {(row[0], row[2]): row[3] for row in rows if len(row) == 4}
+    assert ("validated_flights", "current") in states
+    assert states["flight_features", "other"] == "59 days 2013-01-01..2013-02-28"
+    assert ("flight_features", "current") not in states
+    assert states["model", "other"] == "whole table"
+    assert "--select 'flight_features*' --partition-range 2013-01-01...2013-02-28" in found.stdout
+    restored, _ = run_code_in(code, env)
+    assert {n: c["miss"] for n, c in restored.items() if c["miss"]} == {
+        "flight_features": 59,
+        "training_dataset": 1,
+        "model": 1,
+        "evaluation_report": 1,
+        "registry_entry": 1,
+    }
+    clean = code_versions_in(code, env, "--check")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert " other " not in clean.stdout
+
+
+def code_versions_in(code: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """`trainflow code-versions` importing trainflow from `code`."""
+    return subprocess.run(
+        [sys.executable, "-c", "from trainflow.cli import main; main()", "code-versions", *args],
+        env={**env, "PYTHONPATH": str(code / "src")},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
 
 def test_hyperparameter_change_recomputes_model_and_downstream_only(
     settings, tmp_path: Path

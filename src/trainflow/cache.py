@@ -38,6 +38,9 @@ CODE_VERSION_COLUMN = "_code_version"
 # ... and the Delta version of the upstream table it was computed from (null for
 # raw_snapshot, whose source is the warehouse): the chain `reproduce --from-raw` walks back.
 UPSTREAM_VERSION_COLUMN = "_upstream_version"
+# Every Delta commit an asset writes carries the asset's code version in its commit info,
+# so a whole (unpartitioned) table also says which code wrote it (`trainflow code-versions`).
+CODE_VERSION_COMMIT_KEY = "trainflow.code_version"
 BOOKKEEPING_COLUMNS = (
     CACHE_KEY_COLUMN,
     CONTENT_HASH_COLUMN,

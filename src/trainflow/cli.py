@@ -103,6 +103,61 @@ def status() -> None:
     click.echo(f"dagster UI   {dev}, then http://127.0.0.1:3000")
 
 
+@main.command("code-versions")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Exit non-zero if any stored output was computed by another code version.",
+)
+def code_versions(check: bool) -> None:
+    """Which code version computed what each lake table holds, against the current code.
+
+    After a bad pipeline version is rolled back, its outputs show as `other`: they are
+    cache misses for the restored code, so the next run over those days recomputes them
+    (docs/deploy.md, "Rolling back a bad pipeline change").
+    """
+    import dagster as dg
+
+    from trainflow.definitions import defs
+    from trainflow.lake.delta_lake import DeltaLake
+    from trainflow.lineage import stored_code_versions
+
+    settings = Settings.from_env()
+    graph = defs.resolve_asset_graph()
+    lake = DeltaLake(settings.lake_uri, settings.storage_options)
+    click.echo(f"lake {settings.lake_uri}")
+    others = 0
+    for table in LAKE_TABLES:
+        key = dg.AssetKey(table)
+        current = graph.get(key).code_version if graph.has(key) else None
+        stored = stored_code_versions(lake, table)
+        if not stored or current is None:
+            # Missing, or written by another asset (quarantine_flights: validated_flights).
+            click.echo(
+                f"  {table:<18} -" + ("" if not stored else "  (no code version of its own)")
+            )
+            continue
+        for entry in stored:
+            is_current = entry.code_version == current
+            others += 0 if is_current else 1
+            state = "current" if is_current else "other"
+            where = (
+                f"{len(entry.days)} days {entry.days[0]}..{entry.days[-1]}"
+                if entry.days
+                else "whole table"
+            )
+            click.echo(f"  {table:<18} {entry.code_version[:16]:<16} {state:<8} {where}")
+            if state == "other" and entry.days:
+                click.echo(
+                    "    recompute: dagster asset materialize -m trainflow.definitions "
+                    f"--select '{table}*' --partition-range {entry.days[0]}...{entry.days[-1]}"
+                )
+    if check and others:
+        raise click.ClickException(
+            f"{others} stored output(s) were computed by a code version other than the current"
+        )
+
+
 @main.command()
 @click.argument("run", required=False)
 @click.option(

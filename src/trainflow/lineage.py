@@ -11,9 +11,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from trainflow.cache import CONTENT_HASH_COLUMN, UPSTREAM_VERSION_COLUMN
+from trainflow.cache import (
+    CODE_VERSION_COLUMN,
+    CODE_VERSION_COMMIT_KEY,
+    CONTENT_HASH_COLUMN,
+    UPSTREAM_VERSION_COLUMN,
+)
 from trainflow.lake.delta_lake import DeltaLake
 
 
@@ -69,3 +75,35 @@ def upstream_lineage(
         "raw_snapshot": {"versions": raw},
         "unrecorded_feature_days": unrecorded,
     }
+
+
+@dataclass(frozen=True)
+class StoredCode:
+    """What one code version of an asset left in the lake: the days of a daily table it
+    computed (`days` empty for a whole table, written as one)."""
+
+    code_version: str
+    days: tuple[dt.date, ...] = ()
+
+
+def stored_code_versions(lake: DeltaLake, table: str) -> list[StoredCode]:
+    """Which code versions computed what is in `table` now: per day for a daily table (its
+    `_code_version` column), else the code version stamped on the commit of its current
+    Delta version ("unknown" where neither was recorded). Empty for a missing table.
+
+    After a bad pipeline version is rolled back, these are the outputs it left: each is a
+    cache miss for the restored code (its key holds the code version), so the next run over
+    those days recomputes them, and readers refuse to mix them with the restored ones.
+    """
+    version = lake.version(table)
+    if version is None:
+        return []
+    scan = lake.scan(table)
+    if CODE_VERSION_COLUMN in scan.collect_schema().names():
+        pairs = scan.select("day", CODE_VERSION_COLUMN).unique().collect()
+        by_version: dict[str, list[dt.date]] = {}
+        for day, code in pairs.iter_rows():
+            by_version.setdefault(code or "unknown", []).append(day)
+        return [StoredCode(code, tuple(sorted(days))) for code, days in sorted(by_version.items())]
+    code = lake.commit_metadata(table, version).get(CODE_VERSION_COMMIT_KEY, "unknown")
+    return [StoredCode(code)]

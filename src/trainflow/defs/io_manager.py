@@ -27,6 +27,7 @@ from trainflow.cache import (
     BOOKKEEPING_COLUMNS,
     CACHE_KEY_COLUMN,
     CODE_VERSION_COLUMN,
+    CODE_VERSION_COMMIT_KEY,
     CONTENT_HASH_COLUMN,
     UPSTREAM_VERSION_COLUMN,
     stable_hash,
@@ -104,8 +105,14 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
                 {"delta_version": lake.version(table), "dagster/uri": lake.table_uri(table)}
             )
             return
+        code_version = context.asset_spec.code_version if context.has_asset_key else None
+        stamp = {CODE_VERSION_COMMIT_KEY: code_version} if code_version else {}
         result = lake.write(
-            table, output.frame, window, days=output.days, commit_metadata=output.commit_metadata
+            table,
+            output.frame,
+            window,
+            days=output.days,
+            commit_metadata={**stamp, **output.commit_metadata},
         )
         data_columns = {
             k: v for k, v in output.frame.schema.items() if k not in BOOKKEEPING_COLUMNS
