@@ -33,13 +33,11 @@ from dagster._core.test_utils import create_run_for_test, instance_for_test
 from dagster._grpc.types import ExecuteStepArgs
 from dagster_k8s import k8s_job_executor
 
+from tests.deploy.helpers import KUBERNETES_VERSIONS, validate_kubernetes
 from trainflow.definitions import build_definitions
 from trainflow.defs import pods
 from trainflow.settings import Settings
 
-# The oldest Kubernetes minor version trainflow supports; kubernetes-validate ships schemas
-# per version, and a manifest valid for the oldest is valid for the newer ones we deploy on.
-KUBERNETES_VERSION = "1.30"
 NAMESPACE = "trainflow"
 # Pinned by digest, as docs/deploy.md asks of every deployment.
 IMAGE = "registry.example.com/trainflow@sha256:" + "0" * 64
@@ -186,12 +184,13 @@ def test_every_step_has_a_row_in_the_pod_table(step_jobs: dict[str, dict[str, An
     assert set(pods.STEP_POD_SIZE.values()) <= set(pods.POD_SIZES)
 
 
-def test_every_job_is_valid_kubernetes(step_jobs: dict[str, dict[str, Any]]) -> None:
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_every_job_is_valid_kubernetes(step_jobs: dict[str, dict[str, Any]], version) -> None:
     for step, job in step_jobs.items():
         try:
-            kubernetes_validate.validate(job, KUBERNETES_VERSION, strict=True)
+            validate_kubernetes(job, version)
         except kubernetes_validate.ValidationError as error:
-            pytest.fail(f"the Job of step {step} is not valid Kubernetes: {error}")
+            pytest.fail(f"the Job of step {step} is not valid Kubernetes {version}: {error}")
 
 
 def test_resources_follow_the_table(step_jobs: dict[str, dict[str, Any]]) -> None:
