@@ -25,7 +25,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 # store because it otherwise reads its own bundled copy and would ignore them.
 COPY deploy/image/extra-ca/ /usr/local/share/ca-certificates/extra/
 RUN if ls /usr/local/share/ca-certificates/extra/*.crt >/dev/null 2>&1; then \
-        update-ca-certificates >/dev/null; fi
+        update-ca-certificates >/dev/null 2>&1; fi
 ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt
 
 # The runtime dependencies, hash-pinned: this layer is rebuilt only when a lock changes.
@@ -79,8 +79,8 @@ LABEL org.opencontainers.image.title="trainflow" \
 RUN if ! ldconfig -p | grep -q 'libgomp\.so\.1'; then \
         apt-get update -qq && apt-get install -y -qq --no-install-recommends libgomp1 >/dev/null \
      && rm -rf /var/lib/apt/lists/*; fi \
- && groupadd --system --gid 10001 trainflow \
- && useradd --system --uid 10001 --gid 10001 --home-dir /tmp --no-create-home \
+ && groupadd --gid 10001 trainflow \
+ && useradd --uid 10001 --gid 10001 --home-dir /tmp --no-create-home \
         --shell /usr/sbin/nologin trainflow \
  && mkdir -p /var/lib/trainflow /opt/dagster/dagster_home \
  && chown 10001:10001 /var/lib/trainflow /opt/dagster/dagster_home
