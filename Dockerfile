@@ -2,14 +2,15 @@
 # (`dagster api grpc -m trainflow.definitions`), and its run and step pods
 # (`dagster api execute_run` / `execute_step`) run from the same image. docs/deploy.md.
 #
-#   make image                    # podman build, BASE_IMAGE=python:3.11-slim-bookworm
+#   make image                    # podman build on the official python:3.11-slim-bookworm
 #   make image-base image BASE_IMAGE=localhost/trainflow-base:bookworm   # no registry
 #
 # Build arguments: BASE_IMAGE (any Debian-like image with python3.11 and python3 -m venv),
 # WITH_TORCH=1 (the `torch` extra; TORCH_INDEX_URL may name a CPU wheel index, and wheels
 # in deploy/image/wheels/ are used first), GIT_COMMIT (baked into the package's
 # BUILD_COMMIT for run manifests; empty for a dirty tree) and VERSION (a label).
-ARG BASE_IMAGE=python:3.11-slim-bookworm
+# Fully qualified: podman refuses an unqualified short name without a terminal to ask on.
+ARG BASE_IMAGE=docker.io/library/python:3.11-slim-bookworm
 
 # ---------------------------------------------------------------------------------------
 # deps: the virtual environment with the runtime dependencies only. Its layers change only

@@ -86,7 +86,7 @@ lock:
 # selects runc and fixed ulimits where podman's defaults fail (a nested container).
 CONTAINER_TOOL ?= podman
 IMAGE ?= trainflow:dev
-BASE_IMAGE ?= python:3.11-slim-bookworm
+BASE_IMAGE ?= docker.io/library/python:3.11-slim-bookworm
 DEBIAN_BASE_IMAGE ?= localhost/trainflow-base:bookworm
 WITH_TORCH ?= 0
 TORCH_INDEX_URL ?=
