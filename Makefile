@@ -7,7 +7,8 @@ export DAGSTER_HOME ?= $(TRAINFLOW_HOME)/dagster
 export PYTHONWARNINGS ?= ignore::DeprecationWarning,ignore::UserWarning
 FULL_YEAR := 2013-01-01...2013-12-31
 
-.PHONY: help install pipeline land materialize dev status test lint typecheck unit bench-cache wheel lock clean
+.PHONY: help install pipeline land materialize dev status test lint typecheck unit bench-cache wheel lock clean \
+	image image-base image-test
 
 help:
 	@echo "make pipeline   install, land all of 2013, materialize every asset (local profile)"
@@ -16,6 +17,9 @@ help:
 	@echo "make status     where the lake, the model, the report and the registry are"
 	@echo "make bench-cache  cold run vs warm re-run of the full year (prints timings)"
 	@echo "make wheel      build dist/trainflow-*.whl, configs and dbt project bundled (docs/profiles.md)"
+	@echo "make image      build the container image $(IMAGE) with $(CONTAINER_TOOL) (docs/deploy.md)"
+	@echo "make image-test run the image read-only as its non-root user: CLI, definitions, one asset"
+	@echo "make image-base a python3.11 base image from Debian packages, for hosts without a registry"
 	@echo "make lock       re-resolve the locks from pyproject.toml (needs uv): dev+runtime, runtime only (the image)"
 
 install: $(VENV)/.installed
@@ -76,6 +80,37 @@ lock:
 	  --python-platform x86_64-manylinux_2_28 -c requirements.lock -o requirements-runtime.lock
 	uv pip compile requirements-bootstrap.in --generate-hashes --python-version 3.11 \
 	  -o requirements-bootstrap.lock
+
+# The container image (Dockerfile, docs/deploy.md). A dirty tree bakes no commit: the
+# image's code would not be that commit's. CONTAINERS_CONF=deploy/image/containers.conf
+# selects runc and fixed ulimits where podman's defaults fail (a nested container).
+CONTAINER_TOOL ?= podman
+IMAGE ?= trainflow:dev
+BASE_IMAGE ?= docker.io/library/python:3.11-slim-bookworm
+DEBIAN_BASE_IMAGE ?= localhost/trainflow-base:bookworm
+WITH_TORCH ?= 0
+TORCH_INDEX_URL ?=
+# A PEM bundle the builder stage must trust to reach the package index (a TLS proxy).
+EXTRA_CA ?=
+IMAGE_BUILD_FLAGS ?=
+GIT_COMMIT ?= $(shell git status --porcelain --untracked-files=no 2>/dev/null | grep -q . || git rev-parse HEAD 2>/dev/null)
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+
+image:
+	@if [ -z "$(GIT_COMMIT)" ]; then echo "image: uncommitted changes (dirty tree): no commit is baked into $(IMAGE)"; fi
+	@if [ -n "$(EXTRA_CA)" ]; then cp "$(EXTRA_CA)" deploy/image/extra-ca/extra.crt; fi
+	@start=$$(date +%s); \
+	$(CONTAINER_TOOL) build $(IMAGE_BUILD_FLAGS) -t $(IMAGE) \
+	  --build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg GIT_COMMIT=$(GIT_COMMIT) \
+	  --build-arg VERSION=$(VERSION) --build-arg WITH_TORCH=$(WITH_TORCH) \
+	  --build-arg TORCH_INDEX_URL=$(TORCH_INDEX_URL) . \
+	  && echo "image: built $(IMAGE) in $$(( $$(date +%s) - start )) s"
+
+image-base:
+	CONTAINER_TOOL=$(CONTAINER_TOOL) BASE_TAG=$(DEBIAN_BASE_IMAGE) deploy/image/debian-base.sh
+
+image-test:
+	CONTAINER_TOOL=$(CONTAINER_TOOL) EXPECT_COMMIT=$(GIT_COMMIT) deploy/image/image-test.sh $(IMAGE)
 
 clean:
 	rm -rf $(TRAINFLOW_HOME) dbt_project/target dbt_project/logs

@@ -19,10 +19,12 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import BIN, REPO_ROOT
 from trainflow import settings
 from trainflow.manifest import git_state
-from trainflow.packaging import build_wheel, clean_commit
+from trainflow.packaging import PackagingError, build_commit, build_wheel, clean_commit
 
 DBT_MODELS = [
     "stg_flights",
@@ -176,3 +178,38 @@ def test_an_installed_package_never_asks_git(tmp_path: Path) -> None:
     assert git_state(None, "abc123") == {"commit": "abc123", "dirty": False, "source": "image"}
     assert git_state(None) == {"commit": "unknown", "dirty": None, "source": "none"}
     assert git_state(REPO_ROOT)["source"] == "git"
+
+
+def git(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        capture_output=True, text=True, check=True, timeout=30,
+    )  # fmt: skip
+    return done.stdout.strip()
+
+
+def test_commit_option_names_the_commit_only_where_git_cannot(tmp_path: Path) -> None:
+    """`--commit` (an image's GIT_COMMIT) is what a copy without .git bakes; in a checkout
+    git decides, and a `--commit` contradicting a clean HEAD is refused. No wheel is built."""
+    copy = tmp_path / "context"
+    copy.mkdir()
+    assert build_commit(copy, "ABCDEF1234") == "abcdef1234"
+    assert build_commit(copy, None) is None
+    with pytest.raises(PackagingError, match="not a git commit"):
+        build_commit(copy, "dirty")
+
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    git(checkout, "init", "-q")
+    (checkout / "f.txt").write_text("one\n")
+    git(checkout, "add", "f.txt")
+    git(checkout, "commit", "-q", "-m", "one")
+    head = git(checkout, "rev-parse", "HEAD")
+    assert build_commit(checkout, None) == head
+    assert build_commit(checkout, head) == head
+    assert build_commit(checkout, head[:12]) == head
+    with pytest.raises(PackagingError, match="disagrees"):
+        build_commit(checkout, "0" * 40)
+    # Uncommitted changes: the code is no commit's, whatever --commit says.
+    (checkout / "f.txt").write_text("two\n")
+    assert build_commit(checkout, head) is None

@@ -6,7 +6,10 @@ dbt project with its manifest parsed at build time (loading the code location th
 nothing and writes nothing), and requirements.lock (a run manifest records its hash). A
 clean checkout also writes its commit into BUILD_COMMIT; one with uncommitted changes
 writes none, since the package's code is not that commit's (TRAINFLOW_GIT_COMMIT can
-still name one at run time).
+still name one at run time). A copy without git (an image's build context has no .git)
+takes the commit from `--commit SHA`, which the image build passes from its GIT_COMMIT
+argument; in a git checkout git decides, and a `--commit` naming another commit than a
+clean HEAD is refused.
 
 The wheel is built from a copy of the checkout in a temporary folder, so the bundled copies
 never appear in `src/trainflow/` (where they could be mistaken for the repository's files)
@@ -18,6 +21,7 @@ setuptools.
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import subprocess
 import sys
@@ -53,9 +57,36 @@ def clean_commit(repo: Path) -> str | None:
     return state["commit"] if state["source"] == "git" and not state["dirty"] else None
 
 
-def stage(tree: Path) -> Path:
+# A full or abbreviated git object name (SHA-1 or SHA-256).
+_COMMIT = re.compile(r"[0-9a-f]{7,64}")
+
+
+def build_commit(repo: Path, given: str | None = None) -> str | None:
+    """The commit to write into BUILD_COMMIT, if any.
+
+    A git checkout decides by itself (HEAD when clean, none when dirty): `given` may only
+    repeat a clean HEAD, since a wheel labelled with another commit would make every run
+    manifest lie. Without git (a container build context) `given` is trusted: the one who
+    copied the files knows which commit they are, and git cannot say."""
+    if given is not None:
+        given = given.strip().lower()
+        if not _COMMIT.fullmatch(given):
+            raise PackagingError(f"--commit {given!r} is not a git commit (7-64 hex digits)")
+    state = git_state(repo)
+    if state["source"] != "git":
+        return given
+    if state["dirty"]:
+        return None
+    head = str(state["commit"])
+    if given is not None and not head.startswith(given):
+        raise PackagingError(f"--commit {given} disagrees with the checkout's clean HEAD {head}")
+    return head
+
+
+def stage(tree: Path, commit: str | None = None) -> Path:
     """Copy the checkout's build inputs into `tree` with the project files bundled into the
-    package and the dbt manifest parsed; returns the bundle folder."""
+    package and the dbt manifest parsed; `commit` (`build_commit`'s) goes into BUILD_COMMIT.
+    Returns the bundle folder."""
     repo = _checkout()
     for name in BUILD_FILES:
         shutil.copy2(repo / name, tree / name)
@@ -78,18 +109,19 @@ def stage(tree: Path) -> Path:
         if path != manifest:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     shutil.rmtree(bundle / "dbt_project" / "logs", ignore_errors=True)
-    commit = clean_commit(repo)
     if commit:
         (package / BUILD_COMMIT_FILE.name).write_text(commit + "\n")
     return bundle
 
 
-def build_wheel(out: Path) -> Path:
-    """Build trainflow's wheel into `out`; returns its path."""
+def build_wheel(out: Path, commit: str | None = None) -> Path:
+    """Build trainflow's wheel into `out`; returns its path. `commit`: what `--commit` gave
+    (`build_commit` decides whether it is used)."""
+    baked = build_commit(_checkout(), commit)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="trainflow-wheel-") as folder:
         tree = Path(folder)
-        stage(tree)
+        stage(tree, baked)
         built = tree / "dist"
         done = subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-index",
@@ -107,11 +139,21 @@ def build_wheel(out: Path) -> Path:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--out", type=Path, default=Path("dist"), help="folder for the wheel")
+    parser.add_argument(
+        "--commit",
+        help="the commit of a copy without git (an image build); a git checkout decides itself",
+    )
     args = parser.parse_args(argv)
-    wheel = build_wheel(args.out.resolve())
+    try:
+        commit = build_commit(_checkout(), args.commit or None)
+        wheel = build_wheel(args.out.resolve(), args.commit or None)
+    except PackagingError as exc:
+        parser.exit(1, f"error: {exc}\n")
     print(f"built {wheel}")
-    if clean_commit(_checkout()) is None:
-        print("note: uncommitted changes (or no git), so the wheel carries no BUILD_COMMIT")
+    if commit is None:
+        print("note: uncommitted changes (or no git and no --commit): no BUILD_COMMIT in the wheel")
+    else:
+        print(f"BUILD_COMMIT {commit}")
 
 
 if __name__ == "__main__":
