@@ -8,7 +8,7 @@ export PYTHONWARNINGS ?= ignore::DeprecationWarning,ignore::UserWarning
 FULL_YEAR := 2013-01-01...2013-12-31
 
 .PHONY: help install pipeline land materialize dev status test lint typecheck unit bench-cache wheel lock clean \
-	image image-base image-test
+	image image-base image-test image-ci
 
 help:
 	@echo "make pipeline   install, land all of 2013, materialize every asset (local profile)"
@@ -20,6 +20,7 @@ help:
 	@echo "make image      build the container image $(IMAGE) with $(CONTAINER_TOOL) (docs/deploy.md)"
 	@echo "make image-test run the image read-only as its non-root user: CLI, definitions, one asset"
 	@echo "make image-base a python3.11 base image from Debian packages, for hosts without a registry"
+	@echo "make image-ci   what CI runs after the tests: podman if missing, image-base, image, image-test"
 	@echo "make lock       re-resolve the locks from pyproject.toml (needs uv): dev+runtime, runtime only (the image)"
 
 install: $(VENV)/.installed
@@ -111,6 +112,11 @@ image-base:
 
 image-test:
 	CONTAINER_TOOL=$(CONTAINER_TOOL) EXPECT_COMMIT=$(GIT_COMMIT) deploy/image/image-test.sh $(IMAGE)
+
+# What .ci/run does after the tests: podman from Debian if missing, a Debian base, the image,
+# image-test (about 5 minutes).
+image-ci:
+	deploy/image/ci.sh
 
 clean:
 	rm -rf $(TRAINFLOW_HOME) dbt_project/target dbt_project/logs
