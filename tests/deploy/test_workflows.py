@@ -59,8 +59,9 @@ def test_ci_runs_the_readme_test_command_against_postgresql() -> None:
     ci = yaml.safe_load((WORKFLOWS / "ci.yml").read_text())
     test = ci["jobs"]["test"]
     assert "postgres" in test["services"]
-    assert any(step.get("run") == "bash .ci/run" for step in test["steps"])
-    assert "make test" in (REPO_ROOT / ".ci" / "run").read_text()
+    assert any(step.get("run") == "bash .ci/run tests" for step in test["steps"])
+    ci_run = (REPO_ROOT / ".ci" / "run").read_text()
+    assert "make test" in ci_run and "make image-ci" in ci_run
     assert "make test" in (REPO_ROOT / "README.md").read_text()
     image = [step.get("run") for step in ci["jobs"]["image"]["steps"]]
     assert "make image" in image and "make image-test" in image
