@@ -7,7 +7,7 @@ export DAGSTER_HOME ?= $(TRAINFLOW_HOME)/dagster
 export PYTHONWARNINGS ?= ignore::DeprecationWarning,ignore::UserWarning
 FULL_YEAR := 2013-01-01...2013-12-31
 
-.PHONY: help install pipeline land materialize dev status test lint typecheck unit bench-cache wheel lock clean \
+.PHONY: help install pipeline land materialize dev status test lint typecheck unit bench-cache bench-pods wheel lock clean \
 	image image-base image-test image-ci
 
 help:
@@ -16,6 +16,7 @@ help:
 	@echo "make dev        serve the Dagster UI on http://127.0.0.1:3000"
 	@echo "make status     where the lake, the model, the report and the registry are"
 	@echo "make bench-cache  cold run vs warm re-run of the full year (prints timings)"
+	@echo "make bench-pods   each step's peak memory over the full year against its pod size"
 	@echo "make wheel      build dist/trainflow-*.whl, configs and dbt project bundled (docs/profiles.md)"
 	@echo "make image      build the container image $(IMAGE) with $(CONTAINER_TOOL) (docs/deploy.md)"
 	@echo "make image-test run the image read-only as its non-root user: CLI, definitions, one asset"
@@ -69,6 +70,10 @@ test: lint typecheck unit
 
 bench-cache: install
 	$(BIN)/python benchmarks/cache_rerun.py
+
+# Each step's peak memory over all of 2013 against its pod size (src/trainflow/defs/pods.py).
+bench-pods: install
+	$(BIN)/python benchmarks/step_memory.py
 
 # Bundles configs/, dbt_project/ (manifest parsed) and the lock; builds offline, no isolation.
 wheel: install

@@ -66,7 +66,7 @@ def main() -> None:
             shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster")
             mode_env = {**env, "TRAINFLOW_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
             settings = Settings.from_env(mode_env)
-            landing.land(settings.warehouse_path, landing.plan_days([], through=args.through))
+            landing.land(settings.warehouse_url, landing.plan_days([], through=args.through))
             if mode == "cli":
                 cold, warm = cli_run(mode_env, args.through), cli_run(mode_env, args.through)
                 results[mode] = (cold, warm, None)

@@ -109,6 +109,6 @@ def test_library_upgrade_and_human_bump_change_the_version() -> None:
 def test_a_resized_pod_changes_no_version(source_copy: Path) -> None:
     """Where a step runs (defs/pods.py) is not what it computes: no cache miss."""
     before = versions(source_copy)
-    edit(source_copy, Path("trainflow/defs/pods.py"), '"2", "6Gi", "4", "12Gi"',
+    edit(source_copy, Path("trainflow/defs/pods.py"), '"2", "3Gi", "2", "6Gi"',
          '"4", "16Gi", "8", "32Gi"')  # fmt: skip
     assert versions(source_copy) == before

@@ -60,29 +60,34 @@ TRAINING_TOLERATION = {
     "effect": "NoSchedule",
 }
 
+# Memory requests cover the peak of a whole-year run of the step with at least 20 % to
+# spare, limits are twice the requests. Peaks measured by `make bench-pods` (benchmarks/step_memory.py:
+# each step alone over all of 2013, one process, dbt's subprocess included), 2-core x86_64.
 POD_SIZES: dict[str, PodSize] = {
-    # Reads and writes one range of days through polars/DuckDB/dbt.
+    # dbt (the database does the work), the reference checks, the report, the registry.
     "small": PodSize("250m", "1Gi", "1", "2Gi"),
-    # Holds a year of flights with their feature columns in memory.
-    "medium": PodSize("1", "3Gi", "2", "6Gi"),
-    # LightGBM over the training window (threads = CPU limit).
+    # A year of flights in memory: snapshots, validation, features, the training dataset.
+    "medium": PodSize("1", "2560Mi", "2", "5Gi"),
+    # LightGBM: CPU-bound with `model.num_threads` threads (2 in configs/, fixed for
+    # determinism), so exactly two cores; memory modest. On the training pool.
     "large": PodSize(
-        "2", "6Gi", "4", "12Gi", node_selector=TRAINING_POOL, tolerations=(TRAINING_TOLERATION,)
+        "2", "3Gi", "2", "6Gi", node_selector=TRAINING_POOL, tolerations=(TRAINING_TOLERATION,)
     ),
 }
 
-# Every step (an asset, or the reference tables' checks) and its pod size: the one table to edit (a test fails on a step that
-# is missing here, or on a name here that is not a step).
+# Every step (an asset, or the reference tables' checks) and its pod size, with its
+# measured whole-year peak: the one table to edit (a test fails on a step missing here, or
+# on a name here that is not a step).
 STEP_POD_SIZE: dict[str, str] = {
-    "warehouse_models": "small",  # dbt build: the database does the work
-    "reference_table_contracts": "small",  # checks of the reference tables, in SQL
-    "raw_snapshot": "small",
-    "validated_flights": "small",
-    "flight_features": "medium",
-    "training_dataset": "medium",
-    "model": "large",
-    "evaluation_report": "medium",
-    "registry_entry": "small",
+    "warehouse_models": "small",  # 587 MiB with the reference checks (dbt build)
+    "reference_table_contracts": "small",  # runs with the dbt models it checks
+    "raw_snapshot": "medium",  # 1,676 MiB
+    "validated_flights": "medium",  # 1,665 MiB
+    "flight_features": "medium",  # 1,741 MiB
+    "training_dataset": "medium",  # 1,126 MiB
+    "model": "large",  # 854 MiB, all cores
+    "evaluation_report": "small",  # 734 MiB
+    "registry_entry": "small",  # 584 MiB
 }
 
 # Per run: at most this many step pods at once, and one `large` pod.
