@@ -20,12 +20,15 @@ from __future__ import annotations
 import copy
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import kubernetes
 import pytest
+import yaml
 from dagster_k8s.container_context import K8sContainerContext
 from dagster_k8s.job import (
     DagsterK8sJobConfig,
@@ -349,3 +352,40 @@ def test_a_step_job_built_by_dagster_k8s_is_valid_and_hardened(version) -> None:
         "key": "postgresql-password",
     }
     assert job["metadata"]["labels"]["app.kubernetes.io/component"] == "step_worker"
+
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+def dagster_values_for(*args: str) -> subprocess.CompletedProcess[str]:
+    """`deploy/dagster_values.py` as docs/deploy.md has an operator run it."""
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "deploy" / "dagster_values.py"), *args],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_the_values_of_one_deployment_keep_the_code_location_whole() -> None:
+    """Filling in the image and database keeps every other setting (a second -f file would
+    replace the deployments list), pins the digest, and stays inside the chart's keys."""
+    done = dagster_values_for(
+        "--image", f"registry.example.com/trainflow:abc1234@{DIGEST}", "--db-host", "pg.data.svc"
+    )
+    assert done.returncode == 0, done.stderr
+    values = yaml.safe_load(done.stdout)
+    assert schema_errors(values) == []
+    [location] = values["dagster-user-deployments"]["deployments"]
+    assert location["image"]["repository"] == "registry.example.com/trainflow"
+    assert location["image"]["tag"] == f"abc1234@{DIGEST}"
+    assert {k: v for k, v in location.items() if k != "image"} == {
+        k: v for k, v in LOCATION.items() if k != "image"
+    }
+    assert values["postgresql"]["postgresqlHost"] == "pg.data.svc"
+    assert values["runLauncher"] == VALUES["runLauncher"]
+    assert "&" not in done.stdout and "*trainflow" not in done.stdout  # written out in full
+
+
+def test_an_image_without_a_digest_is_refused() -> None:
+    done = dagster_values_for("--image", "registry.example.com/trainflow:latest", "--db-host", "h")
+    assert done.returncode == 2
+    assert "not pinned by digest" in done.stderr
