@@ -204,10 +204,7 @@ def test_a_real_feature_code_edit_recomputes_features_and_downstream_only(
     edited, _ = run_code_in(code, env)
     assert {n: c["miss"] for n, c in edited.items() if c["miss"]} == {
         "flight_features": 31,
-        "training_dataset": 1,
-        "model": 1,
-        "evaluation_report": 1,
-        "registry_entry": 1,
+        **{n: 1 for n in NAMES[3:]},
     }
     assert edited["raw_snapshot"]["hit"] == edited["validated_flights"]["hit"] == 59
     assert edited["flight_features"]["hit"] == 28  # February, computed by the edited code
@@ -228,10 +225,7 @@ def test_a_real_feature_code_edit_recomputes_features_and_downstream_only(
     restored, _ = run_code_in(code, env)
     assert {n: c["miss"] for n, c in restored.items() if c["miss"]} == {
         "flight_features": 59,
-        "training_dataset": 1,
-        "model": 1,
-        "evaluation_report": 1,
-        "registry_entry": 1,
+        **{n: 1 for n in NAMES[3:]},
     }
     clean = code_versions_in(code, env, "--check")
     assert clean.returncode == 0, clean.stdout + clean.stderr

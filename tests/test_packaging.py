@@ -24,7 +24,7 @@ import pytest
 from tests.conftest import BIN, REPO_ROOT
 from trainflow import settings
 from trainflow.manifest import git_state
-from trainflow.packaging import PackagingError, build_commit, build_wheel, clean_commit
+from trainflow.packaging import PackagingError, build_commit, build_wheel
 
 DBT_MODELS = [
     "stg_flights",
@@ -153,7 +153,7 @@ def test_the_installed_wheel_runs_outside_the_repository(tmp_path: Path) -> None
     assert Path(facts["lock"]) == package / "bundled" / "requirements.lock"
     assert sha256(Path(facts["lock"])) == sha256(REPO_ROOT / "requirements.lock")
     # A clean checkout's wheel names its commit; one built with uncommitted changes none.
-    assert facts["git_commit"] == clean_commit(REPO_ROOT)
+    assert facts["git_commit"] == build_commit(REPO_ROOT)
     assert set(DBT_MODELS) <= set(facts["assets"])
     assert facts["success"] and facts["built"] == sorted(DBT_MODELS)
     # dbt wrote its run artifacts under TRAINFLOW_HOME; nothing in the package or repository.

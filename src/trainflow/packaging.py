@@ -50,13 +50,6 @@ def _checkout() -> Path:
     return REPO_ROOT
 
 
-def clean_commit(repo: Path) -> str | None:
-    """HEAD's commit when the checkout has no uncommitted change to a tracked file (what
-    `git_state` calls clean), else None."""
-    state = git_state(repo)
-    return state["commit"] if state["source"] == "git" and not state["dirty"] else None
-
-
 # A full or abbreviated git object name (SHA-1 or SHA-256).
 _COMMIT = re.compile(r"[0-9a-f]{7,64}")
 
@@ -115,9 +108,9 @@ def stage(tree: Path, commit: str | None = None) -> Path:
 
 
 def build_wheel(out: Path, commit: str | None = None) -> Path:
-    """Build trainflow's wheel into `out`; returns its path. `commit`: what `--commit` gave
-    (`build_commit` decides whether it is used)."""
-    baked = build_commit(_checkout(), commit)
+    """Build trainflow's wheel into `out`, with `commit` in BUILD_COMMIT (what `build_commit`
+    decided; None: the checkout's own clean HEAD, if any); returns its path."""
+    baked = commit if commit is not None else build_commit(_checkout())
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="trainflow-wheel-") as folder:
         tree = Path(folder)
@@ -146,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         commit = build_commit(_checkout(), args.commit or None)
-        wheel = build_wheel(args.out.resolve(), args.commit or None)
+        wheel = build_wheel(args.out.resolve(), commit)
     except PackagingError as exc:
         parser.exit(1, f"error: {exc}\n")
     print(f"built {wheel}")

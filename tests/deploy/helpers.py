@@ -12,7 +12,8 @@ from typing import Any
 import kubernetes_validate
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import REPO_ROOT
+
 HELM_DIR = REPO_ROOT / "helm"
 CHART_DIR = HELM_DIR / "trainflow"
 DAGSTER_VALUES = HELM_DIR / "dagster-values.yaml"
