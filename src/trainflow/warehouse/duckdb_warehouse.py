@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -11,6 +12,11 @@ from typing import Any
 
 import duckdb
 import polars as pl
+
+from trainflow.warehouse.base import WarehouseUnavailableError
+
+# How long a writer waits for other processes' readers to let go of the file.
+WRITER_WAIT_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,12 @@ class DuckDBWarehouse:
                 f"warehouse {self.path} does not exist: run `trainflow land` first"
             )
         # read_only: any number of readers; the dbt step and landing are the writers.
-        with duckdb.connect(str(self.path), read_only=True) as conn:
+        try:
+            conn = duckdb.connect(str(self.path), read_only=True)
+        except duckdb.IOException as exc:
+            # DuckDB locks the whole file while a writer (landing, dbt) holds it: transient.
+            raise WarehouseUnavailableError(f"warehouse {self.path} is locked: {exc}") from exc
+        with conn:
             table = conn.sql(sql, params=list(params)).to_arrow_table()
         frame = pl.from_arrow(table)
         assert isinstance(frame, pl.DataFrame)
@@ -69,7 +80,7 @@ class DuckDBWarehouse:
     @contextmanager
     def transaction(self) -> Iterator[DuckDBWriter]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with duckdb.connect(str(self.path)) as conn:
+        with self._writer_connection() as conn:
             conn.execute("begin transaction")
             try:
                 yield DuckDBWriter(conn)
@@ -77,6 +88,21 @@ class DuckDBWarehouse:
             except BaseException:
                 conn.execute("rollback")
                 raise
+
+    def _writer_connection(self) -> duckdb.DuckDBPyConnection:
+        """A read-write connection, waiting out readers of other processes (the sensor's
+        tick, a snapshot's read) that hold the file for a moment; locked for longer than
+        WRITER_WAIT_SECONDS -> WarehouseUnavailableError."""
+        deadline = time.monotonic() + WRITER_WAIT_SECONDS
+        while True:
+            try:
+                return duckdb.connect(str(self.path))
+            except duckdb.IOException as exc:
+                if time.monotonic() > deadline:
+                    raise WarehouseUnavailableError(
+                        f"warehouse {self.path} stayed locked for {WRITER_WAIT_SECONDS} s: {exc}"
+                    ) from exc
+                time.sleep(0.2)
 
     def dbt_target(self) -> dict[str, Any]:
         return {"type": "duckdb", "path": str(self.path), "threads": 1}

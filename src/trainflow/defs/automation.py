@@ -1,0 +1,121 @@
+"""Runs nobody launches by hand: a sensor on the warehouse's days, and a weekly retrain.
+
+Why a sensor and not declarative automation (observable source assets plus automation
+conditions): "which days changed" is one warehouse query whose answer is a set of days,
+and what to run for it is a range per contiguous stretch (a restated day also recomputes
+the feature days whose look-back holds it). A sensor says that in one function, shows each
+tick's decision and cursor on its own page in the UI, and launches single runs over ranges
+(the assets' single-run backfill policy). Automation conditions would need an observation
+per partition (365 events per look) and decide per partition, not per range.
+
+Both kinds of run carry the tag `trainflow/automation`; the run queue (dagster.yaml) runs
+one such run at a time, so a retrain never reads features that a sensor run is rewriting,
+and two sensor runs never write the same partitions at once. Registration is serialized
+for every run by the `model_registry` pool. docs/automation.md explains it for operators.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import dagster as dg
+
+from trainflow.defs.evaluation import evaluation_report, registry_entry
+from trainflow.defs.features import flight_features
+from trainflow.defs.ingest import raw_snapshot, validated_flights
+from trainflow.defs.resources import WarehouseResource
+from trainflow.defs.training import model, training_dataset
+from trainflow.features.flights import LOOKBACK_DAYS
+from trainflow.warehouse.base import WarehouseUnavailableError
+from trainflow.warehouse.changes import (
+    ChangeSet,
+    Fingerprints,
+    affected_windows,
+    compare,
+    day_fingerprints,
+    dump_fingerprints,
+    load_fingerprints,
+)
+
+AUTOMATION_TAG = "trainflow/automation"
+# What a changed day needs: its snapshot, its validation (checks and quarantine included)
+# and the features of it and of the days whose windows hold it.
+DAILY_ASSETS = [raw_snapshot.key, validated_flights.key, flight_features.key]
+RETRAIN_ASSETS = [training_dataset.key, model.key, evaluation_report.key, registry_entry.key]
+
+
+def changed_day_requests(changes: ChangeSet, now: Fingerprints) -> list[dg.RunRequest]:
+    """One run per contiguous range of affected landed days, keyed by the fingerprints of
+    the changed days in it: the same change never yields a second run, a later restatement
+    of the same days does."""
+    requests = []
+    for window in affected_windows(changes.changed, now, LOOKBACK_DAYS):
+        changed = {
+            str(d): [now[d].rows, now[d].checksum] for d in window.days() if d in changes.changed
+        }
+        digest = hashlib.sha256(repr(sorted(changed.items())).encode()).hexdigest()[:16]
+        requests.append(
+            dg.RunRequest(
+                run_key=f"{window.first}...{window.last}@{digest}",
+                asset_selection=DAILY_ASSETS,
+                tags={
+                    "dagster/asset_partition_range_start": window.first.isoformat(),
+                    "dagster/asset_partition_range_end": window.last.isoformat(),
+                    AUTOMATION_TAG: "warehouse_days",
+                    "trainflow/changed_days": ",".join(changed)[:1000],
+                },
+            )
+        )
+    return requests
+
+
+@dg.sensor(
+    name="warehouse_days",
+    asset_selection=DAILY_ASSETS,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+)
+def warehouse_days_sensor(
+    context: dg.SensorEvaluationContext, warehouse: WarehouseResource
+) -> dg.SensorResult | dg.SkipReason:
+    """Snapshots, validates and featurizes every newly landed or restated day of raw.flights.
+
+    Each tick fingerprints every landed day (rows and a checksum, computed in the
+    warehouse) and compares them with the cursor, the fingerprints of the previous tick.
+    """
+    seen = load_fingerprints(context.cursor)
+    try:
+        now = day_fingerprints(warehouse.connect())
+    except WarehouseUnavailableError as exc:
+        # The cursor stays: the next tick sees the same change (a DuckDB file is locked
+        # while `trainflow land` writes it; a database may be restarting).
+        return dg.SkipReason(f"warehouse not readable now, will look again: {exc}")
+    changes = compare(seen, now)
+    requests = changed_day_requests(changes, now)
+    context.log.info(
+        f"warehouse_days: {changes.describe()}; {len(requests)} run(s): "
+        + ", ".join(str(r.run_key) for r in requests)
+    )
+    return dg.SensorResult(
+        run_requests=requests,
+        cursor=dump_fingerprints(now),
+        skip_reason=None if requests else f"no new or restated day ({len(now)} landed)",
+    )
+
+
+retrain_job = dg.define_asset_job(
+    "retrain",
+    selection=RETRAIN_ASSETS,
+    description="Dataset, model, evaluation and registration from the features in the lake.",
+    tags={AUTOMATION_TAG: "weekly_retrain"},
+)
+
+weekly_retrain = dg.ScheduleDefinition(
+    name="weekly_retrain",
+    job=retrain_job,
+    # Mondays 03:00 UTC. The configured windows decide what is trained on, not the date
+    # the schedule fires; an unchanged dataset is a cache hit end to end.
+    cron_schedule="0 3 * * 1",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+)

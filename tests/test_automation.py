@@ -1,0 +1,215 @@
+"""The warehouse sensor over several ticks on a real warehouse, and the weekly retrain.
+
+Ticks are evaluated as the daemon evaluates them (the sensor function with a context that
+carries the previous tick's cursor, against a Dagster instance); the daemon itself drives
+the sensor in tests/test_backfills.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from trainflow.definitions import defs
+from trainflow.defs.automation import (
+    AUTOMATION_TAG,
+    DAILY_ASSETS,
+    RETRAIN_ASSETS,
+    warehouse_days_sensor,
+)
+from trainflow.defs.resources import WarehouseResource
+from trainflow.lake.delta_lake import DayWindow
+from trainflow.warehouse import landing
+from trainflow.warehouse.base import warehouse_at
+from trainflow.warehouse.changes import (
+    ChangeSet,
+    DayFingerprint,
+    affected_windows,
+    compare,
+    day_fingerprints,
+    dump_fingerprints,
+    load_fingerprints,
+)
+
+D = dt.date
+
+
+class Ticks:
+    """Successive sensor ticks against one warehouse, the cursor carried between them."""
+
+    def __init__(self, url: str, instance: dg.DagsterInstance) -> None:
+        self.url = url
+        self.instance = instance
+        self.cursor: str | None = None
+        self.run_keys: list[str] = []
+
+    def tick(self) -> list[dg.RunRequest]:
+        context = dg.build_sensor_context(
+            instance=self.instance,
+            cursor=self.cursor,
+            resources={"warehouse": WarehouseResource(url=self.url)},
+            definitions=defs,
+        )
+        result = warehouse_days_sensor(context)
+        assert isinstance(result, dg.SensorResult)
+        self.cursor = result.cursor
+        requests = list(result.run_requests or [])
+        self.run_keys += [str(r.run_key) for r in requests]
+        return requests
+
+
+def ranges(requests: list[dg.RunRequest]) -> list[tuple[str, str]]:
+    return [
+        (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
+        for r in requests
+    ]
+
+
+LOCK_HOLDER = """
+import sys, time, duckdb
+conn = duckdb.connect(sys.argv[1])
+conn.execute("begin transaction")
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def restate_one_flight(url: str, day: dt.date) -> None:
+    """What a source team's correction looks like: one flight's delay changed in place."""
+    with warehouse_at(url).transaction() as tx:
+        tx.execute(
+            "update raw.flights set arr_delay = arr_delay + 7 "
+            "where flight_date = ? and flight = (select min(flight) from raw.flights "
+            "where flight_date = ? and arr_delay is not null)",
+            [day, day],
+        )
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "duckdb":
+        yield str(tmp_path / "warehouse.duckdb")
+    else:
+        yield request.getfixturevalue("postgres_url")
+
+
+def test_each_change_is_requested_once_over_many_ticks(warehouse_url, instance) -> None:
+    ticks = Ticks(warehouse_url, instance)
+    assert ticks.tick() == [] and ticks.cursor == "{}"  # nothing landed yet
+
+    landing.land(warehouse_url, [D(2013, 1, d) for d in (1, 2, 3)])
+    first = ticks.tick()
+    assert ranges(first) == [("2013-01-01", "2013-01-03")]
+    assert first[0].asset_selection == DAILY_ASSETS
+    assert first[0].tags[AUTOMATION_TAG] == "warehouse_days"
+    assert ticks.tick() == []  # the same state again: nothing
+
+    landing.land(warehouse_url, [D(2013, 1, 4), D(2013, 1, 5)])
+    assert ranges(ticks.tick()) == [("2013-01-04", "2013-01-05")]
+    assert ticks.tick() == []
+
+    landing.land(warehouse_url, [D(2013, 1, 2)])  # re-landed with the same rows
+    assert ticks.tick() == []
+
+    restate_one_flight(warehouse_url, D(2013, 1, 2))
+    # Its own day, and every landed feature day whose 28-day look-back holds it.
+    assert ranges(ticks.tick()) == [("2013-01-02", "2013-01-05")]
+    assert ticks.tick() == []
+
+    # A gap in the landed days splits a change set into ranges a run can cover.
+    landing.land(warehouse_url, [D(2013, 1, 9)])
+    restate_one_flight(warehouse_url, D(2013, 1, 3))
+    assert ranges(ticks.tick()) == [("2013-01-03", "2013-01-05"), ("2013-01-09", "2013-01-09")]
+    assert ticks.tick() == []
+
+    assert len(ticks.run_keys) == len(set(ticks.run_keys)) == 5
+    assert set(load_fingerprints(ticks.cursor)) == {D(2013, 1, d) for d in (1, 2, 3, 4, 5, 9)}
+
+
+def test_a_locked_warehouse_skips_the_tick_and_keeps_the_cursor(tmp_path, instance) -> None:
+    url = str(tmp_path / "warehouse.duckdb")
+    landing.land(url, [D(2013, 1, 1)])
+    ticks = Ticks(url, instance)
+    ticks.tick()
+    landing.land(url, [D(2013, 1, 2)])
+    # A writer in another process (as `trainflow land` is) holds DuckDB's file lock.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, url], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        context = dg.build_sensor_context(
+            instance=instance, cursor=ticks.cursor,
+            resources={"warehouse": WarehouseResource(url=url)},
+        )  # fmt: skip
+        skipped = warehouse_days_sensor(context)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert isinstance(skipped, dg.SkipReason)
+    assert "is locked" in str(skipped.skip_message)
+    assert ranges(ticks.tick()) == [("2013-01-02", "2013-01-02")]
+
+
+def test_fingerprints_are_the_same_on_both_warehouses(tmp_path, postgres_url) -> None:
+    """Row counts agree across kinds; each kind's checksum changes with any row's value."""
+    days = [D(2013, 3, 10), D(2013, 3, 11)]
+    duck = str(tmp_path / "warehouse.duckdb")
+    for url in (duck, postgres_url):
+        landing.land(url, days)
+    on_duck, on_postgres = (day_fingerprints(warehouse_at(u)) for u in (duck, postgres_url))
+    assert {d: f.rows for d, f in on_duck.items()} == {d: f.rows for d, f in on_postgres.items()}
+    assert all(f.rows > 900 for f in on_duck.values())
+    for url, before in ((duck, on_duck), (postgres_url, on_postgres)):
+        restate_one_flight(url, days[1])
+        after = day_fingerprints(warehouse_at(url))
+        assert compare(before, after) == ChangeSet(restated=(days[1],))
+        assert after[days[1]].rows == before[days[1]].rows
+
+
+def test_affected_windows_cover_the_lookback_and_split_at_gaps() -> None:
+    landed = [D(2013, 1, 1) + dt.timedelta(i) for i in range(60) if i != 40]
+    windows = affected_windows([D(2013, 1, 20)], landed, lookback_days=28)
+    assert windows == [
+        DayWindow(D(2013, 1, 20), D(2013, 2, 9)),
+        DayWindow(D(2013, 2, 11), D(2013, 2, 17)),
+    ]
+    assert affected_windows([], landed, 28) == []
+
+
+def test_the_cursor_round_trips() -> None:
+    prints = {D(2013, 1, 2): DayFingerprint(943, "54"), D(2013, 1, 1): DayFingerprint(842, "48")}
+    assert load_fingerprints(dump_fingerprints(prints)) == prints
+    assert compare({}, prints) == ChangeSet(new=(D(2013, 1, 1), D(2013, 1, 2)))
+    assert compare(prints, {}) == ChangeSet(removed=(D(2013, 1, 1), D(2013, 1, 2)))
+
+
+def test_the_weekly_retrain_and_the_sensor_share_one_run_queue_slot() -> None:
+    schedule = defs.get_schedule_def("weekly_retrain")
+    job = defs.resolve_job_def("retrain")
+    assert schedule.job_name == "retrain"
+    assert job.tags[AUTOMATION_TAG] == "weekly_retrain"
+    assert set(job.asset_layer.selected_asset_keys) == set(RETRAIN_ASSETS)
+    # The sensor's runs never write what the retrain writes, and registration stays in its pool.
+    assert not set(DAILY_ASSETS) & set(RETRAIN_ASSETS)
+    registry = defs.resolve_assets_def("registry_entry")
+    assert registry.op.pool == "model_registry"
+    import yaml
+
+    from tests.conftest import REPO_ROOT
+
+    for name in ("dagster.yaml", "dagster.prod.yaml"):
+        limits = yaml.safe_load((REPO_ROOT / name).read_text())["concurrency"]["runs"]
+        assert {"key": AUTOMATION_TAG, "limit": 1} in limits["tag_concurrency_limits"], name
