@@ -169,7 +169,8 @@ def test_a_checkout_reads_the_repository_files_not_a_bundled_copy() -> None:
     assert settings.DBT_PROJECT_DIR == REPO_ROOT / "dbt_project"
     assert settings.DEFAULT_CONFIG == REPO_ROOT / "configs" / "experiment.yaml"
     assert settings.LOCK_FILE == REPO_ROOT / "requirements.lock"
-    assert settings.Settings.from_env({}).dbt_target_dir is None
+    # dbt run artifacts go under TRAINFLOW_HOME, never into the source tree.
+    assert settings.DBT_PROJECT_DIR not in settings.Settings.from_env({}).dbt_target_dir.parents
     assert not settings.BUNDLE_DIR.exists()
 
 

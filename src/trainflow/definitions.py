@@ -33,7 +33,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "warehouse": WarehouseResource(
             url=settings.warehouse_url,
             dbt_profiles_dir=str(settings.dbt_profiles_dir),
-            dbt_target_dir=str(settings.dbt_target_dir or ""),
+            dbt_target_dir=str(settings.dbt_target_dir),
         ),
         "experiment": ExperimentConfigResource(path=str(settings.config_path)),
         "contracts": ContractsResource(directory=str(settings.contracts_dir)),

@@ -128,11 +128,11 @@ class Settings:
         return self.home / "dbt"
 
     @property
-    def dbt_target_dir(self) -> Path | None:
-        """Where `dbt build` writes its run artifacts and logs: None for the dbt project's own
-        target/ (a source checkout, as dbt does by default); under TRAINFLOW_HOME for an
-        installed package, whose folder may be read-only and is never written at run time."""
-        return None if SOURCE_CHECKOUT else self.home / "dbt" / "target"
+    def dbt_target_dir(self) -> Path:
+        """Where `dbt build` writes its run artifacts and logs, one folder per invocation:
+        under TRAINFLOW_HOME, never in the dbt project (a checkout's source tree, or an
+        installed package's folder, which may be read-only). The newest few are kept."""
+        return self.home / "dbt" / "target"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -11,6 +11,7 @@ the UI shows by name only.
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import urllib.parse
 import uuid
 from pathlib import Path
@@ -26,14 +27,17 @@ from trainflow.contracts.contract import Contract, load_contract
 from trainflow.lake.delta_lake import DayWindow, DeltaLake
 from trainflow.lake.object_store import ObjectStore
 from trainflow.settings import (
+    DBT_PROJECT_DIR,
     MLFLOW_TRACKING_URI_VAR,
     PACKAGED_CONTRACTS_DIR,
     Settings,
     redact_userinfo,
     s3_timeout_options,
 )
+from trainflow.sources.nycflights13 import TABLES
 from trainflow.warehouse.base import MODEL_SCHEMA, Warehouse, warehouse_at
 from trainflow.warehouse.dbt_profile import write_profile
+from trainflow.warehouse.dbt_state import dbt_build_key
 from trainflow.warehouse.landing import landed_days
 
 WAREHOUSE_MODEL = f"{MODEL_SCHEMA}.flights_enriched"
@@ -69,6 +73,9 @@ class WarehouseResource(dg.ConfigurableResource):
     dbt_profiles_dir: str = ""
     # Where dbt writes run artifacts (settings.dbt_target_dir); empty: the project's target/.
     dbt_target_dir: str = ""
+    # Invocation folders kept under dbt_target_dir (older ones are removed): enough to read
+    # the logs of the last few builds, never a folder per run forever.
+    dbt_invocations_kept: int = 10
 
     def connect(self) -> Warehouse:
         return warehouse_at(self.url)
@@ -82,11 +89,27 @@ class WarehouseResource(dg.ConfigurableResource):
         return write_profile(Path(self.dbt_profiles_dir), self.connect())
 
     def dbt_target_path(self, run_id: str) -> Path | None:
-        """A fresh folder for one dbt call's artifacts and logs under `dbt_target_dir`, or
-        None for dagster-dbt's default (a fresh folder in the dbt project's target/)."""
+        """A fresh folder for one dbt call's artifacts and logs under `dbt_target_dir` (the
+        oldest beyond `dbt_invocations_kept` removed), or None for dagster-dbt's default (a
+        fresh folder in the dbt project's target/)."""
         if not self.dbt_target_dir:
             return None
-        return Path(self.dbt_target_dir) / f"{run_id[:8]}-{uuid.uuid4().hex[:8]}"
+        root = Path(self.dbt_target_dir)
+        if root.is_dir():
+            folders = sorted(
+                (p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime
+            )
+            for old in folders[: max(0, len(folders) - self.dbt_invocations_kept + 1)]:
+                shutil.rmtree(old, ignore_errors=True)
+        return root / f"{run_id[:8]}-{uuid.uuid4().hex[:8]}"
+
+    def dbt_build_key(self, manifest: Path) -> str:
+        """What a `dbt build` of the parsed project `manifest` depends on here
+        (trainflow/warehouse/dbt_state.py)."""
+        return dbt_build_key(
+            manifest, DBT_PROJECT_DIR / "dbt_project.yml", self.connect(),
+            [f"raw.{table}" for table in (*TABLES, "landings")],
+        )  # fmt: skip
 
     def read_flights(self, window: DayWindow) -> pl.DataFrame:
         """The dbt model's rows for the window, sorted by flight_id (a stable order)."""

@@ -20,6 +20,7 @@ from trainflow.contracts.contract import (
     TableReport,
     validate_table,
 )
+from trainflow.defs.caching import CachePolicyResource
 from trainflow.defs.dbt import dbt_cli, dbt_project, ensure_manifest
 from trainflow.defs.pods import step_tags
 from trainflow.defs.resources import ContractsResource, WarehouseResource
@@ -57,13 +58,63 @@ class WarehouseTranslator(DagsterDbtTranslator):
     op_tags=step_tags("warehouse_models", stage="warehouse"),
 )
 def warehouse_models(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    cache_policy: CachePolicyResource,
 ) -> Iterator[Any]:
     """`dbt build` of the staging models (views in the warehouse) and their tests, with the
-    profile written for this warehouse from trainflow's settings."""
+    profile written for this warehouse from trainflow's settings.
+
+    Skipped when nothing it depends on changed since a build that succeeded with every test
+    passing: the project, dbt, the warehouse's relations, the source tables' columns and rows
+    (`warehouse/dbt_state.py`). Its key is each model's `dbt_build_key` metadata.
+    """
+    manifest = dbt_project.manifest_path
+    key = warehouse.dbt_build_key(manifest)
+    if not cache_policy.forced(context) and _built_with(context, key):
+        context.log.info(f"dbt: nothing changed since build {key[:12]}; dbt not run")
+        yield from _reused(context, key)
+        return
     dbt = dbt_cli(warehouse.write_dbt_profile())
     target_path = warehouse.dbt_target_path(context.run.run_id)
-    yield from dbt.cli(["build"], context=context, target_path=target_path).stream()
+    events: list[Any] = []
+    try:
+        events.extend(dbt.cli(["build"], context=context, target_path=target_path).stream())
+    except Exception:
+        yield from events  # what dbt did before it failed, unkeyed: the next run builds again
+        raise
+    every_test_passed = all(e.passed for e in events if isinstance(e, dg.AssetCheckResult))
+    built = warehouse.dbt_build_key(manifest) if every_test_passed else None  # views now exist
+    for event in events:
+        if isinstance(event, dg.Output) and built:
+            event = event.with_metadata({**event.metadata, "dbt_build_key": built, "cache": "miss"})
+        yield event
+
+
+def _built_with(context: dg.AssetExecutionContext, key: str) -> bool:
+    """Whether every selected model's latest materialization came from a build with `key`."""
+    for asset_key in context.selected_asset_keys:
+        event = context.instance.get_latest_materialization_event(asset_key)
+        mat = event.asset_materialization if event else None
+        stored = mat.metadata.get("dbt_build_key") if mat else None
+        if stored is None or stored.value != key:
+            return False
+    return True
+
+
+def _reused(context: dg.AssetExecutionContext, key: str) -> Iterator[Any]:
+    """The build with the same key as this step's outcome: each model materialized again
+    (lineage stays whole), each test reported as passed on exactly these source rows."""
+    metadata = {"cache": "hit", "dbt_build_key": key}
+    graph = context.job_def.asset_layer.asset_graph  # a model after the models it selects
+    for asset_key in graph.toposorted_asset_keys:
+        if asset_key in context.selected_asset_keys:
+            yield dg.MaterializeResult(asset_key=asset_key, metadata=metadata)
+    for check_key in sorted(context.selected_asset_check_keys):
+        yield dg.AssetCheckResult(
+            asset_key=check_key.asset_key, check_name=check_key.name, passed=True,
+            metadata={"cache": f"hit: passed in build {key[:12]} on the same source rows"},
+        )  # fmt: skip
 
 
 # Reference tables with a contract `<name>.yaml`, checked whole as the dbt model stg_<name>.
