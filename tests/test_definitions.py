@@ -133,3 +133,18 @@ def test_s3_timeout_bounds_requests_to_an_s3_lake_only(tmp_path) -> None:
     assert local.storage_options == {}
     with pytest.raises(SettingsError, match=r"TRAINFLOW_S3_TIMEOUT='2\.5'"):
         Settings.from_env({"TRAINFLOW_S3_TIMEOUT": "2.5"})
+
+
+def test_local_steps_fork_from_a_preloaded_server_unless_the_run_chooses() -> None:
+    from trainflow.definitions import PRELOADED_MODULES, _forkserver_unless_chosen
+
+    forked = {"forkserver": {"preload_modules": PRELOADED_MODULES}}
+    assert _forkserver_unless_chosen({"multiprocess": {}}) == {
+        "multiprocess": {"start_method": forked}
+    }
+    assert _forkserver_unless_chosen({"multiprocess": {"max_concurrent": 1}}) == {
+        "multiprocess": {"max_concurrent": 1, "start_method": forked}
+    }
+    chosen = {"multiprocess": {"start_method": {"spawn": {}}}}
+    assert _forkserver_unless_chosen(chosen) == chosen
+    assert _forkserver_unless_chosen({"in_process": {}}) == {"in_process": {}}

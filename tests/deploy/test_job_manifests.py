@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
 import kubernetes
 import kubernetes_validate
 import pytest
@@ -34,7 +33,7 @@ from dagster._grpc.types import ExecuteStepArgs
 from dagster_k8s import k8s_job_executor
 
 from tests.deploy.helpers import KUBERNETES_VERSIONS, validate_kubernetes
-from trainflow.definitions import build_definitions
+from trainflow.definitions import build_definitions, local_executor
 from trainflow.defs import pods
 from trainflow.settings import Settings
 
@@ -271,12 +270,10 @@ def test_run_limits_one_large_pod_and_a_few_pods(step_jobs: dict[str, dict[str, 
 
 def test_local_profile_keeps_its_own_executor(tmp_path: Path) -> None:
     local = build_definitions(Settings.from_env({"TRAINFLOW_HOME": str(tmp_path)}))
-    assert local.resolve_implicit_global_asset_job_def().executor_def is (
-        dg.multi_or_in_process_executor
-    )
+    assert local.resolve_implicit_global_asset_job_def().executor_def is local_executor
     prod = build_definitions(Settings.from_env(PROD_ENV))
     assert prod.resolve_implicit_global_asset_job_def().executor_def.name == "k8s"
     one_machine = Settings.from_env({**PROD_ENV, "TRAINFLOW_EXECUTOR": "multiprocess"})
     assert build_definitions(one_machine).resolve_implicit_global_asset_job_def().executor_def is (
-        dg.multi_or_in_process_executor
+        local_executor
     )
