@@ -43,12 +43,20 @@ def resources(warehouse: Path, lake: Path) -> dict[str, object]:
 
 
 def test_range_snapshot_validates_and_features_are_written(warehouse_copy, tmp_path) -> None:
-    result = dg.materialize(
-        [raw_snapshot, validated_flights, flight_features],
-        resources=resources(warehouse_copy, tmp_path / "lake"),
-        tags=RANGE,
-    )
-    assert result.success
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [raw_snapshot, validated_flights, flight_features],
+            resources=resources(warehouse_copy, tmp_path / "lake"),
+            tags=RANGE,
+            instance=instance,
+        )
+        assert result.success
+        logged = [e.user_message for e in instance.all_logs(result.run_id)]
+    # Each long step says how far it got, with its rate.
+    for progress in ("raw_snapshot: read 5/5 partitions", "validated_flights: validated 5/5",
+                     "flight_features: computed 5/5 partitions"):  # fmt: skip
+        line = next(m for m in logged if progress in m)
+        assert line.endswith(" rows/s") and ", 4," in line  # e.g. "4,812 rows"
     lake = DeltaLake(str(tmp_path / "lake"))
     assert lake.read("raw_snapshot").height == lake.read("flight_features").height > 4000
     snapshots = result.asset_materializations_for_node("raw_snapshot")

@@ -15,11 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import trainflow.features.flights as flights_module
 from trainflow.features.flights import (
     ALL_FEATURES,
     IDENTITY_COLUMNS,
     WEATHER_FEATURES,
     build_flight_features,
+    features_for_days,
 )
 
 FIRST = dt.date(2013, 3, 1)
@@ -242,3 +244,22 @@ def test_weather_observed_before_departure_does_change_a_flight(weather_warehous
     before = at_cutoff["temp_f"].to_list()
     after = changed.filter(pl.col("flight_id").is_in(ids))["temp_f"].to_list()
     assert after == [t + 10 for t in before]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=flight_rows(0, 75, 300, n_min=1), batch_days=st.integers(1, 40))
+def test_features_built_in_batches_equal_features_built_at_once(
+    rows: list[dict], batch_days: int
+) -> None:
+    """A year is built a month at a time (for memory and progress); any batch size gives
+    exactly the frame one batch would."""
+    flights = frame(rows)
+    days = sorted(set(flights["day"].to_list()))
+    at_once = build_flight_features(flights, days).sort("flight_id")
+    seen: list[tuple[int, int]] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(flights_module, "BATCH_DAYS", batch_days)
+        batched = features_for_days(flights, days, FIRST, on_batch=lambda d, r: seen.append((d, r)))
+    assert batched.drop("history_days_expected", "history_days_present").equals(at_once)
+    assert sum(d for d, _ in seen) == len(days) and sum(r for _, r in seen) == flights.height
+    assert len(seen) == -(-len(days) // batch_days)

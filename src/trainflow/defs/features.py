@@ -18,6 +18,7 @@ from trainflow.defs.code_versions import versioned_asset
 from trainflow.defs.io_manager import DeltaInput, LakeOutput
 from trainflow.defs.partitions import daily_2013, day_window
 from trainflow.defs.pods import step_tags
+from trainflow.defs.progress import Progress
 from trainflow.defs.resources import ExperimentConfigResource, LakeResource
 from trainflow.defs.retries import IO_RETRY, fail_fast
 from trainflow.features.flights import (
@@ -92,7 +93,8 @@ def flight_features(
     started = time.perf_counter()
     flights = validated_flights.frame
     if plan.misses:
-        built = features_for_days(flights, plan.misses, DATA_START)
+        progress = Progress(context.log, "flight_features", "computed", len(plan.misses))
+        built = features_for_days(flights, plan.misses, DATA_START, on_batch=progress.advance)
         features = stamp_days(built, plan.keys, code, validated_flights.version)
     else:
         features = pl.DataFrame()
