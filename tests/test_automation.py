@@ -20,7 +20,9 @@ from trainflow.definitions import defs
 from trainflow.defs.automation import (
     AUTOMATION_TAG,
     DAILY_ASSETS,
+    IN_PROCESS,
     RETRAIN_ASSETS,
+    changed_day_requests,
     warehouse_days_sensor,
 )
 from trainflow.defs.resources import WarehouseResource
@@ -113,6 +115,7 @@ def test_each_change_is_requested_once_over_many_ticks(warehouse_url, instance) 
     first = ticks.tick()
     assert ranges(first) == [("2013-01-01", "2013-01-03")]
     assert first[0].asset_selection == DAILY_ASSETS
+    assert first[0].run_config == IN_PROCESS  # a few days: one process for the three steps
     assert first[0].tags[AUTOMATION_TAG] == "warehouse_days"
     assert ticks.tick() == []  # the same state again: nothing
 
@@ -177,6 +180,15 @@ def test_fingerprints_are_the_same_on_both_warehouses(tmp_path, postgres_url) ->
         after = day_fingerprints(warehouse_at(url))
         assert compare(before, after) == ChangeSet(restated=(days[1],))
         assert after[days[1]].rows == before[days[1]].rows
+
+
+def test_a_long_catch_up_keeps_a_process_per_step_and_kubernetes_always_does() -> None:
+    now = {D(2013, 1, 1) + dt.timedelta(i): DayFingerprint(900, str(i)) for i in range(8)}
+    changes = compare({}, now)
+    assert [r.run_config for r in changed_day_requests(changes, now, True)] == [{}]
+    few = {d: f for d, f in now.items() if d.day <= 7}
+    assert [r.run_config for r in changed_day_requests(compare({}, few), few, True)] == [IN_PROCESS]
+    assert [r.run_config for r in changed_day_requests(compare({}, few), few, False)] == [{}]
 
 
 def test_affected_windows_cover_the_lookback_and_split_at_gaps() -> None:
