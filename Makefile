@@ -7,7 +7,7 @@ export DAGSTER_HOME ?= $(TRAINFLOW_HOME)/dagster
 export PYTHONWARNINGS ?= ignore::DeprecationWarning,ignore::UserWarning
 FULL_YEAR := 2013-01-01...2013-12-31
 
-.PHONY: help install pipeline land materialize dev status test lint typecheck unit bench-cache bench-pods wheel lock clean \
+.PHONY: help install pipeline land materialize dev status test lint typecheck unit bench bench-cache bench-pods wheel lock clean \
 	image image-base image-test image-ci
 
 help:
@@ -15,6 +15,7 @@ help:
 	@echo "make test       lint, type-check and run the whole test suite (what CI runs)"
 	@echo "make dev        serve the Dagster UI on http://127.0.0.1:3000"
 	@echo "make status     where the lake, the model, the report and the registry are"
+	@echo "make bench      trainflow vs a plain script and Dagster's floor: cold, warm, new day, scale 10"
 	@echo "make bench-cache  cold run vs warm re-run of the full year (prints timings)"
 	@echo "make bench-pods   each step's peak memory over the full year against its pod size"
 	@echo "make wheel      build dist/trainflow-*.whl, configs and dbt project bundled (docs/profiles.md)"
@@ -67,6 +68,10 @@ unit: install
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
+
+# About 30 minutes on 2 cores; BENCH_ARGS="--repeat 1 --scales 10,100" for other runs.
+bench: install
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 
 bench-cache: install
 	$(BIN)/python benchmarks/cache_rerun.py

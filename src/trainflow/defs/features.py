@@ -91,8 +91,10 @@ def flight_features(
             partition_key=day.isoformat(),
         )
     started = time.perf_counter()
-    flights = validated_flights.frame
-    if plan.misses:
+    history_rows_read = 0
+    if plan.misses:  # only now are the validated rows read
+        flights = validated_flights.frame
+        history_rows_read = flights.height
         progress = Progress(context.log, "flight_features", "computed", len(plan.misses))
         built = features_for_days(flights, plan.misses, DATA_START, on_batch=progress.advance)
         features = stamp_days(built, plan.keys, code, validated_flights.version)
@@ -102,13 +104,13 @@ def flight_features(
     thin = [c for c in coverage.values() if c.missing]
     context.log.info(
         f"flight_features: {features.height} rows for {len(plan.misses)} computed day(s) of "
-        f"{window} from {flights.height} validated rows incl. {LOOKBACK_DAYS}-day history"
+        f"{window} from {history_rows_read} validated rows incl. {LOOKBACK_DAYS}-day history"
         + (f"; {len(thin)} day(s) with missing history allowed (max {allowed})" if thin else "")
     )
     context.add_output_metadata(
         {
             "features": len(ALL_FEATURES),
-            "history_rows_read": flights.height,
+            "history_rows_read": history_rows_read,
             "days_with_missing_history": len(thin),
             "compute_seconds": round(time.perf_counter() - started, 3),
         }

@@ -18,6 +18,7 @@ missing table or a schema mismatch fails at once, a store that does not answer i
 
 import datetime as dt
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import dagster as dg
@@ -42,9 +43,13 @@ from trainflow.lake.delta_lake import DayWindow
 @dataclass(frozen=True)
 class DeltaInput:
     """An upstream table as read: data, Delta version, and the stored data versions (cache
-    keys) and content hashes, per day for a daily table."""
+    keys) and content hashes, per day for a daily table.
 
-    frame: pl.DataFrame
+    The data is read when `frame` is first used: a step whose every output is a cache hit
+    decides from the bookkeeping columns alone and never loads the rows.
+    """
+
+    lazy: pl.LazyFrame  # the data columns, pinned to `version`
     table: str
     version: int
     day_versions: dict[dt.date, str] = field(default_factory=dict)
@@ -53,6 +58,10 @@ class DeltaInput:
     day_upstream_versions: dict[dt.date, int] = field(default_factory=dict)
     table_data_version: str | None = None
     table_content_hash: str | None = None
+
+    @cached_property
+    def frame(self) -> pl.DataFrame:
+        return self.lazy.collect()
 
     @property
     def data_version(self) -> str:
@@ -152,16 +161,18 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
         wanted = context.dagster_type.typing_type
         if wanted is pl.LazyFrame:
             return lazy.select(data_columns)
-        frame = lazy.collect()
         if wanted is not DeltaInput:
-            return frame.select(data_columns)
+            return lazy.select(data_columns).collect()
+        # Only the bookkeeping columns now (a few small, dictionary-encoded columns).
+        kept = [c for c in ("day", *BOOKKEEPING_COLUMNS) if c in columns]
+        frame = lazy.select(kept).collect()
         daily = context.has_asset_partitions
         table_version = table_hash = None
         if not daily and CACHE_KEY_COLUMN in columns and frame.height:
             table_version = str(frame[CACHE_KEY_COLUMN][0])
             table_hash = str(frame[CONTENT_HASH_COLUMN][0])
         return DeltaInput(
-            frame=frame.select(data_columns),
+            lazy=lazy.select(data_columns),
             table=table,
             version=version,
             day_versions=stored_per_day(frame, CACHE_KEY_COLUMN) if daily else {},

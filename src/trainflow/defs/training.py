@@ -72,7 +72,7 @@ def training_dataset(
     inputs = {"flight_features": window_versions(flight_features.day_versions, span)}
     key = cache_key(code_version_of(context), config.hash_of("windows", "features"), inputs)
     hashes = flight_features.day_content_hashes
-    history = history_per_day(flight_features.frame)
+    history = history_per_day(flight_features.lazy)
     upstream = flight_features.day_upstream_versions
     lineage = {
         "flight_features": {
@@ -342,11 +342,12 @@ def _dataset_lineage(lake: LakeResource, training_dataset_version: int) -> dict[
     return found
 
 
-def history_per_day(features: pl.DataFrame) -> dict[str, dict[str, int]]:
-    """ISO day -> the history days expected and present behind that feature day's rates."""
-    if not set(HISTORY_COLUMNS) <= set(features.columns):
+def history_per_day(features: pl.LazyFrame) -> dict[str, dict[str, int]]:
+    """ISO day -> the history days expected and present behind that feature day's rates
+    (read from those columns only)."""
+    if not set(HISTORY_COLUMNS) <= set(features.collect_schema().names()):
         return {}
-    per_day = features.group_by("day").agg(pl.col(c).first() for c in HISTORY_COLUMNS)
+    per_day = features.group_by("day").agg(pl.col(c).first() for c in HISTORY_COLUMNS).collect()
     return {
         row["day"].isoformat(): {c: int(row[c]) for c in HISTORY_COLUMNS}
         for row in per_day.iter_rows(named=True)

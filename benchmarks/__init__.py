@@ -1,0 +1,1 @@
+"""Benchmarks with their own make targets (never part of the test suite)."""
