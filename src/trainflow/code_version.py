@@ -92,6 +92,8 @@ class SourceTree:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._trees: dict[str, ast.Module] = {}
+        self._dumps: dict[str, str] = {}
+        self._imports: dict[str, set[str]] = {}
 
     @classmethod
     def installed(cls) -> SourceTree:
@@ -115,9 +117,18 @@ class SourceTree:
             self._trees[module] = ast.parse(path.read_text(), filename=str(path))
         return self._trees[module]
 
+    def module_dump(self, module: str) -> str:
+        """`normalised_dump` of a whole module, once per module: every asset that imports
+        it shares the text (about 2 s of the code location's load time otherwise)."""
+        if module not in self._dumps:
+            self._dumps[module] = normalised_dump(self.tree(module))
+        return self._dumps[module]
+
     def imported_modules(self, module: str) -> set[str]:
         """trainflow modules that `module` imports anywhere (function-level imports too)."""
-        return self._imports_within(module, self.tree(module))
+        if module not in self._imports:
+            self._imports[module] = self._imports_within(module, self.tree(module))
+        return self._imports[module]
 
     def module_closure(self, modules: Iterable[str]) -> set[str]:
         """The modules plus everything they import from trainflow, and their packages."""
@@ -254,7 +265,7 @@ def derive_code_version(
     parts = module.split(".")
     packages = {".".join(parts[:i]) for i in range(1, len(parts))}
     for name in tree.module_closure(modules | packages) - {module}:
-        sources[name] = normalised_dump(tree.tree(name))
+        sources[name] = tree.module_dump(name)
     versions = dict(installed) if installed is not None else library_versions(libraries)
     payload = json.dumps(
         {"human": human, "sources": sources, "libraries": versions}, sort_keys=True
