@@ -427,10 +427,17 @@ def race_worker(base: str, warehouse: str, who: str) -> None:
         (folder / f"result-{index}-{who}.json").write_text(json.dumps(report))
 
 
+def log_of(racer: subprocess.Popen[str]) -> str:
+    """A racer's log (Dagster's log goes to stderr): a file, never a pipe, which would stop
+    a racer once nobody reads 64 KiB of it."""
+    *_, base, _, who = racer.args  # type: ignore[misc]
+    return (Path(base) / f"{who}.log").read_text()[-4000:]
+
+
 def wait_for(path: Path, racers: list[subprocess.Popen[str]], deadline: float) -> None:
     while not path.exists():
         for racer in racers:
-            assert racer.poll() is None, f"a racer died:\n{racer.communicate()[1][-4000:]}"
+            assert racer.poll() is None, f"a racer died:\n{log_of(racer)}"
         assert time.monotonic() < deadline, f"no {path.name} in time"
         time.sleep(0.01)
 
@@ -467,16 +474,18 @@ def test_two_concurrent_runs_of_the_same_partitions_leave_each_flight_once(
     """
     expected = warehouse_rows_per_day(warehouse_copy, FEB_1_3)
     code = "import sys; from tests.test_faults import race_worker; race_worker(*sys.argv[1:])"
-    racers = [
-        subprocess.Popen(
-            [sys.executable, "-c", code, str(tmp_path), str(warehouse_copy), who],
-            cwd=REPO_ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for who in ("a", "b")
-    ]
+    racers = []
+    for who in ("a", "b"):
+        with (tmp_path / f"{who}.log").open("w") as log:
+            racers.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", code, str(tmp_path), str(warehouse_copy), who],
+                    cwd=REPO_ROOT,
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                    text=True,
+                )
+            )
     versions: list[dict] = []  # after each round, while both racers wait for the next one
 
     def lake_of(index: int) -> DeltaLake:
@@ -493,8 +502,8 @@ def test_two_concurrent_runs_of_the_same_partitions_leave_each_flight_once(
                 )
             (tmp_path / f"go-{index}").touch()
         for racer in racers:
-            _, errors = racer.communicate(timeout=max(1.0, deadline - time.monotonic()))
-            assert racer.returncode == 0, errors[-4000:]
+            racer.wait(timeout=max(1.0, deadline - time.monotonic()))
+            assert racer.returncode == 0, log_of(racer)
     finally:
         for racer in racers:
             if racer.poll() is None:

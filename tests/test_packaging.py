@@ -139,7 +139,7 @@ def test_the_installed_wheel_runs_outside_the_repository(tmp_path: Path) -> None
         bin_dir / "trainflow", "land", "--through", "2013-01-03"
     )
     status = run(bin_dir / "trainflow", "status")
-    assert "(3 days landed, 2013-01-01..2013-01-03)" in status
+    assert "(3 days landed, 2013-01-01..2013-01-03, scale 1)" in status
     assert "dagster dev -m trainflow.definitions" in status
     facts = json.loads(run(bin_dir / "python", "-c", LOAD_AND_BUILD).splitlines()[-1])
 
