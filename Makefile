@@ -69,7 +69,7 @@ unit: install
 
 test: lint typecheck unit
 
-# About 30 minutes on 2 cores; BENCH_ARGS="--repeat 1 --scales 10,100" for other runs.
+# About 13 minutes on 2 cores; BENCH_ARGS="--repeat 1 --scales 10,100" for other runs.
 bench: install
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 

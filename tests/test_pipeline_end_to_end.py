@@ -7,10 +7,12 @@ check is read back from the Dagster instance, the lake, the report store and MLf
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import boto3
@@ -97,6 +99,14 @@ def test_every_asset_materialized_with_code_version_and_metadata(
             assert mat.tags.get("dagster/code_version") == code_versions()[asset]
             assert mat.metadata["dagster/row_count"].value > 0  # type: ignore[operator]
             assert isinstance(mat.metadata["delta_version"].value, int)
+        # The CLI's range is one run in which every partition is materialized exactly once.
+        days = [str(dt.date(2013, 1, 1) + dt.timedelta(n)) for n in range(59)]  # Jan-Feb
+        for asset in ("raw_snapshot", "validated_flights", "flight_features"):
+            records = instance.fetch_materializations(dg.AssetKey(asset), limit=1000).records
+            events = [r.asset_materialization for r in records]
+            assert Counter(e.partition for e in events if e) == dict.fromkeys(days, 1), asset
+            assert {e.metadata["cache"].value for e in events if e} == {"miss"}
+            assert len({r.run_id for r in records}) == 1
         snapshot = latest(instance, "raw_snapshot")  # the range's last day, 2013-02-28
         assert snapshot.partition == "2013-02-28"
         assert snapshot.metadata["cache"].value == "miss"
