@@ -81,6 +81,7 @@ def run_step(selection: str, env: dict[str, str], through: dt.date) -> tuple[flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--through", type=dt.date.fromisoformat, default=dt.date(2013, 12, 31))
+    parser.add_argument("--scale", type=int, default=1, help="land N times the data (--scale)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="trainflow-bench-pods-"))
     try:
@@ -89,8 +90,13 @@ def main() -> None:
         shutil.copy(REPO_ROOT / "dagster.yaml", root / "dagster")
         env.update(TRAINFLOW_HOME=str(root), DAGSTER_HOME=str(root / "dagster"))
         settings = Settings.from_env(env)
-        landing.land(settings.warehouse_url, landing.plan_days([], through=args.through))
-        print(f"window 2013-01-01..{args.through}, one process per step, {os.cpu_count()} CPU(s)")
+        landing.land(
+            settings.warehouse_url, landing.plan_days([], through=args.through), args.scale
+        )
+        print(
+            f"window 2013-01-01..{args.through}, scale {args.scale}, one process per step, "
+            f"{os.cpu_count()} CPU(s)"
+        )
         print(f"{'step':<44} {'size':<7} {'peak':>9} {'request':>8} {'limit':>8}  peak/limit  time")
         over = []
         for steps, selection in STEPS:
