@@ -20,10 +20,21 @@ T = TypeVar("T")
 LOCATION = "trainflow"  # workspace.yaml's location_name
 
 
+def post_graphql(url: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+    """One GraphQL request to the webserver at `url`; the whole answer (data and errors)."""
+    request = urllib.request.Request(
+        f"{url}/graphql",
+        data=json.dumps({"query": query, "variables": variables}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return dict(json.load(response))
+
+
 class DagsterDev:
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/graphql"
+        self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         with log.open("w") as out:
             self.proc = subprocess.Popen(
@@ -35,12 +46,7 @@ class DagsterDev:
         self.wait_for(self._location_loaded, 180, "the code location to load")
 
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(
-            self.url, data=body, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            answer = json.load(response)
+        answer = post_graphql(self.url, query, variables or {})
         assert "errors" not in answer, answer["errors"]
         return dict(answer["data"])
 

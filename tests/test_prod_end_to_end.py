@@ -32,6 +32,7 @@ import psycopg2
 import pytest
 
 from tests.conftest import BIN, QUICK_CONFIG, REPO_ROOT, free_port, fresh_postgres_database
+from tests.dagster_dev import post_graphql
 from trainflow.config import load_config
 from trainflow.defs.code_versions import ASSET_CODE
 from trainflow.lake.delta_lake import DeltaLake
@@ -329,16 +330,6 @@ mutation Launch($params: ExecutionParams!) {
 """
 
 
-def graphql(url: str, query_text: str, variables: dict) -> dict:
-    request = urllib.request.Request(
-        f"{url}/graphql",
-        data=json.dumps({"query": query_text, "variables": variables}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())
-
-
 @pytest.fixture(scope="module")
 def webserver_and_daemon(materialized: ProdStack) -> Iterator[str]:
     """`dagster-webserver` (to submit runs, as the UI does) and `dagster-daemon` (which
@@ -400,7 +391,7 @@ def test_sixteen_runs_at_once_each_partition_stored_once_within_the_queue_limit(
             "runConfigData": {"execution": {"config": {"in_process": {}}}},
             "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
         }
-        launched = graphql(webserver_and_daemon, LAUNCH_RUN, {"params": params})["data"][
+        launched = post_graphql(webserver_and_daemon, LAUNCH_RUN, {"params": params})["data"][
             "launchRun"
         ]
         assert launched["__typename"] == "LaunchRunSuccess", launched

@@ -101,8 +101,8 @@ def build_executor(settings: Settings) -> dg.ExecutorDefinition:
     process per step on this machine, as many at a time as it has cores.
 
     Locally each step process is forked from a server that imported trainflow once, about
-    0.5 s per step instead of 6-8 s of imports in a freshly spawned interpreter (`make
-    bench` measures both), while a step's crash or memory stays its own. A run may still
+    0.2 s per step instead of 6-8 s of imports in a freshly spawned interpreter (`make
+    bench` measures it), while a step's crash or memory stays its own. A run may still
     choose `in_process` (run config `execution: {config: {in_process: {}}}`) or `spawn`.
     """
     if settings.executor == "k8s":

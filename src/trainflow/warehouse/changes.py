@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from trainflow.lake.delta_lake import DayWindow
 from trainflow.warehouse.base import Warehouse
+from trainflow.warehouse.landing import landed_days
 
 # The sum of a 60-bit hash of each row `r` (as text: it exceeds 64-bit integers). A sum,
 # not a hash of the concatenation, so row order never matters. Each kind hashes its own
@@ -43,8 +44,6 @@ Fingerprints = Mapping[dt.date, DayFingerprint]
 
 def day_fingerprints(warehouse: Warehouse) -> dict[dt.date, DayFingerprint]:
     """Every landed day of raw.flights with its fingerprint; empty before the first landing."""
-    from trainflow.warehouse.landing import landed_days
-
     if not landed_days(warehouse):
         return {}
     frame = warehouse.read(
