@@ -2,6 +2,7 @@
 (Bad input is `test_bad_input.py`.)"""
 
 import datetime as dt
+import tempfile
 from pathlib import Path
 
 import dagster as dg
@@ -28,8 +29,10 @@ RANGE = {
 }
 
 
-def resources(warehouse: Path, lake: Path) -> dict[str, object]:
-    lake_resource = LakeResource(lake_uri=str(lake))
+def resources(warehouse: Path, lake: Path, chunk_rows: int | None = None) -> dict[str, object]:
+    lake_resource = LakeResource(
+        lake_uri=str(lake), **({"chunk_rows": chunk_rows} if chunk_rows else {})
+    )
     lake.parent.mkdir(parents=True, exist_ok=True)
     return {
         # February days: their January history was never validated.
@@ -62,6 +65,45 @@ def test_range_snapshot_validates_and_features_are_written(warehouse_copy, tmp_p
     snapshots = result.asset_materializations_for_node("raw_snapshot")
     assert len(snapshots) == 5
     assert all(m.metadata["cache"].value == "miss" for m in snapshots)
+
+
+def test_chunked_steps_write_what_whole_windows_write_in_one_commit(
+    warehouse_copy, tmp_path, monkeypatch
+) -> None:
+    """A small row budget (TRAINFLOW_CHUNK_ROWS) makes every daily step work a few days at
+    a time and spool its output: the stored rows, content hashes and quarantine are those of
+    one whole-window pass, each table is still one Delta commit, and no spool is left."""
+    spools = tmp_path / "tmp"
+    spools.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spools))
+    ten_days = {**RANGE, "dagster/asset_partition_range_end": "2013-02-10"}
+    lakes = {"whole": tmp_path / "whole" / "lake", "chunked": tmp_path / "chunked" / "lake"}
+    with dg.instance_for_test() as instance:
+        for name, lake_path in lakes.items():
+            result = dg.materialize(
+                [raw_snapshot, validated_flights, flight_features],
+                resources=resources(
+                    warehouse_copy, lake_path, chunk_rows=2000 if name == "chunked" else None
+                ),
+                tags=ten_days,
+                instance=instance,
+            )
+            assert result.success
+        logged = [e.user_message for e in instance.all_logs(result.run_id)]
+    # About two days (900-1,000 flights each) per chunk: five or more steps of progress.
+    assert len([m for m in logged if "flight_features: computed" in m]) >= 5
+    assert len([m for m in logged if "raw_snapshot: read" in m]) >= 5
+    whole, chunked = (DeltaLake(str(p)) for p in lakes.values())
+    for table in ("raw_snapshot", "validated_flights", "flight_features"):
+        assert chunked.version(table) == whole.version(table) == 0, table  # one commit
+        hashes = [
+            lake.read(table)
+            .select("day", "_content_hash").unique().sort("day")
+            for lake in (whole, chunked)
+        ]  # fmt: skip
+        assert hashes[0].height == 10 and hashes[0].equals(hashes[1]), table
+    assert chunked.read("quarantine_flights").height == whole.read("quarantine_flights").height
+    assert not list(spools.glob("trainflow-spool-*"))
 
 
 def test_upstream_selection_builds_every_model_it_reads_on_a_fresh_warehouse(tmp_path) -> None:

@@ -15,9 +15,12 @@ class DatasetError(ValueError):
     """The configured windows cannot be served from the available feature partitions."""
 
 
-def select_splits(features: pl.DataFrame, config: ExperimentConfig) -> pl.DataFrame:
+def select_splits(features: pl.DataFrame | pl.LazyFrame, config: ExperimentConfig) -> pl.DataFrame:
     """Rows of the configured windows with a `split` column, sorted by flight_id (a stable
-    order, so training sees the same rows in the same order every time)."""
+    order, so training sees the same rows in the same order every time).
+
+    Given a lazy scan of the feature table, only the configured days and columns are read.
+    """
     unknown = sorted(set(config.features) - set(ALL_FEATURES))
     if unknown:
         raise DatasetError(f"config {config.name}: unknown feature(s) {', '.join(unknown)}")
@@ -30,7 +33,13 @@ def select_splits(features: pl.DataFrame, config: ExperimentConfig) -> pl.DataFr
         .when(pl.col("day").is_between(windows.test.start, windows.test.end))
         .then(pl.lit("test"))
     )
-    selected = features.with_columns(split.alias("split")).filter(pl.col("split").is_not_null())
+    selected = (
+        features.lazy()
+        .with_columns(split.alias("split"))
+        .filter(pl.col("split").is_not_null())
+        .select(*IDENTITY_COLUMNS, *config.features, LABEL, "split")
+        .collect()
+    )
     present = set(selected["day"].unique().to_list())
     needed = [d for w in (windows.train, windows.validation, windows.test) for d in w.days()]
     missing = [str(d) for d in needed if d not in present]

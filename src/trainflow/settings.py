@@ -54,6 +54,10 @@ _AWS_KEYS = ("AWS_ENDPOINT_URL", "AWS_ALLOW_HTTP", "AWS_REGION", "AWS_DEFAULT_RE
 # request here, up to 3 minutes by its retry budget) before a step sees the error; with this
 # set, the step fails after that many seconds and IO_RETRY (defs/retries.py) decides.
 S3_TIMEOUT_VAR = "TRAINFLOW_S3_TIMEOUT"
+# Rows a daily step holds in memory at a time (lake/spool.py); results never depend on it.
+# The whole real year (336,776 flights) is one chunk; `trainflow land --scale 10` nine.
+CHUNK_ROWS_VAR = "TRAINFLOW_CHUNK_ROWS"
+DEFAULT_CHUNK_ROWS = 400_000
 # MLflow's own variable. Its value may carry credentials (`https://user:password@host`, or a
 # database URI `postgresql://user:password@host/db`): trainflow keeps only the redacted URI,
 # and whatever must connect reads the variable itself (MLflow's client, or a resource field
@@ -99,6 +103,8 @@ class Settings:
     # (`mlflow_client_uri`), never with `mlflow_tracking_uri`, which has it removed.
     mlflow_credentials_in_uri: bool = False
     executor: str = "multiprocess"
+    # TRAINFLOW_CHUNK_ROWS: rows a daily step holds at a time (memory, not results).
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
 
     @property
     def mlflow_server(self) -> bool:
@@ -184,6 +190,7 @@ class Settings:
             else None,
             git_commit=env.get("TRAINFLOW_GIT_COMMIT") or _build_commit(),
             executor=executor,
+            chunk_rows=_positive_int(CHUNK_ROWS_VAR, env.get(CHUNK_ROWS_VAR)) or DEFAULT_CHUNK_ROWS,
         )
 
 
@@ -234,6 +241,14 @@ def _warehouse_url(value: str) -> str:
 def s3_timeout_options(seconds: int) -> dict[str, str]:
     """deltalake storage options bounding one request, retries included, to `seconds`."""
     return {"timeout": f"{seconds}s", "retry_timeout": f"{seconds}s"}
+
+
+def _positive_int(name: str, value: str | None) -> int | None:
+    if not value:
+        return None
+    if not value.isdigit() or int(value) == 0:
+        raise SettingsError(f"{name}={value!r} must be a whole number above 0")
+    return int(value)
 
 
 def _positive_seconds(name: str, value: str | None) -> int | None:

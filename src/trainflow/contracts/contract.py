@@ -17,7 +17,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -212,12 +213,13 @@ class ValidationOutcome:
         rows_in: dict[dt.date, int],
         observed: dict[str, Observed] | None = None,
     ) -> ValidationOutcome:
-        kept = dict(valid.group_by("day").len().iter_rows())
+        # Every row in is either validated or quarantined (by row_index, once whatever the
+        # number of rules it broke), so the validated count follows from the other two.
         rejected = dict(quarantine.group_by("day").agg(pl.col("row_index").n_unique()).iter_rows())
         counts = {
             day: {
                 "rows_in": rows,
-                "rows_validated": kept.get(day, 0),
+                "rows_validated": rows - rejected.get(day, 0),
                 "rows_quarantined": rejected.get(day, 0),
             }
             for day, rows in rows_in.items()
@@ -280,15 +282,25 @@ def check_row_counts(
     return {"min_rows_observed": min(rows_in.get(day, 0) for day in days), "limit": limit}
 
 
-def check_null_rates(frame: pl.DataFrame, contract: Contract) -> Observed:
-    """Per partition and column, the share of nulls against the column's limit (waivers
-    excepted): a join or feed that silently breaks upstream shows up here."""
-    limits = {c: s.max_null_fraction for c, s in contract.fields.items() if s.max_null_fraction}
-    if not limits:
-        return {}
-    rates = frame.group_by("day").agg(
+def _null_limits(contract: Contract) -> dict[str, float]:
+    return {c: s.max_null_fraction for c, s in contract.fields.items() if s.max_null_fraction}
+
+
+def null_rates_per_day(frame: pl.DataFrame, contract: Contract) -> pl.DataFrame:
+    """day -> the share of nulls of each column with a null limit (one row per day)."""
+    limits = _null_limits(contract)
+    return frame.group_by("day").agg(
         pl.col(column).null_count().truediv(pl.len()) for column in limits
     )
+
+
+def check_null_rates(rates: pl.DataFrame, contract: Contract) -> Observed:
+    """Per partition and column, the share of nulls (`null_rates_per_day`) against the
+    column's limit (waivers excepted): a join or feed that silently breaks upstream shows
+    up here."""
+    limits = _null_limits(contract)
+    if not limits:
+        return {}
     over: list[str] = []
     waived: list[str] = []
     worst: dict[str, tuple[float, str]] = {}
@@ -319,13 +331,22 @@ def check_null_rates(frame: pl.DataFrame, contract: Contract) -> Observed:
     return observed
 
 
-def check_late_arrival(frame: pl.DataFrame, contract: Contract) -> Observed:
+def lateness_per_day(frame: pl.DataFrame, contract: Contract) -> pl.DataFrame:
+    """day -> the largest value of the late-arrival rule's column (one row per day)."""
+    rule = contract.expectations.allowed_late_arrival
+    if rule is None:
+        return frame.group_by("day").len().drop("len")
+    return frame.group_by("day").agg(pl.col(rule.column).max())
+
+
+def check_late_arrival(lateness: pl.DataFrame, contract: Contract) -> Observed:
     """A partition that landed long after later ones is suspect (a replayed old extract, a
-    feed that was down): it fails until someone re-lands it or widens the allowance."""
+    feed that was down): it fails until someone re-lands it or widens the allowance.
+    `lateness` is `lateness_per_day` of the partitions checked."""
     rule = contract.expectations.allowed_late_arrival
     if rule is None:
         return {}
-    lateness = frame.group_by("day").agg(pl.col(rule.column).max()).sort("day")
+    lateness = lateness.sort("day")
     late = lateness.filter(pl.col(rule.column) > rule.max_days)
     if late.height:
         listed = ", ".join(f"{day} ({n} days late)" for day, n in late.iter_rows())
@@ -353,17 +374,53 @@ def validate_partitions(
     written and inspected). Otherwise returns good rows, quarantine rows and what each
     expectation observed.
     """
+    valid: list[pl.DataFrame] = []
+    outcome = validate_chunks([frame], contract, days, run_id, on_valid=valid.append)
+    return replace(outcome, valid=pl.concat(valid))
+
+
+def validate_chunks(
+    chunks: Iterable[pl.DataFrame],
+    contract: Contract,
+    days: list[dt.date],
+    run_id: str,
+    on_valid: Callable[[pl.DataFrame], None],
+) -> ValidationOutcome:
+    """`validate_partitions` over rows that come a chunk of whole days at a time (bounded
+    memory at scale): each chunk's good rows go to `on_valid` as soon as they are known,
+    the returned outcome holds the quarantine and counts only (`valid` is empty).
+
+    Every expectation is per day, so the outcome is the same however the days are cut.
+    A violation raises after the last chunk, so `on_valid` may have seen rows of a range
+    that is then refused: its caller commits nothing before this returns.
+    """
     window = f"{days[0]}..{days[-1]}" if len(days) > 1 else str(days[0])
-    observed = {SCHEMA_RULE: check_table(frame, contract, f"partition {window}")}
-    rows_in = dict(frame.group_by("day").len().iter_rows())
+    observed: dict[str, Observed] = {}
+    rows_in: dict[dt.date, int] = {}
+    null_rates: list[pl.DataFrame] = []
+    lateness: list[pl.DataFrame] = []
+    quarantines: list[pl.DataFrame] = []
+    offset = 0
+    for frame in chunks:
+        observed[SCHEMA_RULE] = check_table(frame, contract, f"partition {window}")
+        rows_in.update(frame.group_by("day").len().iter_rows())
+        null_rates.append(null_rates_per_day(frame, contract))
+        lateness.append(lateness_per_day(frame, contract))
+        indexed = frame.with_row_index("row_index", offset=offset).with_columns(
+            pl.col("row_index").cast(pl.Int64)
+        )
+        failures = _row_failures(indexed, contract, run_id)
+        quarantines.append(failures)
+        on_valid(
+            indexed.filter(~pl.col("row_index").is_in(failures["row_index"])).drop("row_index")
+        )
+        offset += frame.height
     observed[MIN_ROWS_RULE] = check_row_counts(rows_in, contract, days)
-    observed[NULL_RATE_RULE] = check_null_rates(frame, contract)
-    observed[LATE_ARRIVAL_RULE] = check_late_arrival(frame, contract)
-    indexed = frame.with_row_index("row_index").with_columns(pl.col("row_index").cast(pl.Int64))
-    quarantine = _row_failures(indexed, contract, run_id)
-    rejected = set(quarantine["row_index"].to_list())
+    observed[NULL_RATE_RULE] = check_null_rates(pl.concat(null_rates), contract)
+    observed[LATE_ARRIVAL_RULE] = check_late_arrival(pl.concat(lateness), contract)
+    quarantine = pl.concat(quarantines)
     outcome = ValidationOutcome.of(
-        valid=indexed.filter(~pl.col("row_index").is_in(rejected)).drop("row_index"),
+        valid=pl.DataFrame(),
         quarantine=quarantine,
         rows_in={day: rows_in.get(day, 0) for day in days},
         observed=observed,

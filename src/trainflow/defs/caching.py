@@ -70,15 +70,18 @@ def plan_days(
     table: str,
     window: DayWindow,
     wanted: dict[dt.date, str],
+    stored: dict[dt.date | None, tuple[str, str, int]] | None = None,
 ) -> CachePlan:
-    """Hits and misses for each day of the window; each partition's event says which."""
-    stored = lake.stored_versions(table, window)
+    """Hits and misses for each day of `wanted` (the window, or a chunk of it with the
+    window's `stored` versions read once); each partition's event says which."""
+    if stored is None:
+        stored = lake.stored_versions(table, window)
     plan = CachePlan.decide(
         wanted, {day: pair[0] for day, pair in stored.items() if day is not None},
         force=policy.forced(context),
     )  # fmt: skip
     hits = set(plan.hits)
-    for day in window.days():
+    for day in sorted(wanted):
         metadata: dict[str, str | int] = {
             "cache": "hit" if day in hits else "miss",
             "data_version": wanted[day],
@@ -88,7 +91,7 @@ def plan_days(
             metadata["dagster/row_count"] = stored[day][2]
         context.add_asset_metadata(metadata, partition_key=day.isoformat())
     context.log.info(
-        f"{table}: {len(plan.hits)} of {window.n_days} partition(s) reused from cache, "
+        f"{table}: {len(plan.hits)} of {len(wanted)} partition(s) reused from cache, "
         f"{len(plan.misses)} to compute"
     )
     return plan

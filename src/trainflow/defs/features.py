@@ -28,6 +28,7 @@ from trainflow.features.flights import (
     history_coverage,
     refuse_missing_history,
 )
+from trainflow.lake.spool import OutputRows, Spool, chunk_days
 
 # The first day of the data: history before it cannot exist and is never "missing".
 DATA_START = daily_2013.start.date()
@@ -92,18 +93,21 @@ def flight_features(
         )
     started = time.perf_counter()
     history_rows_read = 0
-    if plan.misses:  # only now are the validated rows read
-        flights = validated_flights.frame
-        history_rows_read = flights.height
-        progress = Progress(context.log, "flight_features", "computed", len(plan.misses))
-        built = features_for_days(flights, plan.misses, DATA_START, on_batch=progress.advance)
-        features = stamp_days(built, plan.keys, code, validated_flights.version)
-    else:
-        features = pl.DataFrame()
-    report_computed_days(context, features)
+    features = OutputRows()
+    progress = Progress(context.log, "flight_features", "computed", len(plan.misses))
+    # Only now are validated rows read: a chunk of miss days and its look-back at a time.
+    for days in chunk_days(validated_flights.day_rows, plan.misses, lake.chunk_rows):
+        flights = validated_flights.between(lookback(days[0])[0], days[-1])
+        history_rows_read += flights.height
+        built = features_for_days(flights, days, DATA_START, on_batch=progress.advance)
+        stamped = stamp_days(built, plan.keys, code, validated_flights.version)
+        report_computed_days(context, stamped)
+        features.add(stamped)
+        del flights, built, stamped
     thin = [c for c in coverage.values() if c.missing]
+    rows = features.result() if plan.misses else pl.DataFrame()
     context.log.info(
-        f"flight_features: {features.height} rows for {len(plan.misses)} computed day(s) of "
+        f"flight_features: {rows.rows if isinstance(rows, Spool) else rows.height} rows for {len(plan.misses)} computed day(s) of "
         f"{window} from {history_rows_read} validated rows incl. {LOOKBACK_DAYS}-day history"
         + (f"; {len(thin)} day(s) with missing history allowed (max {allowed})" if thin else "")
     )
@@ -115,7 +119,7 @@ def flight_features(
             "compute_seconds": round(time.perf_counter() - started, 3),
         }
     )
-    return LakeOutput(frame=features, days=plan.misses)
+    return LakeOutput(frame=rows, days=plan.misses)
 
 
 def lookback(day: dt.date) -> list[dt.date]:

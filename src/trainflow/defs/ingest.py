@@ -1,5 +1,6 @@
 """From the warehouse to the lake: daily snapshots, then the data contract."""
 
+import datetime as dt
 import time
 from collections.abc import Iterator
 
@@ -16,7 +17,7 @@ from trainflow.contracts.contract import (
     ContractViolation,
     ValidationOutcome,
     describe_quarantine,
-    validate_partitions,
+    validate_chunks,
 )
 from trainflow.contracts.quarantine import REFUSED, VALIDATED, kept, tagged
 from trainflow.defs.caching import (
@@ -34,6 +35,7 @@ from trainflow.defs.resources import ContractsResource, LakeResource, WarehouseR
 from trainflow.defs.retries import IO_RETRY, fail_fast
 from trainflow.defs.warehouse import REFERENCE_TABLES, check_reference_tables
 from trainflow.lake.delta_lake import DayWindow, DeltaLake
+from trainflow.lake.spool import OutputRows, Spool, chunk_days
 from trainflow.manifest import content_hash
 
 SINGLE_RUN = dg.BackfillPolicy.single_run()
@@ -84,31 +86,46 @@ def raw_snapshot(
     for outcome in check_reference_tables(warehouse, contracts).values():
         if isinstance(outcome, ContractViolation):
             raise outcome
-    read = Progress(context.log, "raw_snapshot", "read", window.n_days)
-    frame = warehouse.read_flights(window)  # one query: per-month reads take 2.5x as long
-    read.advance(window.n_days, frame.height)
-    by_day = split_days(frame)
-    missing = [str(day) for day in window.days() if day not in by_day]
+    counts = warehouse.flight_counts(window)
+    missing = [str(day) for day in window.days() if day not in counts]
     if missing:
         raise ValueError(
             f"raw_snapshot: no rows in the warehouse for partition(s) {', '.join(missing[:10])}"
             f"{' ...' if len(missing) > 10 else ''}; land them first (trainflow land --through "
             f"{window.last})"
         )
-    source_versions = {day: content_hash(rows) for day, rows in by_day.items()}
     code = code_version_of(context)
-    wanted = {day: cache_key(code, "", {"warehouse_rows": v}) for day, v in source_versions.items()}
-    plan = plan_days(context, cache_policy, lake.lake(), "raw_snapshot", window, wanted)
-    snapshot = stamp_days(frame.filter(pl.col("day").is_in(plan.misses)), plan.keys, code)
-    report_computed_days(context, snapshot)
+    store = lake.lake()
+    stored = store.stored_versions("raw_snapshot", window)
+    read = Progress(context.log, "raw_snapshot", "read", window.n_days)
+    snapshot = OutputRows()
+    misses: list[dt.date] = []
+    rows_read = 0
+    # One query per chunk (the whole real year is one: per-month reads take 2.5x as long).
+    for days in chunk_days(counts, window.days(), lake.chunk_rows):
+        frame = warehouse.read_flights(DayWindow(days[0], days[-1]))
+        read.advance(len(days), frame.height)
+        rows_read += frame.height
+        wanted = {
+            day: cache_key(code, "", {"warehouse_rows": content_hash(rows)})
+            for day, rows in split_days(frame).items()
+        }
+        plan = plan_days(context, cache_policy, store, "raw_snapshot", window, wanted, stored)
+        stamped = stamp_days(frame.filter(pl.col("day").is_in(plan.misses)), plan.keys, code)
+        report_computed_days(context, stamped)
+        snapshot.add(stamped)
+        misses += plan.misses
+        del frame, stamped
+    rows = snapshot.result()
     context.log.info(
-        f"raw_snapshot: {frame.height} warehouse rows for {window.n_days} day(s) ({window}), "
-        f"{snapshot.height} rows in {len(plan.misses)} new or restated day(s)"
+        f"raw_snapshot: {rows_read} warehouse rows for {window.n_days} day(s) ({window}), "
+        f"{rows.rows if isinstance(rows, Spool) else rows.height} rows in {len(misses)} new "
+        "or restated day(s)"
     )
     context.add_output_metadata(
         {"days": window.n_days, "read_seconds": round(time.perf_counter() - started, 3)}
     )
-    return LakeOutput(frame=snapshot, days=plan.misses)
+    return LakeOutput(frame=rows, days=misses)
 
 
 quarantine_flights = dg.AssetSpec(
@@ -203,11 +220,27 @@ def validated_flights(
                 check_name=name, passed=True, metadata={"cache": "hit (checked when computed)"}
             )
         return
-    todo = raw_snapshot.frame.filter(pl.col("day").is_in(plan.misses))
     checked = Progress(context.log, "validated_flights", "validated", len(plan.misses))
+    validated = OutputRows()
+    null_counts: dict[str, int] = {}
+
+    def snapshot_chunks() -> Iterator[pl.DataFrame]:
+        for days in chunk_days(raw_snapshot.day_rows, plan.misses, lake.chunk_rows):
+            rows = raw_snapshot.days(days)
+            for column, n in rows.null_count().row(0, named=True).items():
+                null_counts[column] = null_counts.get(column, 0) + n
+            yield rows
+            checked.advance(len(days), rows.height)
+
+    def keep_valid(rows: pl.DataFrame) -> None:
+        stamped = stamp_days(rows, plan.keys, code, raw_snapshot.version)
+        report_computed_days(context, stamped)
+        validated.add(stamped)
+
     try:
-        outcome = validate_partitions(todo, contract, plan.misses, context.run_id)
-        checked.advance(len(plan.misses), todo.height)
+        outcome = validate_chunks(
+            snapshot_chunks(), contract, plan.misses, context.run_id, on_valid=keep_valid
+        )
     except ContractViolation as violation:
         if violation.outcome is not None:  # too many rejects: keep them inspectable
             _write_quarantine(store, violation.outcome.quarantine, plan, window, REFUSED)
@@ -229,27 +262,24 @@ def validated_flights(
     # the IO manager commits the output; readers count only rejects whose key matches.
     _write_quarantine(store, outcome.quarantine, plan, window, VALIDATED)
     yield from _quarantine_written(store, outcome)
-    validated = stamp_days(outcome.valid, plan.keys, code, raw_snapshot.version)
-    report_computed_days(context, validated)
     for day in plan.misses:
         context.add_asset_metadata(outcome.counts(day), partition_key=day.isoformat())
     quarantined = outcome.quarantine["row_index"].n_unique()
+    valid_rows = sum(c["rows_validated"] for c in outcome.counts_by_day.values())
     context.log.info(
         f"validated_flights: {len(plan.misses)} partition(s) checked against {contract.label}: "
-        f"{validated.height} rows valid, {quarantined} quarantined"
+        f"{valid_rows} rows valid, {quarantined} quarantined"
     )
     context.add_output_metadata(
         {
             "contract": contract.label,
             "quarantine_table": store.table_uri(QUARANTINE_TABLE),
             "quarantined_by_rule": dg.MetadataValue.json(describe_quarantine(outcome.quarantine)),
-            "null_counts": dg.MetadataValue.json(
-                {k: v for k, v in todo.null_count().row(0, named=True).items() if v}
-            ),
+            "null_counts": dg.MetadataValue.json({k: v for k, v in null_counts.items() if v}),
         },
         output_name="result",  # the asset's checks are outputs too
     )
-    yield dg.Output(LakeOutput(frame=validated, days=plan.misses))
+    yield dg.Output(LakeOutput(frame=validated.result(), days=plan.misses))
     for name in CONTRACT_CHECKS:  # every expectation passed: each with what it observed
         yield dg.AssetCheckResult(
             check_name=name, passed=True, metadata=outcome.observed.get(name) or {}

@@ -10,7 +10,9 @@ versions, which cache keys and lineage are built from. Bookkeeping columns (`_ca
 `_content_hash`) are never part of the data an asset sees.
 
 Outputs: a `pl.DataFrame` replaces the whole window (or table); a `LakeOutput` says which
-days were recomputed (cache misses), or that an unpartitioned table is reused as stored.
+days were recomputed (cache misses), or that an unpartitioned table is reused as stored;
+its rows may be a `Spool` (a big output computed chunk by chunk, `lake/spool.py`), streamed
+into the same single commit.
 
 Reads and writes are classified like the assets' own failures (`defs/retries.py`): a
 missing table or a schema mismatch fails at once, a store that does not answer is retried.
@@ -38,6 +40,7 @@ from trainflow.defs.partitions import day_window
 from trainflow.defs.resources import LakeResource
 from trainflow.defs.retries import fail_fast
 from trainflow.lake.delta_lake import DayWindow
+from trainflow.lake.spool import Spool
 
 
 @dataclass(frozen=True)
@@ -59,9 +62,19 @@ class DeltaInput:
     table_data_version: str | None = None
     table_content_hash: str | None = None
 
+    day_rows: dict[dt.date, int] = field(default_factory=dict)
+
     @cached_property
     def frame(self) -> pl.DataFrame:
         return self.lazy.collect()
+
+    def days(self, days: list[dt.date]) -> pl.DataFrame:
+        """The rows of some days only (what a step reads one chunk at a time)."""
+        return self.lazy.filter(pl.col("day").is_in(days)).collect()
+
+    def between(self, first: dt.date, last: dt.date) -> pl.DataFrame:
+        """The rows of the days from `first` to `last` (a chunk with its look-back)."""
+        return self.lazy.filter(pl.col("day").is_between(first, last)).collect()
 
     @property
     def data_version(self) -> str:
@@ -80,7 +93,7 @@ class LakeOutput:
     `commit_metadata`: stored with the Delta commit (lineage that must travel with data).
     """
 
-    frame: pl.DataFrame | None
+    frame: pl.DataFrame | Spool | None
     days: list[dt.date] | None = None
     commit_metadata: dict[str, str] = field(default_factory=dict)
 
@@ -101,7 +114,7 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
     @fail_fast
     def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | LakeOutput) -> None:
         output = obj if isinstance(obj, LakeOutput) else LakeOutput(frame=obj)
-        if output.frame is not None and not isinstance(output.frame, pl.DataFrame):
+        if output.frame is not None and not isinstance(output.frame, (pl.DataFrame, Spool)):
             raise TypeError(
                 f"{context.asset_key.to_user_string()} returned {type(output.frame).__name__}; "
                 "trainflow assets return polars DataFrames"
@@ -116,16 +129,21 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
             return
         code_version = context.asset_spec.code_version if context.has_asset_key else None
         stamp = {CODE_VERSION_COMMIT_KEY: code_version} if code_version else {}
-        result = lake.write(
-            table,
-            output.frame,
-            window,
-            days=output.days,
-            commit_metadata={**stamp, **output.commit_metadata},
+        try:
+            result = lake.write(
+                table,
+                output.frame,
+                window,
+                days=output.days,
+                commit_metadata={**stamp, **output.commit_metadata},
+            )
+        finally:
+            if isinstance(output.frame, Spool):
+                output.frame.remove()
+        schema = (
+            output.frame.polars_schema if isinstance(output.frame, Spool) else output.frame.schema
         )
-        data_columns = {
-            k: v for k, v in output.frame.schema.items() if k not in BOOKKEEPING_COLUMNS
-        }
+        data_columns = {k: v for k, v in schema.items() if k not in BOOKKEEPING_COLUMNS}
         metadata: dict[str, Any] = {
             "dagster/uri": result.table_uri,
             "delta_version": result.version,
@@ -179,6 +197,7 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
             day_content_hashes=stored_per_day(frame, CONTENT_HASH_COLUMN) if daily else {},
             day_code_versions=stored_per_day(frame, CODE_VERSION_COLUMN) if daily else {},
             day_upstream_versions=stored_per_day(frame, UPSTREAM_VERSION_COLUMN) if daily else {},
+            day_rows=dict(frame.group_by("day").len().iter_rows()) if daily else {},
             table_data_version=table_version,
             table_content_hash=table_hash,
         )

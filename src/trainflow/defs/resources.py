@@ -28,6 +28,7 @@ from trainflow.lake.delta_lake import DayWindow, DeltaLake
 from trainflow.lake.object_store import ObjectStore
 from trainflow.settings import (
     DBT_PROJECT_DIR,
+    DEFAULT_CHUNK_ROWS,
     MLFLOW_TRACKING_URI_VAR,
     PACKAGED_CONTRACTS_DIR,
     Settings,
@@ -118,6 +119,15 @@ class WarehouseResource(dg.ConfigurableResource):
             [window.first, window.last],
         )
 
+    def flight_counts(self, window: DayWindow) -> dict[dt.date, int]:
+        """Rows per day of the window in the warehouse (how a step sizes its chunks)."""
+        counts = self.connect().read(
+            f"select day, count(*) as n_rows from {MODEL_SCHEMA}.stg_flights "
+            "where day between ? and ? group by day",
+            [window.first, window.last],
+        )
+        return {day: int(n) for day, n in counts.iter_rows()}
+
     def read_model(self, model: str) -> pl.DataFrame:
         """A whole (small) warehouse model, e.g. a reference table such as `stg_planes`."""
         return self.connect().read(f"select * from {MODEL_SCHEMA}.{model}")
@@ -137,6 +147,8 @@ class LakeResource(dg.ConfigurableResource):
     # TRAINFLOW_S3_TIMEOUT: a store that does not answer fails the step after this many
     # seconds, so IO_RETRY sees it (settings.py says why).
     s3_timeout_seconds: int | None = None
+    # TRAINFLOW_CHUNK_ROWS: rows a daily step holds at a time (lake/spool.py).
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
     # The boto3 side of an S3 lake (reports, manifests): dagster-aws's resource, configured
     # with endpoint and region only (build_resources). Optional because a folder lake needs
     # none; an S3 lake without one gets the same resource built from the fields above.
@@ -241,6 +253,7 @@ def lake_resource(settings: Settings) -> LakeResource:
         aws_region=region,
         aws_allow_http=opts.get("AWS_ALLOW_HTTP", "").lower() == "true",
         s3_timeout_seconds=settings.s3_timeout_seconds,
+        chunk_rows=settings.chunk_rows,
         s3=S3Resource(endpoint_url=endpoint, region_name=region)
         if settings.lake_uri.startswith("s3://")
         else None,

@@ -97,7 +97,7 @@ def training_dataset(
     )
     if table_hit(context, cache_policy, lake.lake(), "training_dataset", key):
         return LakeOutput(frame=None)
-    dataset = select_splits(flight_features.frame, config)
+    dataset = select_splits(flight_features.lazy, config)
     counts = dict(dataset.group_by("split").len().iter_rows())
     rates = dict(dataset.group_by("split").agg(pl.col(LABEL).mean()).iter_rows())
     context.add_output_metadata(
@@ -148,7 +148,12 @@ def model(
     )
     if table_hit(context, cache_policy, lake.lake(), "model", key):
         return LakeOutput(frame=None)
-    data = training_dataset.frame
+    # Only what training reads: the train and validation rows, the features and the label.
+    data = (
+        training_dataset.lazy.filter(pl.col("split").is_in(["train", "validation"]))
+        .select(*config.features, LABEL, "split")
+        .collect()
+    )
     started = time.perf_counter()
     trained = train_on_dataset(data, config)
     train_seconds = time.perf_counter() - started

@@ -13,14 +13,24 @@ outside that window, so a bug cannot overwrite neighbouring partitions.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import polars as pl
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import TableNotFoundError
+from deltalake.fs import DeltaStorageHandler
+from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
 from trainflow.cache import CACHE_KEY_COLUMN, CONTENT_HASH_COLUMN
+from trainflow.lake.spool import Spool
 
 PARTITION_COLUMN = "day"
 
@@ -85,7 +95,7 @@ class DeltaLake:
     def write(
         self,
         table: str,
-        frame: pl.DataFrame,
+        frame: pl.DataFrame | Spool,
         window: DayWindow | None,
         *,
         days: list[dt.date] | None = None,
@@ -93,6 +103,7 @@ class DeltaLake:
     ) -> WriteResult:
         """Replace the window's days (or the whole table when `window` is None) in one commit.
 
+        `frame` is the rows, or a `Spool` of them streamed into the commit batch by batch.
         `days` narrows a daily write to some days of the window (the others are cache hits
         and keep their stored rows). `commit_metadata` is stored in the Delta commit info.
         """
@@ -114,8 +125,14 @@ class DeltaLake:
             custom_metadata=dict(commit_metadata or {}),
             max_commit_retries=0 if creating else None,
         )
-        data, options = frame.to_arrow(), self._options()
-        if creating:
+        options = self._options()
+        data = frame.reader() if isinstance(frame, Spool) else frame.to_arrow()
+        schema = frame.polars_schema if isinstance(frame, Spool) else frame.schema
+        if not creating and window is not None:
+            self._refuse_type_changes(table, schema)
+        if isinstance(frame, Spool) and window is not None and self._same_columns(table, schema):
+            self._commit_spool(table, frame, replaced, creating, properties)
+        elif creating:
             write_deltalake(
                 uri,
                 data,
@@ -136,8 +153,8 @@ class DeltaLake:
         else:
             # Schema evolution: a new column (a feature added) joins the table, null in the
             # days not rewritten; a column no longer written stays, null in the days that
-            # are. A changed type is refused: deltalake would cast the new values silently.
-            self._refuse_type_changes(table, frame)
+            # are. A changed type is refused above: deltalake would cast the new values
+            # silently.
             write_deltalake(
                 uri,
                 data,
@@ -150,13 +167,89 @@ class DeltaLake:
             )
         version = self.version(table)
         assert version is not None
-        return WriteResult(table_uri=uri, version=version, rows=frame.height)
+        rows = frame.rows if isinstance(frame, Spool) else frame.height
+        return WriteResult(table_uri=uri, version=version, rows=rows)
 
-    def _refuse_type_changes(self, table: str, frame: pl.DataFrame) -> None:
+    def _same_columns(self, table: str, schema: pl.Schema) -> bool:
+        """Whether a write has exactly the table's columns (or creates it)."""
+        if self.version(table) is None:
+            return True
+        return set(schema) == set(self.scan(table).collect_schema())
+
+    def _commit_spool(
+        self,
+        table: str,
+        spool: Spool,
+        days: list[dt.date],
+        creating: bool,
+        properties: CommitProperties,
+    ) -> None:
+        """Replace `days` with the spooled rows in one commit, one day's file at a time.
+
+        Why not `write_deltalake` with the spool's stream: deltalake (1.6) keeps a writer
+        per partition open until the stream ends, so a year of days buffers the whole
+        output (about 6x its Arrow size, measured: 6.3 GiB for 1.1 GiB of rows). Here each
+        spooled chunk is read, each of its days written as a Parquet file with pyarrow
+        through deltalake's own object-store client (so S3 works with the same options),
+        and one transaction adds the files and removes the days' old ones: the same Delta
+        commit `write_deltalake(predicate=...)` makes for a partition-column predicate.
+        Used only for spooled outputs with exactly the table's columns (a new or dropped
+        column goes through `write_deltalake`, which merges the schema).
+        """
+        uri = self.table_uri(table)
+        if creating and "://" not in uri:
+            Path(uri).mkdir(parents=True, exist_ok=True)
+        files = pafs.PyFileSystem(DeltaStorageHandler(uri, self._options()))
+        added: list[AddAction] = []
+        for part in spool.parts:
+            rows = pq.read_table(part).sort_by(PARTITION_COLUMN)
+            runs = pl.from_arrow(rows.column(PARTITION_COLUMN)).rle()  # type: ignore[union-attr]
+            offset = 0
+            for length, day in runs.struct.unnest().iter_rows():
+                data = rows.slice(offset, length).drop_columns([PARTITION_COLUMN])
+                offset += length
+                path = f"{PARTITION_COLUMN}={day.isoformat()}/part-{uuid.uuid4().hex}.parquet"
+                with files.open_output_stream(path) as out:
+                    pq.write_table(data, out)
+                added.append(
+                    AddAction(
+                        path=path,
+                        size=files.get_file_info(path).size,
+                        partition_values={PARTITION_COLUMN: day.isoformat()},
+                        # Determinism note: the files' wall-clock time is Delta bookkeeping
+                        # (vacuum ages), never part of the data or a cache key.
+                        modification_time=int(time.time() * 1000),
+                        data_change=True,
+                        stats=json.dumps({"numRecords": length}),
+                    )
+                )
+        assert spool.schema is not None
+        if creating:
+            create_table_with_add_actions(
+                uri,
+                DeltaSchema.from_arrow(spool.schema),
+                added,
+                mode="error",
+                partition_by=[PARTITION_COLUMN],
+                storage_options=self._options(),
+                commit_properties=properties,
+            )
+            return
+        stored = DeltaTable(uri, storage_options=self._options())
+        stored.create_write_transaction(
+            list[AddAction | RemoveAction](added),
+            mode="overwrite",
+            schema=stored.schema(),  # the same columns (`_same_columns`), in the table's order
+            partition_by=[PARTITION_COLUMN],
+            partition_filters=[(PARTITION_COLUMN, "in", [d.isoformat() for d in days])],
+            commit_properties=properties,
+        )
+
+    def _refuse_type_changes(self, table: str, schema: pl.Schema) -> None:
         stored = self.scan(table).collect_schema()
         changed = {
             name: (stored[name], dtype)
-            for name, dtype in frame.schema.items()
+            for name, dtype in schema.items()
             if name in stored and stored[name] != dtype
         }
         if changed:
@@ -228,16 +321,22 @@ def _days_predicate(days: list[dt.date], window: DayWindow) -> str:
 
 
 def _check_rows_in_days(
-    table: str, frame: pl.DataFrame, days: list[dt.date], window: DayWindow
+    table: str, frame: pl.DataFrame | Spool, days: list[dt.date], window: DayWindow
 ) -> None:
-    if PARTITION_COLUMN not in frame.columns:
+    columns = frame.polars_schema if isinstance(frame, Spool) else frame.schema
+    if PARTITION_COLUMN not in columns:
         raise LakeError(f"{table}: a daily table needs a {PARTITION_COLUMN!r} date column")
     if any(not window.first <= day <= window.last for day in days):
         raise LakeError(f"{table}: days to replace must lie in partition window {window}")
-    outside = frame.filter(~pl.col(PARTITION_COLUMN).is_in(days))
-    if outside.height:
-        examples = sorted(set(outside[PARTITION_COLUMN].to_list()))[:5]
+    if isinstance(frame, Spool):
+        outside_days = sorted(frame.days - set(days))
+        rows = "spooled"
+    else:
+        outside = frame.filter(~pl.col(PARTITION_COLUMN).is_in(days))
+        outside_days = sorted(set(outside[PARTITION_COLUMN].to_list()))
+        rows = str(outside.height)
+    if outside_days:
         raise LakeError(
-            f"{table}: refusing to write {outside.height} rows outside partition window "
-            f"{window} (e.g. days {', '.join(map(str, examples))})"
+            f"{table}: refusing to write {rows} rows outside partition window "
+            f"{window} (e.g. days {', '.join(map(str, outside_days[:5]))})"
         )
