@@ -5,6 +5,7 @@ The landed tables are external assets (`trainflow land` writes them, not Dagster
 UI shows lineage from each warehouse table through dbt to the lake assets.
 """
 
+import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -22,9 +23,12 @@ from trainflow.contracts.contract import (
 )
 from trainflow.defs.caching import CachePolicyResource
 from trainflow.defs.dbt import dbt_cli, dbt_project, ensure_manifest
+from trainflow.defs.partitions import run_day_window
 from trainflow.defs.pods import step_tags
 from trainflow.defs.resources import ContractsResource, WarehouseResource
+from trainflow.lake.delta_lake import DayWindow
 from trainflow.sources.nycflights13 import TABLES
+from trainflow.warehouse.dbt_state import days_label, dbt_vars, label_covers
 
 landed_tables = [
     dg.AssetSpec(
@@ -65,55 +69,105 @@ def warehouse_models(
     """`dbt build` of the staging models (views in the warehouse) and their tests, with the
     profile written for this warehouse from trainflow's settings.
 
+    The data tests (dbt's, shown as asset checks) read the new data only: in a run over a
+    partition range (or one partition) of the daily assets, only the rows of those days
+    (`dbt build --vars` first_day/last_day, `dbt_project/macros/days_filter.sql`); in a run
+    without one, every row. Each check result and each model's materialization names the
+    days tested (`dbt_tested_days`: `all`, or `first...last`).
+
     Skipped when nothing it depends on changed since a build that succeeded with every test
-    passing: the project, dbt, the warehouse's relations, the source tables' columns and rows
-    (`warehouse/dbt_state.py`). Its key is each model's `dbt_build_key` metadata.
+    passing and whose tests covered this run's days: the project, dbt, the warehouse's
+    relations, the source tables' columns and rows (`warehouse/dbt_state.py`). Its key is
+    each model's `dbt_build_key` metadata, the days it tested `dbt_tested_days`: a build
+    that tested every row serves any run, one that tested a range serves runs within it,
+    and a run over other days (or without a range) builds and tests again.
     """
     manifest = dbt_project.manifest_path
+    days = run_day_window(context.run.tags)
+    tested = days_label(days)
     key = warehouse.dbt_build_key(manifest)
-    if not cache_policy.forced(context) and _built_with(context, key):
-        context.log.info(f"dbt: nothing changed since build {key[:12]}; dbt not run")
-        yield from _reused(context, key)
+    stored = None if cache_policy.forced(context) else _built_with(context, key, days)
+    if stored is not None:
+        context.log.info(
+            f"dbt: nothing changed since build {key[:12]}, whose data tests read "
+            f"{', '.join(sorted(set(stored.values())))} (this run: {tested}); dbt not run"
+        )
+        yield from _reused(context, key, stored)
         return
+    context.log.info(
+        "dbt: data tests on every row" if days is None else f"dbt: data tests on {tested} only"
+    )
     dbt = dbt_cli(warehouse.write_dbt_profile())
     target_path = warehouse.dbt_target_path(context.run.run_id)
+    args = ["build", *(["--vars", json.dumps(dbt_vars(days))] if days else [])]
     events: list[Any] = []
     try:
-        events.extend(dbt.cli(["build"], context=context, target_path=target_path).stream())
+        events.extend(dbt.cli(args, context=context, target_path=target_path).stream())
     except Exception:
-        yield from events  # what dbt did before it failed, unkeyed: the next run builds again
+        # What dbt did before it failed (a failed test's check included), unkeyed: the
+        # next run builds again.
+        yield from _with_tested_days(events, tested, built=None)
         raise
     every_test_passed = all(e.passed for e in events if isinstance(e, dg.AssetCheckResult))
     built = warehouse.dbt_build_key(manifest) if every_test_passed else None  # views now exist
+    yield from _with_tested_days(events, tested, built)
+
+
+def _with_tested_days(events: list[Any], tested: str, built: str | None) -> Iterator[Any]:
+    """dagster-dbt's events, each model's output and each test's check result naming the
+    days tested; the outputs stamped with the build key `built` when every test passed."""
     for event in events:
-        if isinstance(event, dg.Output) and built:
-            event = event.with_metadata({**event.metadata, "dbt_build_key": built, "cache": "miss"})
+        if isinstance(event, dg.Output):
+            stamp = {"dbt_build_key": built, "cache": "miss"} if built else {}
+            event = event.with_metadata({**event.metadata, **stamp, "dbt_tested_days": tested})
+        elif isinstance(event, dg.AssetCheckResult):
+            event = event.with_metadata({**event.metadata, "dbt_tested_days": tested})
         yield event
 
 
-def _built_with(context: dg.AssetExecutionContext, key: str) -> bool:
-    """Whether every selected model's latest materialization came from a build with `key`."""
-    for asset_key in context.selected_asset_keys:
+def _built_with(
+    context: dg.AssetExecutionContext, key: str, days: DayWindow | None
+) -> dict[dg.AssetKey, str] | None:
+    """The days each model's latest build tested, if every model this step builds or
+    checks was last materialized by a build with `key` whose tests covered `days` (None:
+    every row); else None."""
+    checked = {check_key.asset_key for check_key in context.selected_asset_check_keys}
+    tested: dict[dg.AssetKey, str] = {}
+    for asset_key in context.selected_asset_keys | checked:
         event = context.instance.get_latest_materialization_event(asset_key)
         mat = event.asset_materialization if event else None
         stored = mat.metadata.get("dbt_build_key") if mat else None
-        if stored is None or stored.value != key:
-            return False
-    return True
+        stored_days = mat.metadata.get("dbt_tested_days") if mat else None
+        if stored is None or stored.value != key or stored_days is None:
+            return None
+        tested[asset_key] = str(stored_days.value)
+        if not label_covers(tested[asset_key], days):
+            return None
+    return tested
 
 
-def _reused(context: dg.AssetExecutionContext, key: str) -> Iterator[Any]:
+def _reused(
+    context: dg.AssetExecutionContext, key: str, tested: Mapping[dg.AssetKey, str]
+) -> Iterator[Any]:
     """The build with the same key as this step's outcome: each model materialized again
-    (lineage stays whole), each test reported as passed on exactly these source rows."""
-    metadata = {"cache": "hit", "dbt_build_key": key}
+    (lineage stays whole), each test reported as passed on exactly these source rows, over
+    the days that build tested (which cover this run's)."""
     graph = context.job_def.asset_layer.asset_graph  # a model after the models it selects
     for asset_key in graph.toposorted_asset_keys:
         if asset_key in context.selected_asset_keys:
-            yield dg.MaterializeResult(asset_key=asset_key, metadata=metadata)
+            yield dg.MaterializeResult(
+                asset_key=asset_key,
+                metadata={
+                    "cache": "hit", "dbt_build_key": key, "dbt_tested_days": tested[asset_key]
+                },
+            )  # fmt: skip
     for check_key in sorted(context.selected_asset_check_keys):
         yield dg.AssetCheckResult(
             asset_key=check_key.asset_key, check_name=check_key.name, passed=True,
-            metadata={"cache": f"hit: passed in build {key[:12]} on the same source rows"},
+            metadata={
+                "cache": f"hit: passed in build {key[:12]} on the same source rows",
+                "dbt_tested_days": tested[check_key.asset_key],
+            },
         )  # fmt: skip
 
 

@@ -7,15 +7,25 @@ changes (adapter, database, schema), the source tables change (their columns and
 rows), or a view it created is gone. A build that succeeded with the same key would do
 nothing new, so the dbt step skips it (`defs/warehouse.py`); a run that changes nothing
 costs no dbt process.
+
+The data tests on day-keyed models test only the days of a run over a partition range
+(`dbt_project/macros/days_filter.sql`), so a build covers its key *and* the days it tested:
+`days_label` records them (`all`, or `first...last`) next to the key, and a later
+run reuses the build only if its key is the same and the days it would test are among them
+(`label_covers`). Keeping one recorded range, not a union of every range tested since the
+key last changed, is the simple rule: a run over other days builds and tests those days
+(and records them instead), never reuses a build that did not test them.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from importlib.metadata import version
 from pathlib import Path
 
+from trainflow.lake.delta_lake import DayWindow
 from trainflow.warehouse.base import MODEL_SCHEMA, Warehouse
 from trainflow.warehouse.changes import table_checksums
 
@@ -69,3 +79,42 @@ def dbt_build_key(
         "warehouse": warehouse_state(warehouse, source_tables),
     }
     return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
+
+
+# A build whose data tests read every row.
+ALL_DAYS = "all"
+
+
+def days_label(days: DayWindow | None) -> str:
+    """The days a build's data tests read, as recorded: `all` (None) or `first...last`."""
+    return ALL_DAYS if days is None else f"{days.first.isoformat()}...{days.last.isoformat()}"
+
+
+def parse_days_label(label: str) -> DayWindow | None:
+    """The inverse of `days_label`; raises ValueError on anything else."""
+    if label == ALL_DAYS:
+        return None
+    first, sep, last = label.partition("...")
+    if not sep:
+        raise ValueError(f"not a tested-days label: {label!r}")
+    return DayWindow(dt.date.fromisoformat(first), dt.date.fromisoformat(last))
+
+
+def label_covers(tested: str, wanted: DayWindow | None) -> bool:
+    """Whether a build whose tests read `tested` (a label) read every row a run over
+    `wanted` (None: every row) would: `all` covers anything, a range only the ranges within
+    it. Rows without a day are read by every build (days_filter.sql)."""
+    try:
+        done = parse_days_label(tested)
+    except ValueError:
+        return False
+    if done is None:
+        return True
+    return wanted is not None and done.first <= wanted.first and wanted.last <= done.last
+
+
+def dbt_vars(days: DayWindow | None) -> dict[str, str]:
+    """The `dbt build --vars` that restrict the data tests to `days` (none: every row)."""
+    if days is None:
+        return {}
+    return {"first_day": days.first.isoformat(), "last_day": days.last.isoformat()}
