@@ -79,9 +79,9 @@ def evaluation_report(
     if table_hit(context, cache_policy, lake.lake(), "evaluation_report", key):
         return LakeOutput(frame=None)
     threshold = config.evaluation.decision_threshold
-    data = training_dataset.frame
-    train = data.filter(pl.col("split") == "train")
-    test = data.filter(pl.col("split") == "test")
+    # Each split read on its own (not the whole dataset, then copies of two of its parts).
+    train = training_dataset.lazy.filter(pl.col("split") == "train").collect()
+    test = training_dataset.lazy.filter(pl.col("split") == "test").collect()
     y_true = test[LABEL].to_numpy()
     row = model.frame.row(0, named=True)
 

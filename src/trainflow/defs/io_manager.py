@@ -182,8 +182,10 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
         if wanted is not DeltaInput:
             return lazy.select(data_columns).collect()
         # Only the bookkeeping columns now (a few small, dictionary-encoded columns).
+        # One row per day and bookkeeping value with its row count, aggregated while
+        # streaming: a year at scale is 34M rows of 64-character keys otherwise.
         kept = [c for c in ("day", *BOOKKEEPING_COLUMNS) if c in columns]
-        frame = lazy.select(kept).collect()
+        frame = lazy.group_by(kept).len().collect(engine="streaming") if kept else pl.DataFrame()
         daily = context.has_asset_partitions
         table_version = table_hash = None
         if not daily and CACHE_KEY_COLUMN in columns and frame.height:
@@ -197,7 +199,9 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
             day_content_hashes=stored_per_day(frame, CONTENT_HASH_COLUMN) if daily else {},
             day_code_versions=stored_per_day(frame, CODE_VERSION_COLUMN) if daily else {},
             day_upstream_versions=stored_per_day(frame, UPSTREAM_VERSION_COLUMN) if daily else {},
-            day_rows=dict(frame.group_by("day").len().iter_rows()) if daily else {},
+            day_rows=dict(frame.group_by("day").agg(pl.col("len").sum()).iter_rows())
+            if daily
+            else {},
             table_data_version=table_version,
             table_content_hash=table_hash,
         )

@@ -126,13 +126,14 @@ class DeltaLake:
             max_commit_retries=0 if creating else None,
         )
         options = self._options()
-        data = frame.reader() if isinstance(frame, Spool) else frame.to_arrow()
         schema = frame.polars_schema if isinstance(frame, Spool) else frame.schema
         if not creating and window is not None:
             self._refuse_type_changes(table, schema)
         if isinstance(frame, Spool) and window is not None and self._same_columns(table, schema):
             self._commit_spool(table, frame, replaced, creating, properties)
-        elif creating:
+            return self._written(table, frame)
+        data = frame.reader() if isinstance(frame, Spool) else frame.to_arrow()
+        if creating:
             write_deltalake(
                 uri,
                 data,
@@ -165,10 +166,13 @@ class DeltaLake:
                 storage_options=options,
                 commit_properties=properties,
             )
+        return self._written(table, frame)
+
+    def _written(self, table: str, frame: pl.DataFrame | Spool) -> WriteResult:
         version = self.version(table)
         assert version is not None
         rows = frame.rows if isinstance(frame, Spool) else frame.height
-        return WriteResult(table_uri=uri, version=version, rows=rows)
+        return WriteResult(table_uri=self.table_uri(table), version=version, rows=rows)
 
     def _same_columns(self, table: str, schema: pl.Schema) -> bool:
         """Whether a write has exactly the table's columns (or creates it)."""
@@ -271,16 +275,26 @@ class DeltaLake:
         if not {CACHE_KEY_COLUMN, CONTENT_HASH_COLUMN} <= set(lazy.collect_schema().names()):
             return {}
         if window is None:
-            single = lazy.group_by(CACHE_KEY_COLUMN, CONTENT_HASH_COLUMN).len().collect()
+            single = (
+                lazy.group_by(CACHE_KEY_COLUMN, CONTENT_HASH_COLUMN)
+                .len()
+                .collect(engine="streaming")
+            )
             return {None: single.row(0)} if single.height == 1 else {}
         per_day = lazy.group_by(PARTITION_COLUMN, CACHE_KEY_COLUMN, CONTENT_HASH_COLUMN).len()
-        return {day: (key, ver, n) for day, key, ver, n in per_day.collect().iter_rows()}
+        rows = per_day.collect(engine="streaming").iter_rows()
+        return {day: (key, ver, n) for day, key, ver, n in rows}
 
     def day_keys(self, table: str) -> dict[dt.date, str]:
         """day -> the cache key stored for it, over a whole daily table (empty if none)."""
         if self.version(table) is None:
             return {}
-        pairs = self.scan(table).select(PARTITION_COLUMN, CACHE_KEY_COLUMN).unique().collect()
+        pairs = (
+            self.scan(table)
+            .select(PARTITION_COLUMN, CACHE_KEY_COLUMN)
+            .unique()
+            .collect(engine="streaming")
+        )
         return dict(pairs.iter_rows())
 
     def commit_metadata(self, table: str, version: int) -> dict[str, str]:
