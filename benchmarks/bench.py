@@ -25,7 +25,9 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -81,9 +83,14 @@ def session_rss(session: int) -> tuple[int, int]:
     return largest, total
 
 
+# A run whose processes together hold more than this is stopped (and the benchmark fails
+# saying so) before the machine's OOM killer picks a victim, perhaps another program.
+MEMORY_CEILING = 22 * GIB
+
+
 def run_sampled(args: list[str], env: dict[str, str]) -> tuple[float, int, int]:
     """Run a command in its own session, sampling its memory every 0.1 s: wall seconds,
-    peak single-process RSS, peak total RSS."""
+    peak single-process RSS, peak total RSS. Stopped over MEMORY_CEILING."""
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out:
         proc = subprocess.Popen(
@@ -94,6 +101,17 @@ def run_sampled(args: list[str], env: dict[str, str]) -> tuple[float, int, int]:
         while proc.poll() is None:
             one, every = session_rss(proc.pid)
             largest, total = max(largest, one), max(total, every)
+            if every > MEMORY_CEILING:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                out.seek(0)
+                steps = re.findall(r" - (\w+) - STEP_START", out.read())
+                sys.exit(
+                    f"{' '.join(args[:4])} ... stopped: its processes held {every / GIB:.1f} GiB, "
+                    f"over the {MEMORY_CEILING / GIB:.0f} GiB ceiling, "
+                    f"{time.perf_counter() - started:.0f} s in (last step started: "
+                    f"{steps[-1] if steps else 'none'})"
+                )
             time.sleep(0.1)
         wall = time.perf_counter() - started
         if proc.returncode != 0:
@@ -209,8 +227,22 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median)")
     parser.add_argument("--scales", default="10", help="comma-separated scales beyond 1")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--scales-only", action="store_true", help="only the scaled cold runs (no ratios)"
+    )
     args = parser.parse_args()
     noop_graph.check_shape()
+    if args.scales_only:
+        for scale in (int(s) for s in args.scales.split(",") if s):
+            with fresh_home(scale) as env:
+                run = materialize(env, "*", YEAR)
+            print(
+                f"scale {scale}: cold, full year {run.wall:.1f} s; peak RSS largest process "
+                f"{run.peak_rss / GIB:.2f} GiB, all at once {run.peak_total_rss / GIB:.2f} GiB"
+            )
+            for step, seconds in run.step_seconds.items():
+                print(f"  {step}: {seconds:.1f} s")
+        return
     figures: dict[str, Any] = {
         "date": dt.date.today().isoformat(),  # when the benchmark ran, not data: fine here
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU(s), Python {platform.python_version()}",
