@@ -28,7 +28,7 @@ from trainflow.features.flights import (
     history_coverage,
     refuse_missing_history,
 )
-from trainflow.lake.spool import OutputRows, Spool, chunk_days
+from trainflow.lake.spool import OutputRows, chunk_days
 
 # The first day of the data: history before it cannot exist and is never "missing".
 DATA_START = daily_2013.start.date()
@@ -105,9 +105,8 @@ def flight_features(
         features.add(stamped)
         del flights, built, stamped
     thin = [c for c in coverage.values() if c.missing]
-    rows = features.result() if plan.misses else pl.DataFrame()
     context.log.info(
-        f"flight_features: {rows.rows if isinstance(rows, Spool) else rows.height} rows for {len(plan.misses)} computed day(s) of "
+        f"flight_features: {features.rows} rows for {len(plan.misses)} computed day(s) of "
         f"{window} from {history_rows_read} validated rows incl. {LOOKBACK_DAYS}-day history"
         + (f"; {len(thin)} day(s) with missing history allowed (max {allowed})" if thin else "")
     )
@@ -119,7 +118,7 @@ def flight_features(
             "compute_seconds": round(time.perf_counter() - started, 3),
         }
     )
-    return LakeOutput(frame=rows, days=plan.misses)
+    return LakeOutput(frame=features.result() if plan.misses else pl.DataFrame(), days=plan.misses)
 
 
 def lookback(day: dt.date) -> list[dt.date]:

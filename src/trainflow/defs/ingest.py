@@ -35,7 +35,7 @@ from trainflow.defs.resources import ContractsResource, LakeResource, WarehouseR
 from trainflow.defs.retries import IO_RETRY, fail_fast
 from trainflow.defs.warehouse import REFERENCE_TABLES, check_reference_tables
 from trainflow.lake.delta_lake import DayWindow, DeltaLake
-from trainflow.lake.spool import OutputRows, Spool, chunk_days
+from trainflow.lake.spool import OutputRows, chunk_days
 from trainflow.manifest import content_hash
 
 SINGLE_RUN = dg.BackfillPolicy.single_run()
@@ -116,16 +116,14 @@ def raw_snapshot(
         snapshot.add(stamped)
         misses += plan.misses
         del frame, stamped
-    rows = snapshot.result()
     context.log.info(
         f"raw_snapshot: {rows_read} warehouse rows for {window.n_days} day(s) ({window}), "
-        f"{rows.rows if isinstance(rows, Spool) else rows.height} rows in {len(misses)} new "
-        "or restated day(s)"
+        f"{snapshot.rows} rows in {len(misses)} new or restated day(s)"
     )
     context.add_output_metadata(
         {"days": window.n_days, "read_seconds": round(time.perf_counter() - started, 3)}
     )
-    return LakeOutput(frame=rows, days=misses)
+    return LakeOutput(frame=snapshot.result(), days=misses)
 
 
 quarantine_flights = dg.AssetSpec(

@@ -5,8 +5,8 @@ its input and output together, yet its write must stay one atomic Delta commit. 
 works through its days in chunks of about `chunk_rows` rows (`chunk_days`) and hands each
 chunk's output to an `OutputRows`: while the output is one chunk it stays in memory (the
 usual case at real scale, and no extra cost); from the second chunk on, every chunk goes
-to a local Parquet file, and `DeltaLake.write` streams the files into one commit
-(`Spool.reader`), holding one record batch at a time.
+to a local Parquet file, and `DeltaLake.write` commits them in one Delta transaction,
+holding one chunk at a time.
 
 Why not polars' streaming engine end to end: the steps' work is not one lazy query (cache
 decisions per day, contract checks with quarantine, rolling windows over look-back days),
@@ -88,7 +88,8 @@ class Spool:
         return pl.from_arrow(self.schema.empty_table()).schema  # type: ignore[union-attr]
 
     def reader(self) -> pa.RecordBatchReader:
-        """Every spooled row, streamed in record batches (one batch in memory at a time)."""
+        """Every spooled row, streamed in record batches (one batch in memory at a time):
+        what `write_deltalake` is given when a write must merge a new column's schema."""
         assert self.schema is not None, "an empty spool has no rows to stream"
         dataset = pads.dataset([str(p) for p in self.parts], schema=self.schema, format="parquet")
         # No read-ahead: by default the scanner reads several files ahead as soon as the
@@ -109,8 +110,10 @@ class OutputRows:
     def __init__(self) -> None:
         self._frame: pl.DataFrame | None = None
         self._spool: Spool | None = None
+        self.rows = 0
 
     def add(self, frame: pl.DataFrame) -> None:
+        self.rows += frame.height
         if self._spool is not None:
             if not frame.is_empty():
                 self._spool.add(frame)
