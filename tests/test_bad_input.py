@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 from tests.conftest import BIN, thin_history_config
+from trainflow.contracts.contract import load_contract
 from trainflow.contracts.quarantine import visible
 from trainflow.defs.caching import CachePolicyResource
 from trainflow.defs.features import flight_features
@@ -35,6 +36,9 @@ from trainflow.settings import PACKAGED_CONTRACTS_DIR
 from trainflow.warehouse import landing
 
 DAYS = ("2013-02-01", "2013-02-05")
+# The shipped flights contract, as every message names it ("flights v5").
+CONTRACT = load_contract(PACKAGED_CONTRACTS_DIR / "flights.yaml")
+LABEL = CONTRACT.label
 BAD_DAY = "2013-02-03"
 
 
@@ -155,7 +159,7 @@ def test_schema_drift_fails_fast_naming_column_version_and_rule(
     assert check_outcomes(result) == {"schema": False}
     step, message = failure_message(result)
     assert step == "validated_flights"
-    assert "partition 2013-02-01..2013-02-05 violates data contract flights v4" in message
+    assert f"partition 2013-02-01..2013-02-05 violates data contract {LABEL}" in message
     assert expected in message
     assert DeltaLake(str(tmp_path / "lake")).version("validated_flights") is None
     assert DeltaLake(str(tmp_path / "lake")).version("flight_features") is None
@@ -196,8 +200,11 @@ def test_null_burst_in_a_key_fails_the_partition_and_keeps_the_rejects(
          "distance_miles", "greater_than_or_equal_to(1.0)"),
         ("update raw.flights set origin = null where {bad} and source_row % 50 = 0",
          "origin", "not_nullable"),
+        # A label column with no bound before contract v5: 9999 minutes late is no delay.
+        ("update raw.flights set arr_delay = 9999 where {bad} and source_row % 50 = 0",
+         "arr_delay_minutes", "less_than_or_equal_to(2880.0)"),
     ],
-    ids=["unknown-carrier", "out-of-range-distance", "null-key"],
+    ids=["unknown-carrier", "out-of-range-distance", "null-key", "impossible-delay"],
 )  # fmt: skip
 def test_bad_rows_are_quarantined_and_counted(
     warehouse: Path, tmp_path: Path, statement: str, column: str, rule: str
@@ -278,9 +285,7 @@ def test_thin_day_fails_min_rows_rule(warehouse: Path, tmp_path: Path) -> None:
     step, message = failure_message(materialize(warehouse, tmp_path / "lake"))
     assert step == "validated_flights"
     assert f"partition(s) {BAD_DAY} (" in message
-    assert (
-        "violate data contract flights v4: fewer than 400 rows (rule: min_rows_per_day)" in message
-    )
+    assert f"violate data contract {LABEL}: fewer than 400 rows (rule: min_rows_per_day)" in message
 
 
 def test_null_rate_over_the_limit_fails_naming_partition_column_and_rule(
@@ -302,7 +307,7 @@ def test_null_rate_over_the_limit_fails_naming_partition_column_and_rule(
     assert check_outcomes(result) == passed_until("max_null_fraction")
     step, message = failure_message(result)
     assert step == "validated_flights"
-    assert "data contract flights v4 violated (rule: max_null_fraction): " in message
+    assert f"data contract {LABEL} violated (rule: max_null_fraction): " in message
     assert (
         f"partition {BAD_DAY}: column 'tailnum' is null in {row[0]:.1%} of rows, "
         "over max_null_fraction 35.0%"
@@ -389,7 +394,7 @@ def test_day_landed_later_than_allowed_fails_naming_its_lateness(
     step, message = failure_message(result)
     assert step == "validated_flights"
     assert (
-        f"partition(s) {BAD_DAY} (25 days late) violate data contract flights v4: landed "
+        f"partition(s) {BAD_DAY} (25 days late) violate data contract {LABEL}: landed "
         "more than 7 days after later partitions (column 'landed_days_late', rule: "
         "allowed_late_arrival)"
     ) in message
@@ -429,7 +434,7 @@ def test_quarantine_command_lists_and_shows_rows(warehouse: Path, tmp_path: Path
     assert listed.returncode == 0, listed.stderr
     rows = DeltaLake(str(tmp_path / "lake")).read(QUARANTINE_TABLE).height
     lines = [line.split() for line in listed.stdout.splitlines()]
-    assert [BAD_DAY, str(rows), "carrier", "isin(enum)", "flights", "v4"] in lines
+    assert [BAD_DAY, str(rows), "carrier", "isin(enum)", *LABEL.split()] in lines
     shown = subprocess.run(
         [str(BIN / "trainflow"), "quarantine", "show", BAD_DAY, "--limit", "2"],
         env=env, capture_output=True, text=True,
@@ -448,7 +453,7 @@ def test_quarantine_command_lists_and_shows_rows(warehouse: Path, tmp_path: Path
 def test_quarantine_revalidate_after_a_contract_change_releases_the_rows(
     warehouse: Path, tmp_path: Path
 ) -> None:
-    # A new airline's code arrives: its rows are quarantined under contract v4 ...
+    # A new airline's code arrives: its rows are quarantined under the shipped contract ...
     change(
         warehouse,
         f"update raw.flights set carrier = 'ZZ' where flight_date = date '{BAD_DAY}' "
@@ -459,13 +464,12 @@ def test_quarantine_revalidate_after_a_contract_change_releases_the_rows(
     lake = DeltaLake(str(lake_path))
     held = lake.read(QUARANTINE_TABLE)["row_index"].n_unique()
     assert held > 0
-    # ... the team accepts it in contract v5, then revalidates the partition.
+    # ... the team accepts it in the next contract version, then revalidates the partition.
     contracts = tmp_path / "contracts"
     shutil.copytree(PACKAGED_CONTRACTS_DIR, contracts, ignore=shutil.ignore_patterns("*.py*"))
     text = (contracts / "flights.yaml").read_text()
-    (contracts / "flights.yaml").write_text(
-        text.replace("version: 4", "version: 5").replace("VX, WN, YV]", "VX, WN, YV, ZZ]")
-    )
+    bumped = text.replace(f"version: {CONTRACT.version}", f"version: {CONTRACT.version + 1}")
+    (contracts / "flights.yaml").write_text(bumped.replace("VX, WN, YV]", "VX, WN, YV, ZZ]"))
     dagster_home = tmp_path / "dagster"
     dagster_home.mkdir()
     env = {
@@ -484,9 +488,9 @@ def test_quarantine_revalidate_after_a_contract_change_releases_the_rows(
     assert first.startswith("partition 2013-02-02: ") and "0 quarantined (was 0)" in first
     assert second.startswith(
         f"partition {BAD_DAY}: {rows} rows in, {rows} validated, 0 quarantined "
-        f"(was {held}) against flights v5"
+        f"(was {held}) against flights v{CONTRACT.version + 1}"
     )
-    # v4's rejects no longer belong to the validated rows stored: readers do not count them.
+    # The old version's rejects no longer belong to the validated rows stored: not counted.
     quarantine = visible(lake.read(QUARANTINE_TABLE), lake.day_keys("validated_flights"))
     assert quarantine.filter(pl.col("day").cast(pl.String) == BAD_DAY).is_empty()
     validated = lake.read("validated_flights").filter(pl.col("day").cast(pl.String) == BAD_DAY)

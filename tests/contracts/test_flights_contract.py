@@ -9,12 +9,14 @@ import pytest
 
 from trainflow.contracts.contract import ContractViolation, load_contract, validate_partitions
 from trainflow.defs.resources import WarehouseResource
+from trainflow.features.flights import PLANE_FEATURES, SCHEDULE_FEATURES, WEATHER_FEATURES
 from trainflow.lake.delta_lake import DayWindow
 from trainflow.settings import PACKAGED_CONTRACTS_DIR
 
 DAY = dt.date(2013, 2, 1)
 CONTRACT_FILE = PACKAGED_CONTRACTS_DIR / "flights.yaml"
 FLIGHTS_CONTRACT = load_contract(CONTRACT_FILE)
+LABEL = FLIGHTS_CONTRACT.label
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,7 @@ def set_rows(frame: pl.DataFrame, column: str, value, rows: int) -> pl.DataFrame
 
 def test_contract_file_is_versioned_and_loads() -> None:
     contract = load_contract(CONTRACT_FILE)
-    assert contract.label == "flights v4"
+    assert contract.label == "flights v5"
     assert contract.key == ["flight_id"]
     assert contract.fields["carrier"].enum and "AA" in contract.fields["carrier"].enum
 
@@ -56,7 +58,7 @@ def test_retyped_column_fails_naming_partition_column_version_and_rule(real_day)
     with pytest.raises(ContractViolation) as failure:
         validate(retyped)
     assert str(failure.value) == (
-        "partition 2013-02-01 violates data contract flights v4: column 'arr_delay_minutes' "
+        f"partition 2013-02-01 violates data contract {LABEL}: column 'arr_delay_minutes' "
         "has type String, the contract requires Float64 (rule: type)"
     )
 
@@ -71,7 +73,7 @@ def test_null_in_key_column_is_quarantined_with_rule_and_counts(real_day) -> Non
     q = outcome.quarantine
     assert q["column"].unique().to_list() == ["carrier"]
     assert q["rule"].unique().to_list() == ["not_nullable"]
-    assert q["contract"].unique().to_list() == ["flights v4"]
+    assert q["contract"].unique().to_list() == [LABEL]
     assert '"carrier":null' in q["row_json"][0]
 
 
@@ -80,7 +82,7 @@ def test_null_burst_in_key_column_fails_naming_partition_column_and_rule(real_da
     with pytest.raises(ContractViolation) as failure:
         validate(burst)
     message = str(failure.value)
-    assert "data contract flights v4 violated; partition 2013-02-01:" in message
+    assert f"data contract {LABEL} violated; partition 2013-02-01:" in message
     assert "over max_reject_fraction 5.0%: column 'carrier' rule not_nullable" in message
     assert failure.value.outcome is not None
     assert failure.value.outcome.counts(DAY)["rows_quarantined"] == real_day.height // 5
@@ -95,7 +97,7 @@ def test_null_rate_over_the_column_limit_fails_naming_partition_column_and_rule(
         validate(half)
     assert failure.value.expectation == "max_null_fraction"
     assert str(failure.value) == (
-        "data contract flights v4 violated (rule: max_null_fraction): partition 2013-02-01: "
+        f"data contract {LABEL} violated (rule: max_null_fraction): partition 2013-02-01: "
         f"column 'tailnum' is null in {rate:.1%} of rows, over max_null_fraction 35.0%"
     )
 
@@ -142,7 +144,44 @@ def test_day_landed_later_than_allowed_fails_with_its_lateness(real_day) -> None
         validate(late)
     assert failure.value.expectation == "allowed_late_arrival"
     assert str(failure.value).startswith(
-        "partition(s) 2013-02-01 (8 days late) violate data contract flights v4: landed more "
+        f"partition(s) 2013-02-01 (8 days late) violate data contract {LABEL}: landed more "
         "than 7 days after later partitions (column 'landed_days_late', rule: "
         "allowed_late_arrival)"
+    )
+
+
+# Contract columns the features and the label are computed from (flights.py).
+FEATURE_SOURCES = (
+    *(c for c in SCHEDULE_FEATURES if c in FLIGHTS_CONTRACT.fields),
+    *WEATHER_FEATURES,
+    *(c for c in PLANE_FEATURES if c in FLIGHTS_CONTRACT.fields),
+    "plane_manufacture_year",
+    "sched_dep_hour",
+    "arr_delay_minutes",
+)
+
+
+def test_every_numeric_column_reaching_features_or_labels_has_physical_bounds() -> None:
+    numeric = {n for n, s in FLIGHTS_CONTRACT.fields.items() if s.type in ("Float64", "Int32")}
+    assert set(FEATURE_SOURCES) <= numeric
+    unbounded = [
+        n
+        for n in sorted(numeric)
+        if None in (FLIGHTS_CONTRACT.fields[n].min, FLIGHTS_CONTRACT.fields[n].max)
+    ]
+    # flight_number and landed_days_late reach no feature (and synthetic copies, `--scale`,
+    # renumber flights); every other numeric column is bounded on both sides.
+    assert unbounded == ["flight_number", "landed_days_late"]
+
+
+def test_temperature_converted_to_celsius_breaks_the_dew_point_rule(real_day) -> None:
+    celsius = real_day.with_columns((pl.col("temp_f") - 32) * 5 / 9)
+    warmer_dew = celsius.filter(pl.col("dewpoint_f") > pl.col("temp_f")).height
+    assert warmer_dew > real_day.height * 0.05  # the day fails rather than quarantining
+    with pytest.raises(ContractViolation) as failure:
+        validate(celsius)
+    assert failure.value.outcome is not None
+    assert failure.value.outcome.counts(DAY)["rows_quarantined"] == warmer_dew
+    assert f"column 'dewpoint_f' rule at_most_column(temp_f) ({warmer_dew} rows)" in str(
+        failure.value
     )

@@ -5,8 +5,9 @@ Two kinds of violation, treated differently (nothing is ever silently dropped):
   null more often than its `max_null_fraction`; a day that landed later than
   `allowed_late_arrival` allows) fails the partition at once: nothing downstream can be
   trusted;
-- row-level (a null key, an unknown code, a value out of range, a duplicate key, a UTC
-  timestamp that is not the local one) sends the row to quarantine with the rule, column
+- row-level (a null key, an unknown code, a value outside its physical bounds or above
+  another column it may not exceed, a duplicate key, a UTC timestamp that is not the local
+  one) sends the row to quarantine with the rule, column
   and observed value; the partition keeps its good rows, unless more than
   `max_reject_fraction` of its rows were rejected, which fails it.
 Every message names the partition, the column, the contract version and the rule.
@@ -71,6 +72,9 @@ class FieldSpec(_Strict):
     # Table-level: in any partition, at most this share of the column's values may be null.
     max_null_fraction: float | None = None
     utc_hour_of: UtcHourOf | None = None
+    # Row-level: never above this other column of the same row (a dew point above the air
+    # temperature); a null on either side is not checked here.
+    at_most_column: str | None = None
 
 
 class LateArrival(_Strict):
@@ -132,6 +136,8 @@ class Contract(_Strict):
                 checks.append(pa.Check.str_matches(spec.pattern))
             if spec.utc_hour_of is not None:
                 checks.append(_utc_hour_check(spec.utc_hour_of))
+            if spec.at_most_column is not None:
+                checks.append(_at_most_check(spec.at_most_column))
             columns[name] = pa.Column(
                 None, checks=checks, nullable=spec.nullable, unique=spec.unique
             )
@@ -161,6 +167,15 @@ def _utc_hour_check(rule: UtcHourOf) -> pa.Check:
         return data.lazyframe.select((pl.col(data.key) == local_as_utc).fill_null(False))
 
     return pa.Check(matches, name=f"utc_hour_of({rule.column}, {rule.timezone})")
+
+
+def _at_most_check(other: str) -> pa.Check:
+    """Cross-column row rule: this value is at most `other`'s on the same row."""
+
+    def at_most(data: Any) -> pl.LazyFrame:
+        return data.lazyframe.select((pl.col(data.key) <= pl.col(other)).fill_null(True))
+
+    return pa.Check(at_most, name=f"at_most_column({other})")
 
 
 def load_contract(path: Path) -> Contract:
