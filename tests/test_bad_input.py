@@ -36,7 +36,7 @@ from trainflow.settings import PACKAGED_CONTRACTS_DIR
 from trainflow.warehouse import landing
 
 DAYS = ("2013-02-01", "2013-02-05")
-# The shipped flights contract, as every message names it ("flights v5").
+# The shipped flights contract, as every message names it ("flights v6").
 CONTRACT = load_contract(PACKAGED_CONTRACTS_DIR / "flights.yaml")
 LABEL = CONTRACT.label
 BAD_DAY = "2013-02-03"
@@ -249,6 +249,35 @@ def test_bad_rows_are_quarantined_and_counted(
     assert quarantined == {day: (bad_rows if day == BAD_DAY else 0) for day in events}
 
 
+def test_a_value_the_warehouse_cannot_cast_is_quarantined_never_a_database_error(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    # The producer starts sending the departure delay as text, and some of it is not a number:
+    # staging's cast used to fail the read with the database's own conversion error.
+    change(
+        warehouse,
+        "alter table raw.flights alter dep_delay type varchar",
+        f"update raw.flights set dep_delay = '12 min' where flight_date = date '{BAD_DAY}' "
+        "and source_row % 50 = 0",
+    )
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        row = conn.execute("select count(*) from raw.flights where dep_delay = '12 min'").fetchone()
+    assert row is not None and row[0] > 0
+    result = materialize(warehouse, tmp_path / "lake")
+    assert result.success
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    lake = DeltaLake(str(tmp_path / "lake"))
+    quarantine = lake.read(QUARANTINE_TABLE).select(
+        pl.col("day").cast(pl.String), "column", "rule", "observed"
+    )
+    assert quarantine.unique().rows() == [
+        (BAD_DAY, "dep_delay_minutes", "castable_to(Float64)", "12 min")
+    ]
+    assert_nothing_lost(lake, quarantined_rows=row[0])
+    marked = lake.read("raw_snapshot").filter(pl.col("cast_failures").is_not_null())
+    assert marked.height == row[0] and marked["dep_delay_minutes"].null_count() == row[0]
+
+
 def test_duplicate_keys_are_quarantined(warehouse: Path, tmp_path: Path) -> None:
     change(
         warehouse,
@@ -413,7 +442,7 @@ def test_broken_reference_table_stops_the_snapshot_naming_table_column_and_rule(
     step, message = failure_message(result)
     assert step == "raw_snapshot"
     assert (
-        f"table planes violates data contract planes v1: {row[0]} of 3322 rows "
+        f"table planes violates data contract planes v2: {row[0]} of 3322 rows "
         f"({row[0] / 3322:.2%}) break a rule, over max_reject_fraction 0.0%: column 'seats' "
         f"rule greater_than_or_equal_to(1.0) ({row[0]} rows, e.g. observed '0')"
     ) in message

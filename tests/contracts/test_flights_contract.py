@@ -39,7 +39,7 @@ def set_rows(frame: pl.DataFrame, column: str, value, rows: int) -> pl.DataFrame
 
 def test_contract_file_is_versioned_and_loads() -> None:
     contract = load_contract(CONTRACT_FILE)
-    assert contract.label == "flights v5"
+    assert contract.label == "flights v6"
     assert contract.key == ["flight_id"]
     assert contract.fields["carrier"].enum and "AA" in contract.fields["carrier"].enum
 
@@ -185,3 +185,40 @@ def test_temperature_converted_to_celsius_breaks_the_dew_point_rule(real_day) ->
     assert f"column 'dewpoint_f' rule at_most_column(temp_f) ({warmer_dew} rows)" in str(
         failure.value
     )
+
+
+def with_cast_failures(frame: pl.DataFrame, rows: int) -> pl.DataFrame:
+    """What staging hands on when `rows` delays arrived as text it could not cast."""
+    failed = pl.int_range(pl.len()) < rows
+    return frame.with_columns(
+        pl.when(failed)
+        .then(None)
+        .otherwise(pl.col("dep_delay_minutes"))
+        .alias("dep_delay_minutes"),
+        pl.when(failed)
+        .then(pl.lit('{"dep_delay_minutes":"12 min"}'))
+        .otherwise(pl.col("cast_failures"))
+        .alias("cast_failures"),
+    )
+
+
+def test_a_value_staging_could_not_cast_is_quarantined_naming_column_and_raw_value(
+    real_day,
+) -> None:
+    outcome = validate(with_cast_failures(real_day, rows=5))
+    assert outcome.counts(DAY) == {
+        "rows_in": real_day.height,
+        "rows_validated": real_day.height - 5,
+        "rows_quarantined": 5,
+    }
+    assert outcome.quarantine.select("column", "rule", "observed").unique().rows() == [
+        ("dep_delay_minutes", "castable_to(Float64)", "12 min")
+    ]
+    many = with_cast_failures(real_day, rows=real_day.height // 10)
+    with pytest.raises(ContractViolation) as failure:
+        validate(many)
+    assert failure.value.expectation == "max_reject_fraction"
+    assert (
+        f"over max_reject_fraction 5.0%: column 'dep_delay_minutes' rule castable_to(Float64) "
+        f"({real_day.height // 10} rows)"
+    ) in str(failure.value)

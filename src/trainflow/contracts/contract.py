@@ -109,6 +109,9 @@ class Contract(_Strict):
     version: int
     key: list[str]
     fields: dict[str, FieldSpec]
+    # The column where the staging view records the values it could not cast (a JSON object
+    # of column -> raw value, dbt_project/macros/safe_cast.sql): each is a row-level failure.
+    cast_failures_column: str | None = None
     expectations: Expectations = Expectations()
     waivers: list[Waiver] = []
 
@@ -544,14 +547,46 @@ def validate_table(frame: pl.DataFrame, contract: Contract) -> TableReport:
 
 
 def _row_failures(indexed: pl.DataFrame, contract: Contract, run_id: str) -> pl.DataFrame:
+    """Every (row, column, rule, observed value) that breaks a row rule, with the row. A
+    cell the warehouse could not cast fails that rule only (not the rules its null breaks)."""
+    cast = _cast_failures(indexed, contract)
+    other = _schema_failures(indexed, contract).join(cast, on=["row_index", "column"], how="anti")
+    failures = pl.concat([other, cast])
+    if failures.is_empty():
+        return pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    rows = indexed.filter(pl.col("row_index").is_in(failures["row_index"].unique())).select(
+        "row_index",
+        pl.col("day") if "day" in indexed.columns else pl.lit(None, pl.Date).alias("day"),
+        pl.struct(pl.all().exclude("row_index")).struct.json_encode().alias("row_json"),
+    )
+    return (
+        failures.join(rows, on="row_index", how="left")
+        .with_columns(pl.lit(contract.label).alias("contract"), pl.lit(run_id).alias("run_id"))
+        .select(list(QUARANTINE_SCHEMA))
+        .cast(pl.Schema(QUARANTINE_SCHEMA))
+        .sort("day", "row_index", "column")
+    )
+
+
+# One row rule broken by one cell, before the row and its context are joined on.
+FAILURE_SCHEMA = pl.Schema(
+    {
+        "row_index": pl.Int64,
+        "column": pl.String,
+        "rule": pl.String,
+        "observed": pl.String,
+    }
+)
+
+
+def _schema_failures(indexed: pl.DataFrame, contract: Contract) -> pl.DataFrame:
+    """The pandera row rules' failures: (row_index, column, rule, observed)."""
     try:
         contract.row_schema().validate(indexed, lazy=True)
     except SchemaErrors as exc:
         failures = exc.failure_cases.filter(pl.col("index").is_not_null())
     else:
-        return pl.DataFrame(schema=QUARANTINE_SCHEMA)
-    if failures.is_empty():
-        return pl.DataFrame(schema=QUARANTINE_SCHEMA)
+        return pl.DataFrame(schema=FAILURE_SCHEMA)
     failures = failures.select(
         pl.col("index").cast(pl.Int64).alias("row_index"),
         pl.col("column").cast(pl.String),
@@ -578,17 +613,34 @@ def _row_failures(indexed: pl.DataFrame, contract: Contract, run_id: str) -> pl.
             .otherwise(pl.col("observed"))
             .alias("observed"),
         )
-    rows = indexed.select(
-        "row_index",
-        pl.col("day") if "day" in indexed.columns else pl.lit(None, pl.Date).alias("day"),
-        pl.struct(pl.all().exclude("row_index")).struct.json_encode().alias("row_json"),
+    return failures.cast(FAILURE_SCHEMA)
+
+
+def _cast_failures(indexed: pl.DataFrame, contract: Contract) -> pl.DataFrame:
+    """One failure per cell the warehouse could not cast, from the staging view's record
+    (`cast_failures_column`: a JSON object of column -> raw value): rule `castable_to(<type>)`,
+    observed the raw value."""
+    record = contract.cast_failures_column
+    if record is None or record not in indexed.columns:
+        return pl.DataFrame(schema=FAILURE_SCHEMA)
+    fields = {name: pl.String for name in contract.fields if name != record}
+    failed = indexed.filter(pl.col(record).is_not_null())
+    if failed.is_empty():
+        return pl.DataFrame(schema=FAILURE_SCHEMA)
+    types = pl.DataFrame(
+        {
+            "column": list(fields),
+            "rule": [f"castable_to({contract.fields[name].type})" for name in fields],
+        }
     )
     return (
-        failures.join(rows, on="row_index", how="left")
-        .with_columns(pl.lit(contract.label).alias("contract"), pl.lit(run_id).alias("run_id"))
-        .select(list(QUARANTINE_SCHEMA))
-        .cast(QUARANTINE_SCHEMA)
-        .sort("day", "row_index", "column")
+        failed.select("row_index", pl.col(record).str.json_decode(pl.Struct(fields)).alias("raw"))
+        .unnest("raw")
+        .unpivot(index="row_index", variable_name="column", value_name="observed")
+        .filter(pl.col("observed").is_not_null())
+        .join(types, on="column", how="left")
+        .select(list(FAILURE_SCHEMA))
+        .cast(FAILURE_SCHEMA)
     )
 
 
