@@ -36,7 +36,7 @@ from trainflow.settings import PACKAGED_CONTRACTS_DIR
 from trainflow.warehouse import landing
 
 DAYS = ("2013-02-01", "2013-02-05")
-# The shipped flights contract, as every message names it ("flights v6").
+# The shipped flights contract, as every message names it ("flights v7").
 CONTRACT = load_contract(PACKAGED_CONTRACTS_DIR / "flights.yaml")
 LABEL = CONTRACT.label
 BAD_DAY = "2013-02-03"
@@ -279,10 +279,13 @@ def test_a_value_the_warehouse_cannot_cast_is_quarantined_never_a_database_error
 
 
 def test_duplicate_keys_are_quarantined(warehouse: Path, tmp_path: Path) -> None:
+    # The producer's file repeats some flights; the landing log counts what landed.
+    repeated = f"flight_date = date '{BAD_DAY}' and source_row % 100 = 0"
     change(
         warehouse,
-        "insert into raw.flights select * from raw.flights "
-        f"where flight_date = date '{BAD_DAY}' and source_row % 100 = 0",
+        f"update raw.landings set flight_rows = flight_rows + (select count(*) from raw.flights "
+        f"where {repeated}) where day = date '{BAD_DAY}'",
+        f"insert into raw.flights select * from raw.flights where {repeated}",
     )
     result = materialize(warehouse, tmp_path / "lake")
     assert result.success
@@ -303,7 +306,78 @@ def test_empty_day_fails_naming_the_partition(warehouse: Path, tmp_path: Path) -
     change(warehouse, f"delete from raw.flights where flight_date = date '{BAD_DAY}'")
     step, message = failure_message(materialize(warehouse, tmp_path / "lake"))
     assert step == "raw_snapshot"
-    assert f"no rows in the warehouse for partition(s) {BAD_DAY}" in message
+    assert (
+        f"raw_snapshot: no rows in the warehouse for partition(s) {BAD_DAY}; partition "
+        f"{BAD_DAY}: the landing log records 814 rows landed, the warehouse holds 0 (rule: "
+        "rows_landed; likely cause: a partial load, or rows deleted after landing)"
+    ) in message
+
+
+def test_a_day_stamped_with_its_neighbours_date_is_named_with_both_counts(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    # Upstream stamps Feb 3's flights with Feb 4's date: Feb 3 was landed (the landing log
+    # says so) and is empty now; Feb 4 holds both days' rows.
+    change(
+        warehouse,
+        f"update raw.flights set flight_date = date '2013-02-04' where flight_date = date '{BAD_DAY}'",
+    )
+    step, message = failure_message(materialize(warehouse, tmp_path / "lake"))
+    assert step == "raw_snapshot"
+    assert (
+        f"raw_snapshot: no rows in the warehouse for partition(s) {BAD_DAY}; partition "
+        f"{BAD_DAY}: the landing log records 814 rows landed, the warehouse holds 0 (rule: "
+        "rows_landed; likely cause: rows stamped with another date: 2013-02-04 holds 1746 "
+        "rows where 932 were landed)"
+    ) in message
+    # Feb 4 on its own: snapshotted (every row kept), refused by the contract.
+    result = materialize(warehouse, tmp_path / "lake", ("2013-02-04", "2013-02-05"))
+    assert check_outcomes(result) == passed_until("rows_landed")
+    step, message = failure_message(result)
+    assert step == "validated_flights"
+    assert (
+        f"data contract {LABEL} violated (column 'landed_rows', rule: rows_landed): partition "
+        "2013-02-04: the landing log records 932 rows landed, the snapshot holds 1746 (814 "
+        "more: rows of another day stamped with this date, or the day landed twice)"
+    ) in message
+    lake = DeltaLake(str(tmp_path / "lake"))
+    assert (
+        lake.read("raw_snapshot").filter(pl.col("day").cast(pl.String) == "2013-02-04").height
+        == 1746
+    )
+    assert lake.version("validated_flights") is None
+
+
+def test_a_partial_load_fails_the_volume_of_its_reference_window(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    # The producer's file for Feb 4 held 45% of the day, and the landing log says so too:
+    # only the day's volume against the validated days before it shows the loss.
+    change(
+        warehouse,
+        "delete from raw.flights where flight_date = date '2013-02-04' and source_row % 20 >= 9",
+        "update raw.landings set flight_rows = (select count(*) from raw.flights "
+        "where flight_date = date '2013-02-04') where day = date '2013-02-04'",
+    )
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        row = conn.execute(
+            "select count(*) from raw.flights where flight_date = date '2013-02-04'"
+        ).fetchone()
+    assert row is not None and row[0] >= 400  # not a thin day: min_rows_per_day holds
+    result = materialize(warehouse, tmp_path / "lake", ("2013-01-25", "2013-02-05"))
+    assert check_outcomes(result) == passed_until("volume_vs_reference")
+    step, message = failure_message(result)
+    assert step == "validated_flights"
+    reference = [922, 680, 823, 923, 890, 900, 928, 926, 682, 814]  # Jan 25 .. Feb 3
+    median = sorted(reference)[4:6]
+    median_rows = sum(median) / 2
+    assert (
+        f"data contract {LABEL} violated (rule: volume_vs_reference): partition 2013-02-04: "
+        f"{row[0]} rows, {row[0] / median_rows:.2f} times the median of its reference window "
+        f"({median_rows:.0f} rows per day over 10 validated days, 2013-01-25..2013-02-03), "
+        "outside [0.5, 1.5]"
+    ) in message
+    assert DeltaLake(str(tmp_path / "lake")).version("validated_flights") is None
 
 
 def test_thin_day_fails_min_rows_rule(warehouse: Path, tmp_path: Path) -> None:
@@ -396,11 +470,12 @@ def test_late_day_within_the_allowance_redoes_the_feature_windows_that_include_i
 
     result = materialize(warehouse, lake_path)
     assert result.success
-    # The late day is snapshotted and validated; every feature day whose 28-day window
-    # holds it (Feb 3, 4, 5) is recomputed; Feb 1 and 2 are untouched.
+    # The late day is snapshotted and validated; every validated day whose reference window
+    # holds it (Feb 4, 5: validated against windows without it) is validated again, every
+    # feature day whose 28-day window holds it is recomputed; Feb 1 and 2 are untouched.
     assert computed_days(result) == {
         "raw_snapshot": [BAD_DAY],
-        "validated_flights": [BAD_DAY],
+        "validated_flights": [BAD_DAY, "2013-02-04", "2013-02-05"],
         "flight_features": [BAD_DAY, "2013-02-04", "2013-02-05"],
     }
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}

@@ -2,12 +2,20 @@
 table-level violations fail fast, row-level ones go to quarantine, counted; every message
 names partition, column, contract version and rule."""
 
+import contextlib
 import datetime as dt
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from trainflow.contracts.contract import ContractViolation, load_contract, validate_partitions
+from trainflow.contracts.contract import (
+    ContractViolation,
+    load_contract,
+    reference_for,
+    validate_partitions,
+)
 from trainflow.defs.resources import WarehouseResource
 from trainflow.features.flights import PLANE_FEATURES, SCHEDULE_FEATURES, WEATHER_FEATURES
 from trainflow.lake.delta_lake import DayWindow
@@ -22,6 +30,13 @@ LABEL = FLIGHTS_CONTRACT.label
 @pytest.fixture(scope="module")
 def real_day(built_warehouse) -> pl.DataFrame:
     return WarehouseResource(url=str(built_warehouse)).read_flights(DayWindow(DAY, DAY))
+
+
+@pytest.fixture(scope="module")
+def real_days(built_warehouse) -> pl.DataFrame:
+    """January and February 2013 as landed."""
+    window = DayWindow(dt.date(2013, 1, 1), dt.date(2013, 2, 28))
+    return WarehouseResource(url=str(built_warehouse)).read_flights(window)
 
 
 def validate(frame: pl.DataFrame):
@@ -39,7 +54,7 @@ def set_rows(frame: pl.DataFrame, column: str, value, rows: int) -> pl.DataFrame
 
 def test_contract_file_is_versioned_and_loads() -> None:
     contract = load_contract(CONTRACT_FILE)
-    assert contract.label == "flights v6"
+    assert contract.label == "flights v7"
     assert contract.key == ["flight_id"]
     assert contract.fields["carrier"].enum and "AA" in contract.fields["carrier"].enum
 
@@ -222,3 +237,74 @@ def test_a_value_staging_could_not_cast_is_quarantined_naming_column_and_raw_val
         f"over max_reject_fraction 5.0%: column 'dep_delay_minutes' rule castable_to(Float64) "
         f"({real_day.height // 10} rows)"
     ) in str(failure.value)
+
+
+def test_rows_found_other_than_landed_fail_naming_both_counts(real_day) -> None:
+    logged = real_day.with_columns(pl.lit(real_day.height - 10, pl.Int64).alias("landed_rows"))
+    with pytest.raises(ContractViolation) as failure:
+        validate(logged)
+    assert failure.value.expectation == "rows_landed"
+    assert str(failure.value) == (
+        f"data contract {LABEL} violated (column 'landed_rows', rule: rows_landed): partition "
+        f"2013-02-01: the landing log records {real_day.height - 10} rows landed, the snapshot "
+        f"holds {real_day.height} (10 more: rows of another day stamped with this date, or the "
+        "day landed twice)"
+    )
+    assert validate(real_day).observed["rows_landed"]["rows_reconciled"] == real_day.height
+
+
+def test_volume_is_measured_against_validated_days_before_only(real_days) -> None:
+    days = sorted(real_days["day"].unique())
+    outcome = validate_partitions(real_days, FLIGHTS_CONTRACT, days, "run")
+    observed = outcome.observed["volume_vs_reference"]
+    # January 1..7 have fewer than 7 validated days before them: not checked.
+    assert observed["partitions_checked"] == len(days) - 7
+    assert observed["partitions_without_reference"].startswith("7 (fewer than 7 validated days")
+    # A day validated alone has no reference; with its window's profiles it has one.
+    reference = reference_for(FLIGHTS_CONTRACT)
+    reference.add({DAY - dt.timedelta(days=n): {"rows": 1000.0} for n in range(1, 8)})
+    whole_day = real_days.filter(pl.col("day") == DAY)
+    thin = whole_day.head(int(whole_day.height * 0.45))  # a partial file, landed as such
+    thin = thin.with_columns(pl.lit(thin.height, pl.Int64).alias("landed_rows"))
+    with pytest.raises(ContractViolation) as failure:
+        validate_partitions(thin, FLIGHTS_CONTRACT, [DAY], "run", reference)
+    assert failure.value.expectation == "volume_vs_reference"
+    assert (
+        f"partition 2013-02-01: {thin.height} rows, {thin.height / 1000:.2f} times the median"
+        in (str(failure.value))
+    )
+
+
+def profiled_reference(frame: pl.DataFrame):
+    """The reference windows a validation of `frame` builds (whatever it then decides)."""
+    reference = reference_for(FLIGHTS_CONTRACT)
+    with contextlib.suppress(ContractViolation):
+        validate_partitions(frame, FLIGHTS_CONTRACT, sorted(frame["day"].unique()), "r", reference)
+    return reference
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    day=st.dates(dt.date(2013, 1, 8), dt.date(2013, 2, 27)),
+    dropped=st.sets(st.integers(1, 30), max_size=5),
+    kept_share=st.integers(30, 100),
+    scale=st.sampled_from([0.01, 0.5, 1.0, 60.0]),
+)
+def test_a_days_reference_never_changes_when_later_days_change(
+    real_days, day, dropped, kept_share, scale
+) -> None:
+    later = pl.col("day") > day
+    changed = real_days.filter(
+        ~(later & pl.col("day").is_in([day + dt.timedelta(days=n) for n in dropped]))
+        & (~later | (pl.col("flight_id") % 100 < kept_share))
+    ).with_columns(
+        *(
+            pl.when(later).then(pl.col(c) * scale).otherwise(pl.col(c)).alias(c)
+            for c in ("distance_miles", "arr_delay_minutes", "dep_delay_minutes")
+        )
+    )
+    before, after = profiled_reference(real_days), profiled_reference(changed)
+    assert after.window(day) == before.window(day)
+    assert after.digest(day) == before.digest(day)
+    for statistic in before.profiles[day]:
+        assert after.baseline(day, statistic) == before.baseline(day, statistic)
