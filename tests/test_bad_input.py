@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 from tests.conftest import BIN, thin_history_config
+from trainflow.contracts.contract import load_contract
 from trainflow.contracts.quarantine import visible
 from trainflow.defs.caching import CachePolicyResource
 from trainflow.defs.features import flight_features
@@ -35,6 +36,9 @@ from trainflow.settings import PACKAGED_CONTRACTS_DIR
 from trainflow.warehouse import landing
 
 DAYS = ("2013-02-01", "2013-02-05")
+# The shipped flights contract, as every message names it ("flights v7").
+CONTRACT = load_contract(PACKAGED_CONTRACTS_DIR / "flights.yaml")
+LABEL = CONTRACT.label
 BAD_DAY = "2013-02-03"
 
 
@@ -155,7 +159,7 @@ def test_schema_drift_fails_fast_naming_column_version_and_rule(
     assert check_outcomes(result) == {"schema": False}
     step, message = failure_message(result)
     assert step == "validated_flights"
-    assert "partition 2013-02-01..2013-02-05 violates data contract flights v4" in message
+    assert f"partition 2013-02-01..2013-02-05 violates data contract {LABEL}" in message
     assert expected in message
     assert DeltaLake(str(tmp_path / "lake")).version("validated_flights") is None
     assert DeltaLake(str(tmp_path / "lake")).version("flight_features") is None
@@ -196,8 +200,11 @@ def test_null_burst_in_a_key_fails_the_partition_and_keeps_the_rejects(
          "distance_miles", "greater_than_or_equal_to(1.0)"),
         ("update raw.flights set origin = null where {bad} and source_row % 50 = 0",
          "origin", "not_nullable"),
+        # A label column with no bound before contract v5: 9999 minutes late is no delay.
+        ("update raw.flights set arr_delay = 9999 where {bad} and source_row % 50 = 0",
+         "arr_delay_minutes", "less_than_or_equal_to(2880.0)"),
     ],
-    ids=["unknown-carrier", "out-of-range-distance", "null-key"],
+    ids=["unknown-carrier", "out-of-range-distance", "null-key", "impossible-delay"],
 )  # fmt: skip
 def test_bad_rows_are_quarantined_and_counted(
     warehouse: Path, tmp_path: Path, statement: str, column: str, rule: str
@@ -242,11 +249,43 @@ def test_bad_rows_are_quarantined_and_counted(
     assert quarantined == {day: (bad_rows if day == BAD_DAY else 0) for day in events}
 
 
-def test_duplicate_keys_are_quarantined(warehouse: Path, tmp_path: Path) -> None:
+def test_a_value_the_warehouse_cannot_cast_is_quarantined_never_a_database_error(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    # The producer starts sending the departure delay as text, and some of it is not a number:
+    # staging's cast used to fail the read with the database's own conversion error.
     change(
         warehouse,
-        "insert into raw.flights select * from raw.flights "
-        f"where flight_date = date '{BAD_DAY}' and source_row % 100 = 0",
+        "alter table raw.flights alter dep_delay type varchar",
+        f"update raw.flights set dep_delay = '12 min' where flight_date = date '{BAD_DAY}' "
+        "and source_row % 50 = 0",
+    )
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        row = conn.execute("select count(*) from raw.flights where dep_delay = '12 min'").fetchone()
+    assert row is not None and row[0] > 0
+    result = materialize(warehouse, tmp_path / "lake")
+    assert result.success
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    lake = DeltaLake(str(tmp_path / "lake"))
+    quarantine = lake.read(QUARANTINE_TABLE).select(
+        pl.col("day").cast(pl.String), "column", "rule", "observed"
+    )
+    assert quarantine.unique().rows() == [
+        (BAD_DAY, "dep_delay_minutes", "castable_to(Float64)", "12 min")
+    ]
+    assert_nothing_lost(lake, quarantined_rows=row[0])
+    marked = lake.read("raw_snapshot").filter(pl.col("cast_failures").is_not_null())
+    assert marked.height == row[0] and marked["dep_delay_minutes"].null_count() == row[0]
+
+
+def test_duplicate_keys_are_quarantined(warehouse: Path, tmp_path: Path) -> None:
+    # The producer's file repeats some flights; the landing log counts what landed.
+    repeated = f"flight_date = date '{BAD_DAY}' and source_row % 100 = 0"
+    change(
+        warehouse,
+        f"update raw.landings set flight_rows = flight_rows + (select count(*) from raw.flights "
+        f"where {repeated}) where day = date '{BAD_DAY}'",
+        f"insert into raw.flights select * from raw.flights where {repeated}",
     )
     result = materialize(warehouse, tmp_path / "lake")
     assert result.success
@@ -267,7 +306,78 @@ def test_empty_day_fails_naming_the_partition(warehouse: Path, tmp_path: Path) -
     change(warehouse, f"delete from raw.flights where flight_date = date '{BAD_DAY}'")
     step, message = failure_message(materialize(warehouse, tmp_path / "lake"))
     assert step == "raw_snapshot"
-    assert f"no rows in the warehouse for partition(s) {BAD_DAY}" in message
+    assert (
+        f"raw_snapshot: no rows in the warehouse for partition(s) {BAD_DAY}; partition "
+        f"{BAD_DAY}: the landing log records 814 rows landed, the warehouse holds 0 (rule: "
+        "rows_landed; likely cause: a partial load, or rows deleted after landing)"
+    ) in message
+
+
+def test_a_day_stamped_with_its_neighbours_date_is_named_with_both_counts(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    # Upstream stamps Feb 3's flights with Feb 4's date: Feb 3 was landed (the landing log
+    # says so) and is empty now; Feb 4 holds both days' rows.
+    change(
+        warehouse,
+        f"update raw.flights set flight_date = date '2013-02-04' where flight_date = date '{BAD_DAY}'",
+    )
+    step, message = failure_message(materialize(warehouse, tmp_path / "lake"))
+    assert step == "raw_snapshot"
+    assert (
+        f"raw_snapshot: no rows in the warehouse for partition(s) {BAD_DAY}; partition "
+        f"{BAD_DAY}: the landing log records 814 rows landed, the warehouse holds 0 (rule: "
+        "rows_landed; likely cause: rows stamped with another date: 2013-02-04 holds 1746 "
+        "rows where 932 were landed)"
+    ) in message
+    # Feb 4 on its own: snapshotted (every row kept), refused by the contract.
+    result = materialize(warehouse, tmp_path / "lake", ("2013-02-04", "2013-02-05"))
+    assert check_outcomes(result) == passed_until("rows_landed")
+    step, message = failure_message(result)
+    assert step == "validated_flights"
+    assert (
+        f"data contract {LABEL} violated (column 'landed_rows', rule: rows_landed): partition "
+        "2013-02-04: the landing log records 932 rows landed, the snapshot holds 1746 (814 "
+        "more: rows of another day stamped with this date, or the day landed twice)"
+    ) in message
+    lake = DeltaLake(str(tmp_path / "lake"))
+    assert (
+        lake.read("raw_snapshot").filter(pl.col("day").cast(pl.String) == "2013-02-04").height
+        == 1746
+    )
+    assert lake.version("validated_flights") is None
+
+
+def test_a_partial_load_fails_the_volume_of_its_reference_window(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    # The producer's file for Feb 4 held 45% of the day, and the landing log says so too:
+    # only the day's volume against the validated days before it shows the loss.
+    change(
+        warehouse,
+        "delete from raw.flights where flight_date = date '2013-02-04' and source_row % 20 >= 9",
+        "update raw.landings set flight_rows = (select count(*) from raw.flights "
+        "where flight_date = date '2013-02-04') where day = date '2013-02-04'",
+    )
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        row = conn.execute(
+            "select count(*) from raw.flights where flight_date = date '2013-02-04'"
+        ).fetchone()
+    assert row is not None and row[0] >= 400  # not a thin day: min_rows_per_day holds
+    result = materialize(warehouse, tmp_path / "lake", ("2013-01-25", "2013-02-05"))
+    assert check_outcomes(result) == passed_until("volume_vs_reference")
+    step, message = failure_message(result)
+    assert step == "validated_flights"
+    reference = [922, 680, 823, 923, 890, 900, 928, 926, 682, 814]  # Jan 25 .. Feb 3
+    median = sorted(reference)[4:6]
+    median_rows = sum(median) / 2
+    assert (
+        f"data contract {LABEL} violated (rule: volume_vs_reference): partition 2013-02-04: "
+        f"{row[0]} rows, {row[0] / median_rows:.2f} times the median of its reference window "
+        f"({median_rows:.0f} rows per day over 10 validated days, 2013-01-25..2013-02-03), "
+        "outside [0.5, 1.5]"
+    ) in message
+    assert DeltaLake(str(tmp_path / "lake")).version("validated_flights") is None
 
 
 def test_thin_day_fails_min_rows_rule(warehouse: Path, tmp_path: Path) -> None:
@@ -278,9 +388,7 @@ def test_thin_day_fails_min_rows_rule(warehouse: Path, tmp_path: Path) -> None:
     step, message = failure_message(materialize(warehouse, tmp_path / "lake"))
     assert step == "validated_flights"
     assert f"partition(s) {BAD_DAY} (" in message
-    assert (
-        "violate data contract flights v4: fewer than 400 rows (rule: min_rows_per_day)" in message
-    )
+    assert f"violate data contract {LABEL}: fewer than 400 rows (rule: min_rows_per_day)" in message
 
 
 def test_null_rate_over_the_limit_fails_naming_partition_column_and_rule(
@@ -302,7 +410,7 @@ def test_null_rate_over_the_limit_fails_naming_partition_column_and_rule(
     assert check_outcomes(result) == passed_until("max_null_fraction")
     step, message = failure_message(result)
     assert step == "validated_flights"
-    assert "data contract flights v4 violated (rule: max_null_fraction): " in message
+    assert f"data contract {LABEL} violated (rule: max_null_fraction): " in message
     assert (
         f"partition {BAD_DAY}: column 'tailnum' is null in {row[0]:.1%} of rows, "
         "over max_null_fraction 35.0%"
@@ -362,11 +470,12 @@ def test_late_day_within_the_allowance_redoes_the_feature_windows_that_include_i
 
     result = materialize(warehouse, lake_path)
     assert result.success
-    # The late day is snapshotted and validated; every feature day whose 28-day window
-    # holds it (Feb 3, 4, 5) is recomputed; Feb 1 and 2 are untouched.
+    # The late day is snapshotted and validated; every validated day whose reference window
+    # holds it (Feb 4, 5: validated against windows without it) is validated again, every
+    # feature day whose 28-day window holds it is recomputed; Feb 1 and 2 are untouched.
     assert computed_days(result) == {
         "raw_snapshot": [BAD_DAY],
-        "validated_flights": [BAD_DAY],
+        "validated_flights": [BAD_DAY, "2013-02-04", "2013-02-05"],
         "flight_features": [BAD_DAY, "2013-02-04", "2013-02-05"],
     }
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
@@ -389,7 +498,7 @@ def test_day_landed_later_than_allowed_fails_naming_its_lateness(
     step, message = failure_message(result)
     assert step == "validated_flights"
     assert (
-        f"partition(s) {BAD_DAY} (25 days late) violate data contract flights v4: landed "
+        f"partition(s) {BAD_DAY} (25 days late) violate data contract {LABEL}: landed "
         "more than 7 days after later partitions (column 'landed_days_late', rule: "
         "allowed_late_arrival)"
     ) in message
@@ -408,7 +517,7 @@ def test_broken_reference_table_stops_the_snapshot_naming_table_column_and_rule(
     step, message = failure_message(result)
     assert step == "raw_snapshot"
     assert (
-        f"table planes violates data contract planes v1: {row[0]} of 3322 rows "
+        f"table planes violates data contract planes v2: {row[0]} of 3322 rows "
         f"({row[0] / 3322:.2%}) break a rule, over max_reject_fraction 0.0%: column 'seats' "
         f"rule greater_than_or_equal_to(1.0) ({row[0]} rows, e.g. observed '0')"
     ) in message
@@ -429,7 +538,7 @@ def test_quarantine_command_lists_and_shows_rows(warehouse: Path, tmp_path: Path
     assert listed.returncode == 0, listed.stderr
     rows = DeltaLake(str(tmp_path / "lake")).read(QUARANTINE_TABLE).height
     lines = [line.split() for line in listed.stdout.splitlines()]
-    assert [BAD_DAY, str(rows), "carrier", "isin(enum)", "flights", "v4"] in lines
+    assert [BAD_DAY, str(rows), "carrier", "isin(enum)", *LABEL.split()] in lines
     shown = subprocess.run(
         [str(BIN / "trainflow"), "quarantine", "show", BAD_DAY, "--limit", "2"],
         env=env, capture_output=True, text=True,
@@ -448,7 +557,7 @@ def test_quarantine_command_lists_and_shows_rows(warehouse: Path, tmp_path: Path
 def test_quarantine_revalidate_after_a_contract_change_releases_the_rows(
     warehouse: Path, tmp_path: Path
 ) -> None:
-    # A new airline's code arrives: its rows are quarantined under contract v4 ...
+    # A new airline's code arrives: its rows are quarantined under the shipped contract ...
     change(
         warehouse,
         f"update raw.flights set carrier = 'ZZ' where flight_date = date '{BAD_DAY}' "
@@ -459,13 +568,12 @@ def test_quarantine_revalidate_after_a_contract_change_releases_the_rows(
     lake = DeltaLake(str(lake_path))
     held = lake.read(QUARANTINE_TABLE)["row_index"].n_unique()
     assert held > 0
-    # ... the team accepts it in contract v5, then revalidates the partition.
+    # ... the team accepts it in the next contract version, then revalidates the partition.
     contracts = tmp_path / "contracts"
     shutil.copytree(PACKAGED_CONTRACTS_DIR, contracts, ignore=shutil.ignore_patterns("*.py*"))
     text = (contracts / "flights.yaml").read_text()
-    (contracts / "flights.yaml").write_text(
-        text.replace("version: 4", "version: 5").replace("VX, WN, YV]", "VX, WN, YV, ZZ]")
-    )
+    bumped = text.replace(f"version: {CONTRACT.version}", f"version: {CONTRACT.version + 1}")
+    (contracts / "flights.yaml").write_text(bumped.replace("VX, WN, YV]", "VX, WN, YV, ZZ]"))
     dagster_home = tmp_path / "dagster"
     dagster_home.mkdir()
     env = {
@@ -484,9 +592,9 @@ def test_quarantine_revalidate_after_a_contract_change_releases_the_rows(
     assert first.startswith("partition 2013-02-02: ") and "0 quarantined (was 0)" in first
     assert second.startswith(
         f"partition {BAD_DAY}: {rows} rows in, {rows} validated, 0 quarantined "
-        f"(was {held}) against flights v5"
+        f"(was {held}) against flights v{CONTRACT.version + 1}"
     )
-    # v4's rejects no longer belong to the validated rows stored: readers do not count them.
+    # The old version's rejects no longer belong to the validated rows stored: not counted.
     quarantine = visible(lake.read(QUARANTINE_TABLE), lake.day_keys("validated_flights"))
     assert quarantine.filter(pl.col("day").cast(pl.String) == BAD_DAY).is_empty()
     validated = lake.read("validated_flights").filter(pl.col("day").cast(pl.String) == BAD_DAY)

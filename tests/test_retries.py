@@ -126,11 +126,12 @@ def test_deterministic_failures_fail_at_once(tmp_path: Path) -> None:
     bad_config.write_text(QUICK_CONFIG.read_text().replace("seed: 2013", "seed: many"))
     config_error = raised(lambda: load_config(bad_config))
     no_table = raised(lambda: duckdb.connect().sql("select * from stg_nothing"))
+    bad_cast = raised(lambda: duckdb.connect().sql("select cast('12 min' as double)").fetchall())
     no_model = raised(
         lambda: MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_registered_model("m")
     )
     programming = [raised(lambda: {}["key"]), raised(lambda: [][1]), AssertionError("x")]
-    for exc in (missing, schema_mismatch, config_error, no_table, no_model, *programming):
+    for exc in (missing, schema_mismatch, config_error, no_table, bad_cast, no_model, *programming):
         assert not is_transient(exc), repr(exc)
 
 

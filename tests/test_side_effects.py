@@ -6,6 +6,7 @@ an attempt whose validated rows were not committed."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -95,9 +96,10 @@ def quarantined(env: dict[str, str], day: str) -> int:
 def test_quarantine_and_validated_rows_are_never_seen_apart(
     warehouse_copy: Path, tmp_path: Path
 ) -> None:
-    """Contract v4 quarantines a new carrier's rows; contract v5 accepts it, but the
-    revalidation is killed after writing the (now empty) quarantine and before committing
-    the validated rows. Readers still see v4's quarantine beside v4's validated rows."""
+    """The shipped contract quarantines a new carrier's rows; its next version accepts it,
+    but the revalidation is killed after writing the (now empty) quarantine and before
+    committing the validated rows. Readers still see the old quarantine beside the old
+    validated rows."""
     with duckdb.connect(str(warehouse_copy)) as conn:
         conn.execute(
             f"update raw.flights set carrier = 'ZZ' where flight_date = date '{BAD_DAY}' "
@@ -115,9 +117,8 @@ def test_quarantine_and_validated_rows_are_never_seen_apart(
     contracts = tmp_path / "contracts"
     shutil.copytree(PACKAGED_CONTRACTS_DIR, contracts, ignore=shutil.ignore_patterns("*.py*"))
     text = (contracts / "flights.yaml").read_text()
-    (contracts / "flights.yaml").write_text(
-        text.replace("version: 4", "version: 5").replace("VX, WN, YV]", "VX, WN, YV, ZZ]")
-    )
+    bumped = re.sub(r"^version: (\d+)$", lambda m: f"version: {int(m[1]) + 1}", text, flags=re.M)
+    (contracts / "flights.yaml").write_text(bumped.replace("VX, WN, YV]", "VX, WN, YV, ZZ]"))
     env["TRAINFLOW_CONTRACTS_DIR"] = str(contracts)
     killed = run_graph(env, *feb, "--kill-before-commit", "validated_flights")
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]

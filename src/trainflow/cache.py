@@ -41,11 +41,15 @@ UPSTREAM_VERSION_COLUMN = "_upstream_version"
 # Every Delta commit an asset writes carries the asset's code version in its commit info,
 # so a whole (unpartitioned) table also says which code wrote it (`trainflow code-versions`).
 CODE_VERSION_COMMIT_KEY = "trainflow.code_version"
+# validated_flights also keeps each day's profile (contracts/reference.py, JSON) on the
+# day's first row (null on the others): what the reference windows of later days read.
+PROFILE_COLUMN = "_day_profile"
 BOOKKEEPING_COLUMNS = (
     CACHE_KEY_COLUMN,
     CONTENT_HASH_COLUMN,
     CODE_VERSION_COLUMN,
     UPSTREAM_VERSION_COLUMN,
+    PROFILE_COLUMN,
 )
 
 
@@ -111,6 +115,16 @@ def stamp_days(
             )
         )
     return pl.concat(parts) if parts else frame.head(0)
+
+
+def stamp_first_row(
+    frame: pl.DataFrame, column: str, values: Mapping[dt.date, str]
+) -> pl.DataFrame:
+    """Put each day's value in `column` on the day's first row (null on the others): one
+    value per day at the cost of a null per row."""
+    first = pl.int_range(pl.len()).over("day") == 0
+    value = pl.col("day").replace_strict(values, default=None, return_dtype=pl.String)
+    return frame.with_columns(pl.when(first).then(value).otherwise(None).alias(column))
 
 
 def day_content_hashes(frame: pl.DataFrame) -> dict[dt.date, str]:

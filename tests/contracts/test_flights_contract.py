@@ -2,24 +2,41 @@
 table-level violations fail fast, row-level ones go to quarantine, counted; every message
 names partition, column, contract version and rule."""
 
+import contextlib
 import datetime as dt
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from trainflow.contracts.contract import ContractViolation, load_contract, validate_partitions
+from trainflow.contracts.contract import (
+    ContractViolation,
+    load_contract,
+    reference_for,
+    validate_partitions,
+)
 from trainflow.defs.resources import WarehouseResource
+from trainflow.features.flights import PLANE_FEATURES, SCHEDULE_FEATURES, WEATHER_FEATURES
 from trainflow.lake.delta_lake import DayWindow
 from trainflow.settings import PACKAGED_CONTRACTS_DIR
 
 DAY = dt.date(2013, 2, 1)
 CONTRACT_FILE = PACKAGED_CONTRACTS_DIR / "flights.yaml"
 FLIGHTS_CONTRACT = load_contract(CONTRACT_FILE)
+LABEL = FLIGHTS_CONTRACT.label
 
 
 @pytest.fixture(scope="module")
 def real_day(built_warehouse) -> pl.DataFrame:
     return WarehouseResource(url=str(built_warehouse)).read_flights(DayWindow(DAY, DAY))
+
+
+@pytest.fixture(scope="module")
+def real_days(built_warehouse) -> pl.DataFrame:
+    """January and February 2013 as landed."""
+    window = DayWindow(dt.date(2013, 1, 1), dt.date(2013, 2, 28))
+    return WarehouseResource(url=str(built_warehouse)).read_flights(window)
 
 
 def validate(frame: pl.DataFrame):
@@ -37,7 +54,7 @@ def set_rows(frame: pl.DataFrame, column: str, value, rows: int) -> pl.DataFrame
 
 def test_contract_file_is_versioned_and_loads() -> None:
     contract = load_contract(CONTRACT_FILE)
-    assert contract.label == "flights v4"
+    assert contract.label == "flights v7"
     assert contract.key == ["flight_id"]
     assert contract.fields["carrier"].enum and "AA" in contract.fields["carrier"].enum
 
@@ -56,7 +73,7 @@ def test_retyped_column_fails_naming_partition_column_version_and_rule(real_day)
     with pytest.raises(ContractViolation) as failure:
         validate(retyped)
     assert str(failure.value) == (
-        "partition 2013-02-01 violates data contract flights v4: column 'arr_delay_minutes' "
+        f"partition 2013-02-01 violates data contract {LABEL}: column 'arr_delay_minutes' "
         "has type String, the contract requires Float64 (rule: type)"
     )
 
@@ -71,7 +88,7 @@ def test_null_in_key_column_is_quarantined_with_rule_and_counts(real_day) -> Non
     q = outcome.quarantine
     assert q["column"].unique().to_list() == ["carrier"]
     assert q["rule"].unique().to_list() == ["not_nullable"]
-    assert q["contract"].unique().to_list() == ["flights v4"]
+    assert q["contract"].unique().to_list() == [LABEL]
     assert '"carrier":null' in q["row_json"][0]
 
 
@@ -80,7 +97,7 @@ def test_null_burst_in_key_column_fails_naming_partition_column_and_rule(real_da
     with pytest.raises(ContractViolation) as failure:
         validate(burst)
     message = str(failure.value)
-    assert "data contract flights v4 violated; partition 2013-02-01:" in message
+    assert f"data contract {LABEL} violated; partition 2013-02-01:" in message
     assert "over max_reject_fraction 5.0%: column 'carrier' rule not_nullable" in message
     assert failure.value.outcome is not None
     assert failure.value.outcome.counts(DAY)["rows_quarantined"] == real_day.height // 5
@@ -95,7 +112,7 @@ def test_null_rate_over_the_column_limit_fails_naming_partition_column_and_rule(
         validate(half)
     assert failure.value.expectation == "max_null_fraction"
     assert str(failure.value) == (
-        "data contract flights v4 violated (rule: max_null_fraction): partition 2013-02-01: "
+        f"data contract {LABEL} violated (rule: max_null_fraction): partition 2013-02-01: "
         f"column 'tailnum' is null in {rate:.1%} of rows, over max_null_fraction 35.0%"
     )
 
@@ -142,7 +159,152 @@ def test_day_landed_later_than_allowed_fails_with_its_lateness(real_day) -> None
         validate(late)
     assert failure.value.expectation == "allowed_late_arrival"
     assert str(failure.value).startswith(
-        "partition(s) 2013-02-01 (8 days late) violate data contract flights v4: landed more "
+        f"partition(s) 2013-02-01 (8 days late) violate data contract {LABEL}: landed more "
         "than 7 days after later partitions (column 'landed_days_late', rule: "
         "allowed_late_arrival)"
     )
+
+
+# Contract columns the features and the label are computed from (flights.py).
+FEATURE_SOURCES = (
+    *(c for c in SCHEDULE_FEATURES if c in FLIGHTS_CONTRACT.fields),
+    *WEATHER_FEATURES,
+    *(c for c in PLANE_FEATURES if c in FLIGHTS_CONTRACT.fields),
+    "plane_manufacture_year",
+    "sched_dep_hour",
+    "arr_delay_minutes",
+)
+
+
+def test_every_numeric_column_reaching_features_or_labels_has_physical_bounds() -> None:
+    numeric = {n for n, s in FLIGHTS_CONTRACT.fields.items() if s.type in ("Float64", "Int32")}
+    assert set(FEATURE_SOURCES) <= numeric
+    unbounded = [
+        n
+        for n in sorted(numeric)
+        if None in (FLIGHTS_CONTRACT.fields[n].min, FLIGHTS_CONTRACT.fields[n].max)
+    ]
+    # flight_number and landed_days_late reach no feature (and synthetic copies, `--scale`,
+    # renumber flights); every other numeric column is bounded on both sides.
+    assert unbounded == ["flight_number", "landed_days_late"]
+
+
+def test_temperature_converted_to_celsius_breaks_the_dew_point_rule(real_day) -> None:
+    celsius = real_day.with_columns((pl.col("temp_f") - 32) * 5 / 9)
+    warmer_dew = celsius.filter(pl.col("dewpoint_f") > pl.col("temp_f")).height
+    assert warmer_dew > real_day.height * 0.05  # the day fails rather than quarantining
+    with pytest.raises(ContractViolation) as failure:
+        validate(celsius)
+    assert failure.value.outcome is not None
+    assert failure.value.outcome.counts(DAY)["rows_quarantined"] == warmer_dew
+    assert f"column 'dewpoint_f' rule at_most_column(temp_f) ({warmer_dew} rows)" in str(
+        failure.value
+    )
+
+
+def with_cast_failures(frame: pl.DataFrame, rows: int) -> pl.DataFrame:
+    """What staging hands on when `rows` delays arrived as text it could not cast."""
+    failed = pl.int_range(pl.len()) < rows
+    return frame.with_columns(
+        pl.when(failed)
+        .then(None)
+        .otherwise(pl.col("dep_delay_minutes"))
+        .alias("dep_delay_minutes"),
+        pl.when(failed)
+        .then(pl.lit('{"dep_delay_minutes":"12 min"}'))
+        .otherwise(pl.col("cast_failures"))
+        .alias("cast_failures"),
+    )
+
+
+def test_a_value_staging_could_not_cast_is_quarantined_naming_column_and_raw_value(
+    real_day,
+) -> None:
+    outcome = validate(with_cast_failures(real_day, rows=5))
+    assert outcome.counts(DAY) == {
+        "rows_in": real_day.height,
+        "rows_validated": real_day.height - 5,
+        "rows_quarantined": 5,
+    }
+    assert outcome.quarantine.select("column", "rule", "observed").unique().rows() == [
+        ("dep_delay_minutes", "castable_to(Float64)", "12 min")
+    ]
+    many = with_cast_failures(real_day, rows=real_day.height // 10)
+    with pytest.raises(ContractViolation) as failure:
+        validate(many)
+    assert failure.value.expectation == "max_reject_fraction"
+    assert (
+        f"over max_reject_fraction 5.0%: column 'dep_delay_minutes' rule castable_to(Float64) "
+        f"({real_day.height // 10} rows)"
+    ) in str(failure.value)
+
+
+def test_rows_found_other_than_landed_fail_naming_both_counts(real_day) -> None:
+    logged = real_day.with_columns(pl.lit(real_day.height - 10, pl.Int64).alias("landed_rows"))
+    with pytest.raises(ContractViolation) as failure:
+        validate(logged)
+    assert failure.value.expectation == "rows_landed"
+    assert str(failure.value) == (
+        f"data contract {LABEL} violated (column 'landed_rows', rule: rows_landed): partition "
+        f"2013-02-01: the landing log records {real_day.height - 10} rows landed, the snapshot "
+        f"holds {real_day.height} (10 more: rows of another day stamped with this date, or the "
+        "day landed twice)"
+    )
+    assert validate(real_day).observed["rows_landed"]["rows_reconciled"] == real_day.height
+
+
+def test_volume_is_measured_against_validated_days_before_only(real_days) -> None:
+    days = sorted(real_days["day"].unique())
+    outcome = validate_partitions(real_days, FLIGHTS_CONTRACT, days, "run")
+    observed = outcome.observed["volume_vs_reference"]
+    # January 1..7 have fewer than 7 validated days before them: not checked.
+    assert observed["partitions_checked"] == len(days) - 7
+    assert observed["partitions_without_reference"].startswith("7 (fewer than 7 validated days")
+    # A day validated alone has no reference; with its window's profiles it has one.
+    reference = reference_for(FLIGHTS_CONTRACT)
+    reference.add({DAY - dt.timedelta(days=n): {"rows": 1000.0} for n in range(1, 8)})
+    whole_day = real_days.filter(pl.col("day") == DAY)
+    thin = whole_day.head(int(whole_day.height * 0.45))  # a partial file, landed as such
+    thin = thin.with_columns(pl.lit(thin.height, pl.Int64).alias("landed_rows"))
+    with pytest.raises(ContractViolation) as failure:
+        validate_partitions(thin, FLIGHTS_CONTRACT, [DAY], "run", reference)
+    assert failure.value.expectation == "volume_vs_reference"
+    assert (
+        f"partition 2013-02-01: {thin.height} rows, {thin.height / 1000:.2f} times the median"
+        in (str(failure.value))
+    )
+
+
+def profiled_reference(frame: pl.DataFrame):
+    """The reference windows a validation of `frame` builds (whatever it then decides)."""
+    reference = reference_for(FLIGHTS_CONTRACT)
+    with contextlib.suppress(ContractViolation):
+        validate_partitions(frame, FLIGHTS_CONTRACT, sorted(frame["day"].unique()), "r", reference)
+    return reference
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    day=st.dates(dt.date(2013, 1, 8), dt.date(2013, 2, 27)),
+    dropped=st.sets(st.integers(1, 30), max_size=5),
+    kept_share=st.integers(30, 100),
+    scale=st.sampled_from([0.01, 0.5, 1.0, 60.0]),
+)
+def test_a_days_reference_never_changes_when_later_days_change(
+    real_days, day, dropped, kept_share, scale
+) -> None:
+    later = pl.col("day") > day
+    changed = real_days.filter(
+        ~(later & pl.col("day").is_in([day + dt.timedelta(days=n) for n in dropped]))
+        & (~later | (pl.col("flight_id") % 100 < kept_share))
+    ).with_columns(
+        *(
+            pl.when(later).then(pl.col(c) * scale).otherwise(pl.col(c)).alias(c)
+            for c in ("distance_miles", "arr_delay_minutes", "dep_delay_minutes")
+        )
+    )
+    before, after = profiled_reference(real_days), profiled_reference(changed)
+    assert after.window(day) == before.window(day)
+    assert after.digest(day) == before.digest(day)
+    for statistic in before.profiles[day]:
+        assert after.baseline(day, statistic) == before.baseline(day, statistic)

@@ -39,7 +39,7 @@ def test_duplicate_weather_hour_names_the_composite_key(tables) -> None:
     with pytest.raises(ContractViolation) as failure:
         validate_table(doubled, CONTRACTS.load("weather"))
     assert str(failure.value) == (
-        f"table weather violates data contract weather v1: 2 of {doubled.height} rows "
+        f"table weather violates data contract weather v2: 2 of {doubled.height} rows "
         f"({2 / doubled.height:.2%}) "
         "break a rule, over max_reject_fraction 0.0%: column 'origin, hour_utc' rule "
         f"multiple_fields_uniqueness (2 rows, e.g. observed '{origin}, {hour}')"
@@ -89,11 +89,14 @@ def test_checks_show_each_expectation_with_its_observed_value_and_fail_a_broken_
     }
     observed = {k: v.value for k, v in passed[("stg_weather", "min_rows")].metadata.items()}
     assert observed == {"rows": tables["weather"].height, "limit": 1}
-    assert passed[("stg_weather", "schema")].metadata["contract"].value == "weather v1"
+    assert passed[("stg_weather", "schema")].metadata["contract"].value == "weather v2"
     assert passed[("stg_planes", "max_reject_fraction")].metadata["rejected_rows"].value == 0
 
     with duckdb.connect(str(warehouse_copy)) as conn:
         conn.execute("update raw.airports set lat = 123.0 where faa = 'JFK'")
+        # A value the staging view cannot cast: named, never a conversion error of the read.
+        conn.execute("alter table raw.airports alter alt type varchar")
+        conn.execute("update raw.airports set alt = '13 ft' where faa = 'LGA'")
         conn.execute("create or replace view main.stg_airlines as select carrier from raw.airlines")
     failed = run_checks(warehouse_copy, succeeds=False)
     # Schema drift: the first expectation fails, the later ones are not evaluated.
@@ -106,8 +109,9 @@ def test_checks_show_each_expectation_with_its_observed_value_and_fail_a_broken_
     rejects = failed[("stg_airports", "max_reject_fraction")]
     assert rejects.severity == dg.AssetCheckSeverity.ERROR
     assert rejects.metadata["violation"].value == (
-        "table airports violates data contract airports v1: 1 of 1458 rows (0.07%) break a "
-        "rule, over max_reject_fraction 0.0%: column 'lat' rule less_than_or_equal_to(90.0) "
+        "table airports violates data contract airports v2: 2 of 1458 rows (0.14%) break a "
+        "rule, over max_reject_fraction 0.0%: column 'altitude_ft' rule castable_to(Int32) "
+        "(1 rows, e.g. observed '13 ft'), column 'lat' rule less_than_or_equal_to(90.0) "
         "(1 rows, e.g. observed '123.0')"
     )
     assert failed[("stg_planes", "max_reject_fraction")].passed

@@ -7,6 +7,7 @@ the real dbt project with its postgres target. Nothing mocked.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import socket
 from pathlib import Path
 
@@ -62,6 +63,52 @@ def test_dbt_models_agree_between_duckdb_and_postgres(postgres_url: str, tmp_pat
             local.read_model(model).sort(local.read_model(model).columns),
             prod.read_model(model).sort(prod.read_model(model).columns),
         )
+
+
+# Text a producer might send instead of numbers and times, and what staging makes of it in
+# both warehouses: a value (cast) or a cast failure (None).
+CAST_CASES = {
+    "dep_delay": {"12 min": None, "": None, "1,5": None, " 7 ": 7.0, "+4": 4.0, ".5": 0.5,
+                  "1e3": 1000.0, "NaN": None, "1_000": None},
+    "sched_dep_time": {"930": 930, " 0930 ": 930, "25:00": None, "12.0": None,
+                       "9999999999": None},
+    "time_hour": {"2013-01-03T10:00:00Z": dt.datetime(2013, 1, 3, 10),
+                  "2013-01-03 10:00:00+00": dt.datetime(2013, 1, 3, 10),
+                  "2012-02-29T10:00:00Z": dt.datetime(2012, 2, 29, 10),
+                  "2013-02-29T10:00:00Z": None, "2013-01-03": None, "yesterday": None},
+}  # fmt: skip
+STAGED = {"dep_delay": "dep_delay_minutes", "sched_dep_time": "sched_dep_hhmm",
+          "time_hour": "sched_dep_hour_utc"}  # fmt: skip
+
+
+def test_values_staging_cannot_cast_are_named_alike_in_both_warehouses(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    duckdb_path = tmp_path / "warehouse.duckdb"
+    cases = [(raw, text) for raw, values in CAST_CASES.items() for text in values]
+    for location in (duckdb_path, postgres_url):
+        landing.land(location, [dt.date(2013, 1, 3)])
+        with warehouse_at(location).transaction() as tx:
+            for raw in CAST_CASES:  # the producer now sends these as text
+                tx.execute(f"alter table raw.flights alter column {raw} type varchar")
+            first = tx.scalar("select min(source_row) from raw.flights")
+            for row, (raw, text) in enumerate(cases):  # one odd value per flight
+                update = f"update raw.flights set {raw} = ? where source_row = ?"
+                tx.execute(update, [text, first + row])
+    run_dbt_build(duckdb_path)
+    run_dbt_build(postgres_url, tmp_path / "dbt-postgres")
+    odd = "select * from main.stg_flights where flight_id < ? order by flight_id"
+    staged = {
+        name: warehouse_at(location).read(odd, [first + len(cases)])
+        for name, location in (("duckdb", duckdb_path), ("postgres", postgres_url))
+    }
+    assert_frame_equal(staged["duckdb"], staged["postgres"])
+    for row, (raw, text) in enumerate(cases):
+        value, failures = staged["postgres"].select(STAGED[raw], "cast_failures").row(row)
+        expected = CAST_CASES[raw][text]
+        assert value == expected, (raw, text)
+        recorded = json.dumps({STAGED[raw]: text}, separators=(",", ":"))
+        assert failures == (recorded if expected is None else None), (raw, text)
 
 
 def test_a_password_in_the_warehouse_url_is_refused() -> None:

@@ -1,8 +1,9 @@
 -- Flights with what is known at scheduled departure: the origin's latest weather observation
 -- completed strictly before the scheduled departure and no older than weather_max_age_minutes
 -- (a gap in the observations leaves the weather unknown, not hours old), the plane and the
--- airline, and how late the day landed. Outcomes (delays, cancelled, diverted) ride along as
--- labels. One row per flight.
+-- airline, and how late the day landed and with how many rows. Outcomes (delays, cancelled,
+-- diverted) ride along as labels, and the values staging could not cast (cast_failures).
+-- One row per flight.
 --
 -- The as-of lookup is a few equi-joins, not DuckDB's ASOF JOIN (PostgreSQL has none):
 -- weather is hourly and known from minute weather_observed_minute of its hour, so the newest
@@ -51,7 +52,9 @@ select
     f.arr_delay_minutes,
     f.cancelled,
     f.diverted,
-    l.landed_days_late
+    l.landed_days_late,
+    l.landed_rows,
+    f.cast_failures
 from flights as f
 {% for k in candidates %}left join {{ ref('stg_weather') }} as w{{ k }}
     on w{{ k }}.origin = f.origin

@@ -1,25 +1,55 @@
 -- Typed flights. dep_time / sched_dep_time are local HHMM integers; time_hour is UTC text.
+-- Every cast is a safe cast (macros/safe_cast.sql): a value that cannot be cast becomes null
+-- and `cast_failures` records it (column and raw value), so the read never fails on it and
+-- the data contract quarantines the row.
+{% set casts = [
+    ('flight_id', 'source_row', 'bigint'),
+    ('day', 'flight_date', 'date'),
+    ('flight_number', 'flight', 'integer'),
+    ('sched_dep_hhmm', 'sched_dep_time', 'integer'),
+    ('sched_arr_hhmm', 'sched_arr_time', 'integer'),
+    ('distance_miles', 'distance', 'double precision'),
+    ('dep_delay_minutes', 'dep_delay', 'double precision'),
+    ('arr_delay_minutes', 'arr_delay', 'double precision'),
+    ('sched_dep_hour_utc', 'time_hour', 'timestamptz'),
+] %}
+with typed as (
+    select
+    {%- for column, raw, type in casts %}
+        {{ safe_cast(raw, type) }} as {{ column }},
+    {%- endfor %}
+        {{ cast_failures(casts) }} as cast_failures,
+        carrier,
+        tailnum,
+        origin,
+        dest,
+        dep_time,
+        arr_delay
+    from {{ source('raw', 'flights') }}
+)
 select
-    cast(source_row as bigint)                                  as flight_id,
-    cast(flight_date as date)                                   as day,
+    flight_id,
+    day,
     upper(trim(carrier))                                        as carrier,
-    cast(flight as integer)                                     as flight_number,
+    flight_number,
     nullif(upper(trim(tailnum)), '')                            as tailnum,
     upper(trim(origin))                                         as origin,
     upper(trim(dest))                                           as dest,
-    cast(sched_dep_time as integer)                             as sched_dep_hhmm,
-    cast({{ int_div('sched_dep_time', 100) }} as integer)       as sched_dep_hour,
-    cast(flight_date as timestamp)
-        + {{ minutes(int_div('sched_dep_time', 100) ~ ' * 60 + sched_dep_time % 100') }}
+    sched_dep_hhmm,
+    cast({{ int_div('sched_dep_hhmm', 100) }} as integer)       as sched_dep_hour,
+    cast(day as timestamp)
+        + {{ minutes(int_div('sched_dep_hhmm', 100) ~ ' * 60 + sched_dep_hhmm % 100') }}
                                                                 as sched_dep_local,
-    cast(sched_arr_time as integer)                             as sched_arr_hhmm,
-    cast(distance as double precision)                          as distance_miles,
-    cast(dep_delay as double precision)                         as dep_delay_minutes,
-    cast(arr_delay as double precision)                         as arr_delay_minutes,
+    sched_arr_hhmm,
+    distance_miles,
+    dep_delay_minutes,
+    arr_delay_minutes,
     dep_time is null                                            as cancelled,
+    -- The raw delay: a delay that could not be cast is a cast failure, not a diversion.
     dep_time is not null and arr_delay is null                  as diverted,
-    cast(time_hour as timestamptz) at time zone 'UTC'           as sched_dep_hour_utc,
+    sched_dep_hour_utc at time zone 'UTC'                       as sched_dep_hour_utc,
     -- New York's offset from UTC is whole hours, so the local minute is the UTC minute.
-    (cast(time_hour as timestamptz) at time zone 'UTC')
-        + {{ minutes('sched_dep_time % 100') }}                 as sched_dep_utc
-from {{ source('raw', 'flights') }}
+    (sched_dep_hour_utc at time zone 'UTC')
+        + {{ minutes('sched_dep_hhmm % 100') }}                 as sched_dep_utc,
+    cast_failures
+from typed

@@ -1,7 +1,15 @@
+-- Safe casts: a value that cannot be cast is null and named in cast_failures
+-- (macros/safe_cast.sql).
+{% set casts = [
+    ('manufacture_year', 'year', 'integer'),
+    ('seats', 'seats', 'integer'),
+    ('engines', 'engines', 'integer'),
+] %}
 select
     upper(trim(tailnum))        as tailnum,
-    cast(year as integer)       as manufacture_year,
-    cast(seats as integer)      as seats,
-    cast(engines as integer)    as engines,
-    type                        as plane_type
+{%- for column, raw, type in casts %}
+    {{ safe_cast(raw, type) }} as {{ column }},
+{%- endfor %}
+    type                        as plane_type,
+    {{ cast_failures(casts) }}  as cast_failures
 from {{ source('raw', 'planes') }}

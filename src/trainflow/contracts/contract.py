@@ -5,8 +5,9 @@ Two kinds of violation, treated differently (nothing is ever silently dropped):
   null more often than its `max_null_fraction`; a day that landed later than
   `allowed_late_arrival` allows) fails the partition at once: nothing downstream can be
   trusted;
-- row-level (a null key, an unknown code, a value out of range, a duplicate key, a UTC
-  timestamp that is not the local one) sends the row to quarantine with the rule, column
+- row-level (a null key, an unknown code, a value outside its physical bounds or above
+  another column it may not exceed, a duplicate key, a UTC timestamp that is not the local
+  one) sends the row to quarantine with the rule, column
   and observed value; the partition keeps its good rows, unless more than
   `max_reject_fraction` of its rows were rejected, which fails it.
 Every message names the partition, the column, the contract version and the rule.
@@ -17,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +28,8 @@ import polars as pl
 import yaml
 from pandera.errors import SchemaErrors
 from pydantic import BaseModel, ConfigDict
+
+from trainflow.contracts.reference import ROWS, Profile, Reference
 
 POLARS_TYPES: dict[str, type[pl.DataType]] = {
     "Boolean": pl.Boolean,
@@ -71,6 +74,9 @@ class FieldSpec(_Strict):
     # Table-level: in any partition, at most this share of the column's values may be null.
     max_null_fraction: float | None = None
     utc_hour_of: UtcHourOf | None = None
+    # Row-level: never above this other column of the same row (a dew point above the air
+    # temperature); a null on either side is not checked here.
+    at_most_column: str | None = None
 
 
 class LateArrival(_Strict):
@@ -84,11 +90,43 @@ class LateArrival(_Strict):
     max_days: int
 
 
+class RowsLanded(_Strict):
+    """A partition holds exactly the rows the landing log recorded for its day.
+
+    `column` holds, on every row, the flight rows landed for the row's day (null where the
+    log predates the count): more rows is another day's rows stamped with this date (or a
+    day landed twice), fewer a partial load.
+    """
+
+    column: str
+
+
+class ReferenceWindow(_Strict):
+    """The days a partition is compared with: the validated days among the `days` days
+    before it (never it or a later day); an expectation against them applies once at least
+    `min_days` of them exist."""
+
+    days: int = 28
+    min_days: int = 7
+
+
+class RatioLimits(_Strict):
+    min_ratio: float
+    max_ratio: float
+
+    def __str__(self) -> str:
+        return f"[{self.min_ratio:g}, {self.max_ratio:g}]"
+
+
 class Expectations(_Strict):
     min_rows_per_day: int = 1  # daily tables
     min_rows: int = 1  # reference tables, checked whole
     max_reject_fraction: float = 0.0
     allowed_late_arrival: LateArrival | None = None
+    rows_landed: RowsLanded | None = None
+    reference_window: ReferenceWindow = ReferenceWindow()
+    # A partition's rows over the median rows per day of its reference window.
+    volume_vs_reference: RatioLimits | None = None
 
 
 class Waiver(_Strict):
@@ -105,6 +143,9 @@ class Contract(_Strict):
     version: int
     key: list[str]
     fields: dict[str, FieldSpec]
+    # The column where the staging view records the values it could not cast (a JSON object
+    # of column -> raw value, dbt_project/macros/safe_cast.sql): each is a row-level failure.
+    cast_failures_column: str | None = None
     expectations: Expectations = Expectations()
     waivers: list[Waiver] = []
 
@@ -132,6 +173,8 @@ class Contract(_Strict):
                 checks.append(pa.Check.str_matches(spec.pattern))
             if spec.utc_hour_of is not None:
                 checks.append(_utc_hour_check(spec.utc_hour_of))
+            if spec.at_most_column is not None:
+                checks.append(_at_most_check(spec.at_most_column))
             columns[name] = pa.Column(
                 None, checks=checks, nullable=spec.nullable, unique=spec.unique
             )
@@ -163,6 +206,15 @@ def _utc_hour_check(rule: UtcHourOf) -> pa.Check:
     return pa.Check(matches, name=f"utc_hour_of({rule.column}, {rule.timezone})")
 
 
+def _at_most_check(other: str) -> pa.Check:
+    """Cross-column row rule: this value is at most `other`'s on the same row."""
+
+    def at_most(data: Any) -> pl.LazyFrame:
+        return data.lazyframe.select((pl.col(data.key) <= pl.col(other)).fill_null(True))
+
+    return pa.Check(at_most, name=f"at_most_column({other})")
+
+
 def load_contract(path: Path) -> Contract:
     return Contract.model_validate(yaml.safe_load(path.read_text()))
 
@@ -171,6 +223,8 @@ def load_contract(path: Path) -> Contract:
 # order they are evaluated: table-level ones first, the reject fraction last.
 SCHEMA_RULE = "schema"
 MIN_ROWS_RULE = "min_rows_per_day"
+ROWS_LANDED_RULE = "rows_landed"
+VOLUME_RULE = "volume_vs_reference"
 NULL_RATE_RULE = "max_null_fraction"
 LATE_ARRIVAL_RULE = "allowed_late_arrival"
 REJECT_RULE = "max_reject_fraction"
@@ -235,6 +289,15 @@ class ValidationOutcome:
             key=lambda item: item[1]["rows_quarantined"] / max(item[1]["rows_in"], 1),
         )
         return str(worst[0]), worst[1]["rows_quarantined"] / max(worst[1]["rows_in"], 1)
+
+    def only(self, days: Iterable[dt.date]) -> ValidationOutcome:
+        """The outcome of some of the days (those a caller keeps)."""
+        kept = set(days)
+        return replace(
+            self,
+            quarantine=self.quarantine.filter(pl.col("day").is_in(kept)),
+            counts_by_day={d: c for d, c in self.counts_by_day.items() if d in kept},
+        )
 
     def counts(self, day: dt.date) -> dict[str, int]:
         return self.counts_by_day.get(
@@ -361,11 +424,108 @@ def check_late_arrival(lateness: pl.DataFrame, contract: Contract) -> Observed:
     return {"max_days_late_observed": worst[1], "on": str(worst[0]), "limit": rule.max_days}
 
 
+def landed_per_day(frame: pl.DataFrame, contract: Contract) -> pl.DataFrame:
+    """day -> rows found and rows the landing log recorded (one row per day)."""
+    rule = contract.expectations.rows_landed
+    landed = pl.col(rule.column).max() if rule else pl.lit(None, pl.Int64)
+    return frame.group_by("day").agg(pl.len().alias("found"), landed.alias("landed"))
+
+
+def check_rows_landed(found_and_landed: pl.DataFrame, contract: Contract) -> Observed:
+    """A partition holds the rows that landed for its day: a mismatch names both numbers
+    and the likely cause. `found_and_landed` is `landed_per_day` of the partitions."""
+    rule = contract.expectations.rows_landed
+    if rule is None:
+        return {}
+    counts = found_and_landed.sort("day")
+    recorded = counts.filter(pl.col("landed").is_not_null())
+    wrong = []
+    for day, found, landed in recorded.filter(pl.col("found") != pl.col("landed")).iter_rows():
+        cause = (
+            f"{found - landed} more: rows of another day stamped with this date, or the day "
+            "landed twice"
+            if found > landed
+            else f"{landed - found} fewer: a partial load, or rows stamped with another date"
+        )
+        wrong.append(
+            f"partition {day}: the landing log records {landed} rows landed, the snapshot "
+            f"holds {found} ({cause})"
+        )
+    if wrong:
+        raise ContractViolation(
+            f"data contract {contract.label} violated (column {rule.column!r}, rule: "
+            f"{ROWS_LANDED_RULE}): " + "; ".join(wrong),
+            ROWS_LANDED_RULE,
+        )
+    return {
+        "partitions_reconciled": recorded.height,
+        "partitions_not_recorded": counts.height - recorded.height,
+        "rows_reconciled": int(recorded["found"].sum()),
+    }
+
+
+def reference_for(contract: Contract) -> Reference:
+    """An empty reference window as the contract defines it (profiles are added as days are
+    validated, or read from the validated days stored)."""
+    window = contract.expectations.reference_window
+    return Reference(days=window.days, min_days=window.min_days)
+
+
+def day_profiles(rows_in: Mapping[dt.date, int]) -> dict[dt.date, Profile]:
+    """What the reference expectations measure on each day, for later days' windows."""
+    return {day: {ROWS: float(rows)} for day, rows in rows_in.items()}
+
+
+def check_volume(days: list[dt.date], reference: Reference, contract: Contract) -> Observed:
+    """Each partition's rows against the median rows per day of its reference window: a
+    partial load, or a neighbour's rows stamped with this date."""
+    limits = contract.expectations.volume_vs_reference
+    if limits is None:
+        return {}
+    wrong: list[str] = []
+    ratios: list[tuple[float, dt.date]] = []
+    unchecked = 0
+    for day in sorted(days):
+        rows = reference.profiles.get(day, {}).get(ROWS)
+        median, window = reference.baseline(day, ROWS)
+        if median is None or rows is None:
+            unchecked += 1
+            continue
+        ratio = rows / median
+        ratios.append((ratio, day))
+        if not limits.min_ratio <= ratio <= limits.max_ratio:
+            wrong.append(
+                f"partition {day}: {rows:.0f} rows, {ratio:.2f} times the median of its "
+                f"reference window ({median:.0f} rows per day over {len(window)} validated "
+                f"days, {window[0]}..{window[-1]}), outside {limits}"
+            )
+    if wrong:
+        raise ContractViolation(
+            f"data contract {contract.label} violated (rule: {VOLUME_RULE}): " + "; ".join(wrong),
+            VOLUME_RULE,
+        )
+    observed: Observed = {"limit": str(limits), "partitions_checked": len(ratios)}
+    if ratios:
+        (low, low_day), (high, high_day) = min(ratios), max(ratios)
+        observed |= {
+            "lowest_ratio": f"{low:.3f} on {low_day}",
+            "highest_ratio": f"{high:.3f} on {high_day}",
+        }
+    if unchecked:
+        spec = contract.expectations.reference_window
+        observed["partitions_without_reference"] = (
+            f"{unchecked} (fewer than {spec.min_days} validated days in the "
+            f"{spec.days} days before them)"
+        )
+    return observed
+
+
 def validate_partitions(
     frame: pl.DataFrame,
     contract: Contract,
     days: list[dt.date],
     run_id: str,
+    reference: Reference | None = None,
 ) -> ValidationOutcome:
     """Validate the rows of `days` (one or many partitions) against the contract.
 
@@ -375,7 +535,7 @@ def validate_partitions(
     expectation observed.
     """
     valid: list[pl.DataFrame] = []
-    outcome = validate_chunks([frame], contract, days, run_id, on_valid=valid.append)
+    outcome = validate_chunks([frame], contract, days, run_id, valid.append, reference)
     return replace(outcome, valid=pl.concat(valid))
 
 
@@ -385,37 +545,50 @@ def validate_chunks(
     days: list[dt.date],
     run_id: str,
     on_valid: Callable[[pl.DataFrame], None],
+    reference: Reference | None = None,
 ) -> ValidationOutcome:
     """`validate_partitions` over rows that come a chunk of whole days at a time (bounded
     memory at scale): each chunk's good rows go to `on_valid` as soon as they are known,
     the returned outcome holds the quarantine and counts only (`valid` is empty).
 
-    Every expectation is per day, so the outcome is the same however the days are cut.
-    A violation raises after the last chunk, so `on_valid` may have seen rows of a range
-    that is then refused: its caller commits nothing before this returns.
+    `reference` holds the profiles of validated days before `days` (none: only the days
+    validated here); each chunk's day profiles join it before `on_valid` sees the chunk,
+    so a caller can key a day by its reference window then.
+
+    Every expectation is per day (against days before it), so the outcome is the same
+    however the days are cut. A violation raises after the last chunk, so `on_valid` may
+    have seen rows of a range that is then refused: its caller commits nothing before this
+    returns.
     """
+    reference = reference if reference is not None else reference_for(contract)
     window = f"{days[0]}..{days[-1]}" if len(days) > 1 else str(days[0])
     observed: dict[str, Observed] = {}
     rows_in: dict[dt.date, int] = {}
     null_rates: list[pl.DataFrame] = []
     lateness: list[pl.DataFrame] = []
+    landed: list[pl.DataFrame] = []
     quarantines: list[pl.DataFrame] = []
     offset = 0
     for frame in chunks:
         observed[SCHEMA_RULE] = check_table(frame, contract, f"partition {window}")
-        rows_in.update(frame.group_by("day").len().iter_rows())
+        chunk_rows = dict(frame.group_by("day").len().iter_rows())
+        rows_in.update(chunk_rows)
         null_rates.append(null_rates_per_day(frame, contract))
         lateness.append(lateness_per_day(frame, contract))
+        landed.append(landed_per_day(frame, contract))
         indexed = frame.with_row_index("row_index", offset=offset).with_columns(
             pl.col("row_index").cast(pl.Int64)
         )
         failures = _row_failures(indexed, contract, run_id)
         quarantines.append(failures)
+        reference.add(day_profiles(chunk_rows))
         on_valid(
             indexed.filter(~pl.col("row_index").is_in(failures["row_index"])).drop("row_index")
         )
         offset += frame.height
     observed[MIN_ROWS_RULE] = check_row_counts(rows_in, contract, days)
+    observed[ROWS_LANDED_RULE] = check_rows_landed(pl.concat(landed), contract)
+    observed[VOLUME_RULE] = check_volume(days, reference, contract)
     observed[NULL_RATE_RULE] = check_null_rates(pl.concat(null_rates), contract)
     observed[LATE_ARRIVAL_RULE] = check_late_arrival(pl.concat(lateness), contract)
     quarantine = pl.concat(quarantines)
@@ -529,14 +702,46 @@ def validate_table(frame: pl.DataFrame, contract: Contract) -> TableReport:
 
 
 def _row_failures(indexed: pl.DataFrame, contract: Contract, run_id: str) -> pl.DataFrame:
+    """Every (row, column, rule, observed value) that breaks a row rule, with the row. A
+    cell the warehouse could not cast fails that rule only (not the rules its null breaks)."""
+    cast = _cast_failures(indexed, contract)
+    other = _schema_failures(indexed, contract).join(cast, on=["row_index", "column"], how="anti")
+    failures = pl.concat([other, cast])
+    if failures.is_empty():
+        return pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    rows = indexed.filter(pl.col("row_index").is_in(failures["row_index"].unique())).select(
+        "row_index",
+        pl.col("day") if "day" in indexed.columns else pl.lit(None, pl.Date).alias("day"),
+        pl.struct(pl.all().exclude("row_index")).struct.json_encode().alias("row_json"),
+    )
+    return (
+        failures.join(rows, on="row_index", how="left")
+        .with_columns(pl.lit(contract.label).alias("contract"), pl.lit(run_id).alias("run_id"))
+        .select(list(QUARANTINE_SCHEMA))
+        .cast(pl.Schema(QUARANTINE_SCHEMA))
+        .sort("day", "row_index", "column")
+    )
+
+
+# One row rule broken by one cell, before the row and its context are joined on.
+FAILURE_SCHEMA = pl.Schema(
+    {
+        "row_index": pl.Int64,
+        "column": pl.String,
+        "rule": pl.String,
+        "observed": pl.String,
+    }
+)
+
+
+def _schema_failures(indexed: pl.DataFrame, contract: Contract) -> pl.DataFrame:
+    """The pandera row rules' failures: (row_index, column, rule, observed)."""
     try:
         contract.row_schema().validate(indexed, lazy=True)
     except SchemaErrors as exc:
         failures = exc.failure_cases.filter(pl.col("index").is_not_null())
     else:
-        return pl.DataFrame(schema=QUARANTINE_SCHEMA)
-    if failures.is_empty():
-        return pl.DataFrame(schema=QUARANTINE_SCHEMA)
+        return pl.DataFrame(schema=FAILURE_SCHEMA)
     failures = failures.select(
         pl.col("index").cast(pl.Int64).alias("row_index"),
         pl.col("column").cast(pl.String),
@@ -563,17 +768,34 @@ def _row_failures(indexed: pl.DataFrame, contract: Contract, run_id: str) -> pl.
             .otherwise(pl.col("observed"))
             .alias("observed"),
         )
-    rows = indexed.select(
-        "row_index",
-        pl.col("day") if "day" in indexed.columns else pl.lit(None, pl.Date).alias("day"),
-        pl.struct(pl.all().exclude("row_index")).struct.json_encode().alias("row_json"),
+    return failures.cast(FAILURE_SCHEMA)
+
+
+def _cast_failures(indexed: pl.DataFrame, contract: Contract) -> pl.DataFrame:
+    """One failure per cell the warehouse could not cast, from the staging view's record
+    (`cast_failures_column`: a JSON object of column -> raw value): rule `castable_to(<type>)`,
+    observed the raw value."""
+    record = contract.cast_failures_column
+    if record is None or record not in indexed.columns:
+        return pl.DataFrame(schema=FAILURE_SCHEMA)
+    fields = {name: pl.String for name in contract.fields if name != record}
+    failed = indexed.filter(pl.col(record).is_not_null())
+    if failed.is_empty():
+        return pl.DataFrame(schema=FAILURE_SCHEMA)
+    types = pl.DataFrame(
+        {
+            "column": list(fields),
+            "rule": [f"castable_to({contract.fields[name].type})" for name in fields],
+        }
     )
     return (
-        failures.join(rows, on="row_index", how="left")
-        .with_columns(pl.lit(contract.label).alias("contract"), pl.lit(run_id).alias("run_id"))
-        .select(list(QUARANTINE_SCHEMA))
-        .cast(QUARANTINE_SCHEMA)
-        .sort("day", "row_index", "column")
+        failed.select("row_index", pl.col(record).str.json_decode(pl.Struct(fields)).alias("raw"))
+        .unnest("raw")
+        .unpivot(index="row_index", variable_name="column", value_name="observed")
+        .filter(pl.col("observed").is_not_null())
+        .join(types, on="column", how="left")
+        .select(list(FAILURE_SCHEMA))
+        .cast(FAILURE_SCHEMA)
     )
 
 

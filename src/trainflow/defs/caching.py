@@ -82,19 +82,28 @@ def plan_days(
     )  # fmt: skip
     hits = set(plan.hits)
     for day in sorted(wanted):
-        metadata: dict[str, str | int] = {
-            "cache": "hit" if day in hits else "miss",
-            "data_version": wanted[day],
-        }
-        if day in hits:
-            metadata["content_hash"] = stored[day][1]
-            metadata["dagster/row_count"] = stored[day][2]
-        context.add_asset_metadata(metadata, partition_key=day.isoformat())
+        report_decision(context, day, wanted[day], day in hits, stored)
     context.log.info(
         f"{table}: {len(plan.hits)} of {len(wanted)} partition(s) reused from cache, "
         f"{len(plan.misses)} to compute"
     )
     return plan
+
+
+def report_decision(
+    context: dg.AssetExecutionContext,
+    day: dt.date,
+    key: str,
+    hit: bool,
+    stored: dict[dt.date | None, tuple[str, str, int]],
+) -> None:
+    """`cache: hit|miss` and the data version on the partition's event (a hit also its
+    stored content hash and rows)."""
+    metadata: dict[str, str | int] = {"cache": "hit" if hit else "miss", "data_version": key}
+    if hit:
+        metadata["content_hash"] = stored[day][1]
+        metadata["dagster/row_count"] = stored[day][2]
+    context.add_asset_metadata(metadata, partition_key=day.isoformat())
 
 
 def report_computed_days(context: dg.AssetExecutionContext, stamped: pl.DataFrame) -> None:

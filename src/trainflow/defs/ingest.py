@@ -7,24 +7,37 @@ from collections.abc import Iterator
 import dagster as dg
 import polars as pl
 
-from trainflow.cache import CachePlan, cache_key, split_days, stamp_days
+from trainflow.cache import (
+    PROFILE_COLUMN,
+    CachePlan,
+    cache_key,
+    split_days,
+    stamp_days,
+    stamp_first_row,
+)
 from trainflow.contracts.contract import (
     LATE_ARRIVAL_RULE,
     MIN_ROWS_RULE,
     NULL_RATE_RULE,
     REJECT_RULE,
+    ROWS_LANDED_RULE,
     SCHEMA_RULE,
+    VOLUME_RULE,
+    Contract,
     ContractViolation,
     ValidationOutcome,
     describe_quarantine,
+    reference_for,
     validate_chunks,
 )
 from trainflow.contracts.quarantine import REFUSED, VALIDATED, kept, tagged
+from trainflow.contracts.reference import ReferencedKeys, encode_profile
 from trainflow.defs.caching import (
     CachePolicyResource,
     code_version_of,
     plan_days,
     report_computed_days,
+    report_decision,
 )
 from trainflow.defs.code_versions import versioned_asset
 from trainflow.defs.io_manager import DeltaInput, LakeOutput
@@ -45,6 +58,9 @@ QUARANTINE_TABLE = "quarantine_flights"
 CONTRACT_CHECKS = {
     SCHEMA_RULE: "Every contract column is present with its type.",
     MIN_ROWS_RULE: "Every partition has at least the contract's minimum rows.",
+    ROWS_LANDED_RULE: "Every partition holds the rows the landing log recorded for its day.",
+    VOLUME_RULE: "Every partition's rows are within the contract's ratio of its reference "
+    "window's median rows per day.",
     NULL_RATE_RULE: "No column is null more often than its contract limit, in any partition.",
     LATE_ARRIVAL_RULE: "No partition landed more days after later ones than the contract allows.",
     REJECT_RULE: "No partition rejects more than the contract's share of rows.",
@@ -87,13 +103,9 @@ def raw_snapshot(
         if isinstance(outcome, ContractViolation):
             raise outcome
     counts = warehouse.flight_counts(window)
-    missing = [str(day) for day in window.days() if day not in counts]
+    missing = [day for day in window.days() if day not in counts]
     if missing:
-        raise ValueError(
-            f"raw_snapshot: no rows in the warehouse for partition(s) {', '.join(missing[:10])}"
-            f"{' ...' if len(missing) > 10 else ''}; land them first (trainflow land --through "
-            f"{window.last})"
-        )
+        raise ValueError(_no_rows(warehouse, window, missing))
     code = code_version_of(context)
     store = lake.lake()
     stored = store.stored_versions("raw_snapshot", window)
@@ -124,6 +136,34 @@ def raw_snapshot(
         {"days": window.n_days, "read_seconds": round(time.perf_counter() - started, 3)}
     )
     return LakeOutput(frame=snapshot.result(), days=misses)
+
+
+def _no_rows(warehouse: WarehouseResource, window: DayWindow, missing: list[dt.date]) -> str:
+    """Why days have no rows: never landed (land them), or landed and gone, which the
+    landing log shows, with the likely cause (a neighbour holding more rows than landed)."""
+    around = DayWindow(missing[0] - dt.timedelta(days=3), missing[-1] + dt.timedelta(days=3))
+    landed, found = warehouse.landed_rows(around), warehouse.flight_counts(around)
+    listed = ", ".join(str(day) for day in missing[:10]) + (" ..." if len(missing) > 10 else "")
+    message = f"raw_snapshot: no rows in the warehouse for partition(s) {listed}"
+    never = [day for day in missing if not landed.get(day)]
+    if never:
+        message += f"; land them first (trainflow land --through {window.last})"
+    surplus = [
+        f"{day} holds {found[day]} rows where {landed[day]} were landed"
+        for day in sorted(found)
+        if day in landed and found[day] > landed[day]
+    ]
+    cause = (
+        f"rows stamped with another date: {', '.join(surplus)}"
+        if surplus
+        else "a partial load, or rows deleted after landing"
+    )
+    for day in [day for day in missing if landed.get(day)][:10]:
+        message += (
+            f"; partition {day}: the landing log records {landed[day]} rows landed, the "
+            f"warehouse holds 0 (rule: {ROWS_LANDED_RULE}; likely cause: {cause})"
+        )
+    return message
 
 
 quarantine_flights = dg.AssetSpec(
@@ -170,6 +210,45 @@ def _write_quarantine(
     store.write(QUARANTINE_TABLE, rows.select(new.columns), window, days=days)
 
 
+def _referenced_keys(
+    contract: Contract,
+    code: str,
+    raw_snapshot: DeltaInput,
+    store: DeltaLake,
+    window: DayWindow,
+    stored: dict[dt.date | None, tuple[str, str, int]],
+    force: bool,
+) -> ReferencedKeys:
+    """The window's cache keys: code, contract, the day's snapshot, and its reference
+    window, read from the validated days stored before and in the window (point in time:
+    each day's window holds only days before it)."""
+    spec = contract.expectations.reference_window
+    history = DayWindow(window.first - dt.timedelta(days=spec.days), window.last)
+    return ReferencedKeys(
+        code_version=code,
+        contract_fingerprint=contract.fingerprint,
+        snapshot_versions={day: raw_snapshot.day_versions[day] for day in window.days()},
+        stored_keys={day: entry[0] for day, entry in stored.items() if day is not None},
+        stored_profiles=store.day_values("validated_flights", history, PROFILE_COLUMN),
+        reference=reference_for(contract),
+        force=force,
+    )
+
+
+def _report_decisions(
+    context: dg.AssetExecutionContext,
+    plan: CachePlan,
+    stored: dict[dt.date | None, tuple[str, str, int]],
+) -> None:
+    hits = set(plan.hits)
+    for day in sorted(plan.keys):
+        report_decision(context, day, plan.keys[day], day in hits, stored)
+    context.log.info(
+        f"validated_flights: {len(plan.hits)} of {len(plan.keys)} partition(s) reused from "
+        f"cache, {len(plan.misses)} computed"
+    )
+
+
 @versioned_asset(
     retry_policy=IO_RETRY,
     partitions_def=daily_2013,
@@ -205,44 +284,57 @@ def validated_flights(
         )
     contract = contracts.load("flights")
     code = code_version_of(context)
-    wanted = {
-        day: cache_key(code, contract.fingerprint, {"raw_snapshot": raw_snapshot.day_versions[day]})
-        for day in window.days()
-    }
     store = lake.lake()
-    plan = plan_days(context, cache_policy, store, "validated_flights", window, wanted)
-    if not plan.misses:
+    stored = store.stored_versions("validated_flights", window)
+    keys = _referenced_keys(
+        contract, code, raw_snapshot, store, window, stored, cache_policy.forced(context)
+    )
+    to_validate = keys.decide_known()  # the rest are hits
+    if not to_validate:
+        _report_decisions(context, keys.plan(), stored)
         yield dg.Output(LakeOutput(frame=pl.DataFrame(), days=[]))
         for name in CONTRACT_CHECKS:
             yield dg.AssetCheckResult(
                 check_name=name, passed=True, metadata={"cache": "hit (checked when computed)"}
             )
         return
-    checked = Progress(context.log, "validated_flights", "validated", len(plan.misses))
+    checked = Progress(context.log, "validated_flights", "validated", len(to_validate))
     validated = OutputRows()
     null_counts: dict[str, int] = {}
+    chunk: list[dt.date] = []  # the days of the chunk being validated
 
     def snapshot_chunks() -> Iterator[pl.DataFrame]:
-        for days in chunk_days(raw_snapshot.day_rows, plan.misses, lake.chunk_rows):
+        for days in chunk_days(raw_snapshot.day_rows, to_validate, lake.chunk_rows):
             rows = raw_snapshot.days(days)
             for column, n in rows.null_count().row(0, named=True).items():
                 null_counts[column] = null_counts.get(column, 0) + n
+            chunk[:] = days
             yield rows
             checked.advance(len(days), rows.height)
 
     def keep_valid(rows: pl.DataFrame) -> None:
-        stamped = stamp_days(rows, plan.keys, code, raw_snapshot.version)
+        # The chunk's profiles have joined the reference: each of its days can be keyed by
+        # its window now; a day whose key turns out to be the stored one is a hit.
+        for day in chunk:
+            if day not in keys.keys:
+                keys.decide(day)
+        misses = [day for day in chunk if day in set(keys.misses)]
+        stamped = stamp_days(rows, {d: keys.keys[d] for d in misses}, code, raw_snapshot.version)
+        profiles = {d: encode_profile(keys.own[d], keys.reference.profiles[d]) for d in misses}
+        stamped = stamp_first_row(stamped, PROFILE_COLUMN, profiles)
         report_computed_days(context, stamped)
         validated.add(stamped)
 
     try:
         outcome = validate_chunks(
-            snapshot_chunks(), contract, plan.misses, context.run_id, on_valid=keep_valid
+            snapshot_chunks(), contract, to_validate, context.run_id, keep_valid, keys.reference
         )
     except ContractViolation as violation:
+        plan = keys.plan()
         if violation.outcome is not None:  # too many rejects: keep them inspectable
-            _write_quarantine(store, violation.outcome.quarantine, plan, window, REFUSED)
-            yield from _quarantine_written(store, violation.outcome)
+            refused = violation.outcome.only(plan.misses)
+            _write_quarantine(store, refused.quarantine, plan, window, REFUSED)
+            yield from _quarantine_written(store, refused)
         # The expectations checked before the failing one passed; the failing one fails
         # with the message; later ones were not evaluated.
         names = list(CONTRACT_CHECKS)
@@ -256,6 +348,9 @@ def validated_flights(
             metadata={"contract": contract.label, "violation": str(violation)},
         )
         raise
+    plan = keys.plan()
+    _report_decisions(context, plan, stored)
+    outcome = outcome.only(plan.misses)  # days found unchanged after all are hits
     # Write order (contracts/quarantine.py): the quarantine now, the validated rows when
     # the IO manager commits the output; readers count only rejects whose key matches.
     _write_quarantine(store, outcome.quarantine, plan, window, VALIDATED)

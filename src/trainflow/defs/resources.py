@@ -128,6 +128,16 @@ class WarehouseResource(dg.ConfigurableResource):
         )
         return {day: int(n) for day, n in counts.iter_rows()}
 
+    def landed_rows(self, window: DayWindow) -> dict[dt.date, int]:
+        """Flight rows the landing log records for each day of the window (its latest
+        landing; days whose count predates the log's column are left out)."""
+        landed = self.connect().read(
+            f"select day, landed_rows from {MODEL_SCHEMA}.stg_landings "
+            "where day between ? and ? and landed_rows is not null",
+            [window.first, window.last],
+        )
+        return {day: int(n) for day, n in landed.iter_rows()}
+
     def read_model(self, model: str) -> pl.DataFrame:
         """A whole (small) warehouse model, e.g. a reference table such as `stg_planes`."""
         return self.connect().read(f"select * from {MODEL_SCHEMA}.{model}")

@@ -285,6 +285,16 @@ class DeltaLake:
         rows = per_day.collect(engine="streaming").iter_rows()
         return {day: (key, ver, n) for day, key, ver, n in rows}
 
+    def day_values(self, table: str, window: DayWindow, column: str) -> dict[dt.date, str]:
+        """day -> the non-null value of a per-day column over the window (empty if none)."""
+        if self.version(table) is None:
+            return {}
+        lazy = self.scan(table, window)
+        if column not in lazy.collect_schema().names():
+            return {}
+        pairs = lazy.filter(pl.col(column).is_not_null()).select(PARTITION_COLUMN, column)
+        return dict(pairs.unique(PARTITION_COLUMN).collect().iter_rows())
+
     def day_keys(self, table: str) -> dict[dt.date, str]:
         """day -> the cache key stored for it, over a whole daily table (empty if none)."""
         if self.version(table) is None:

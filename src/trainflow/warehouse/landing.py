@@ -7,8 +7,9 @@ duplicates rows and a reader never sees half a day. A call is one transaction, u
 flights (times the scale) exceed MAX_BATCH_ROWS: then one per batch of days.
 
 Every landing also appends to `raw.landings` (day, batch, newest day landed before the
-batch, scale): the warehouse's own record of landing order, from which the data contract
-measures how late a day arrived, without reading the wall clock.
+batch, scale, flight rows landed): the warehouse's own record of landing order and volume,
+from which the data contract measures how late a day arrived, without reading the wall
+clock, and reconciles the rows a snapshot finds with the rows landed.
 
 `scale` N > 1 lands N copies of each real flight, copies 1..N-1 synthetic (`scale.py`), to
 measure the pipeline at N times the data; raw.planes then holds the planes of the widest
@@ -18,7 +19,7 @@ scale any landed day has. A day's latest landing decides its scale (`landed_scal
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,9 +179,11 @@ def land(
     flights_rows = 0
     planes_scale = 0  # the scale of the planes this call wrote last; 0: none yet
     for batch in day_batches(rows_per_day, day_set, scale, MAX_BATCH_ROWS):
+        rows = scale_flights(flights.filter(pl.col("flight_date").is_in(batch)), scale, ranks)
+        landed_rows = dict(rows.group_by("flight_date").len().iter_rows())
         with wh.transaction() as tx:
             tx.execute("create schema if not exists raw")
-            _record_landing(tx, batch, scale)
+            _record_landing(tx, batch, scale, landed_rows)
             # Planes for the widest scale of any landed day at its latest landing (this
             # batch's included), so every synthetic tail in raw.flights finds its plane at
             # each commit. It only narrows during a call: written at most once per change.
@@ -190,7 +193,6 @@ def land(
                 for name, frame in dimensions.items():
                     tx.replace_table(f"raw.{name}", frame)
                 planes_scale = widest
-            rows = scale_flights(flights.filter(pl.col("flight_date").is_in(batch)), scale, ranks)
             _replace_days(tx, "flights", "flight_date", rows, batch)
             flights_rows += rows.height
             day_weather = weather.filter(pl.col("weather_date").is_in(batch))
@@ -227,22 +229,27 @@ def _widest_scale(tx: WarehouseWriter) -> int:
     return int(widest or 1)
 
 
-def _record_landing(tx: WarehouseWriter, days: Sequence[dt.date], scale: int) -> None:
+def _record_landing(
+    tx: WarehouseWriter, days: Sequence[dt.date], scale: int, rows: Mapping[dt.date, int]
+) -> None:
     """Append the batch to raw.landings, before its days are written (so a day is never
-    counted as landed before itself)."""
+    counted as landed before itself), with the flight rows it lands for each day (what the
+    data contract reconciles a snapshot with)."""
     tx.execute(
-        "create table if not exists raw.landings "
-        "(day date not null, batch integer not null, newest_day_before date, scale integer)"
+        "create table if not exists raw.landings (day date not null, batch integer not null, "
+        "newest_day_before date, scale integer, flight_rows bigint)"
     )
-    # Warehouses landed before scales were recorded lack the column; their rows stay null
-    # (scale 1) and remain readable. Altered only when missing: on PostgreSQL an ALTER locks
-    # the table against readers until the commit.
-    has_scale = tx.scalar(
-        "select count(*) from information_schema.columns where table_schema = 'raw' "
-        "and table_name = 'landings' and column_name = 'scale'"
-    )
-    if not has_scale:
-        tx.execute("alter table raw.landings add column if not exists scale integer")
+    # Warehouses landed before scales or row counts were recorded lack the columns; their
+    # rows stay null (scale 1, rows not recorded) and remain readable. Altered only when
+    # missing: on PostgreSQL an ALTER locks the table against readers until the commit.
+    for column, kind in (("scale", "integer"), ("flight_rows", "bigint")):
+        has_column = tx.scalar(
+            "select count(*) from information_schema.columns where table_schema = 'raw' "
+            "and table_name = 'landings' and column_name = ?",
+            [column],
+        )
+        if not has_column:
+            tx.execute(f"alter table raw.landings add column if not exists {column} {kind}")
     newest = None
     if table_exists(tx, "raw", "flights"):
         newest = tx.scalar("select max(flight_date) from raw.flights")
@@ -255,12 +262,14 @@ def _record_landing(tx: WarehouseWriter, days: Sequence[dt.date], scale: int) ->
                 "batch": [batch] * len(days),
                 "newest_day_before": [newest] * len(days),
                 "scale": [scale] * len(days),
+                "flight_rows": [rows.get(day, 0) for day in days],
             },
             schema={
                 "day": pl.Date,
                 "batch": pl.Int32,
                 "newest_day_before": pl.Date,
                 "scale": pl.Int32,
+                "flight_rows": pl.Int64,
             },
         ),
     )
