@@ -103,7 +103,7 @@ class DeltaLake:
     ) -> WriteResult:
         """Replace the window's days (or the whole table when `window` is None) in one commit.
 
-        `frame` is the rows, or a `Spool` of them streamed into the commit batch by batch.
+        `frame` is the rows, or a `Spool` of them, added to the commit chunk by chunk.
         `days` narrows a daily write to some days of the window (the others are cache hits
         and keep their stored rows). `commit_metadata` is stored in the Delta commit info.
         """
@@ -220,8 +220,9 @@ class DeltaLake:
                         path=path,
                         size=files.get_file_info(path).size,
                         partition_values={PARTITION_COLUMN: day.isoformat()},
-                        # Determinism note: the files' wall-clock time is Delta bookkeeping
-                        # (vacuum ages), never part of the data or a cache key.
+                        # Determinism note: the file's random name and wall-clock time are
+                        # Delta bookkeeping (as deltalake's own writer makes them), never
+                        # part of the data or a cache key.
                         modification_time=int(time.time() * 1000),
                         data_change=True,
                         stats=json.dumps({"numRecords": length}),
