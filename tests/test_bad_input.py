@@ -5,8 +5,10 @@ the problem, or in quarantine with exact counts; no row is ever lost
 import datetime as dt
 import os
 import shutil
+import statistics
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -36,7 +38,7 @@ from trainflow.settings import PACKAGED_CONTRACTS_DIR
 from trainflow.warehouse import landing
 
 DAYS = ("2013-02-01", "2013-02-05")
-# The shipped flights contract, as every message names it ("flights v7").
+# The shipped flights contract, as every message names it ("flights v8").
 CONTRACT = load_contract(PACKAGED_CONTRACTS_DIR / "flights.yaml")
 LABEL = CONTRACT.label
 BAD_DAY = "2013-02-03"
@@ -378,6 +380,87 @@ def test_a_partial_load_fails_the_volume_of_its_reference_window(
         "outside [0.5, 1.5]"
     ) in message
     assert DeltaLake(str(tmp_path / "lake")).version("validated_flights") is None
+
+
+def check_metadata(result: dg.ExecuteInProcessResult, check: str) -> dict[str, Any]:
+    evaluation = next(e for e in result.get_asset_check_evaluations() if e.check_name == check)
+    return {name: value.value for name, value in evaluation.metadata.items()}
+
+
+def table_rows(table: Any) -> list[dict[str, Any]]:
+    return [record.data for record in table.records]
+
+
+def test_a_day_in_kilometres_fails_its_distribution_and_its_rows_stay_inspectable(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    # Upstream starts sending Feb 4's distances in kilometres: all but the Honolulu flights
+    # stay inside the physical bounds, so no row rule would notice the day.
+    change(
+        warehouse,
+        "update raw.flights set distance = cast(round(distance * 1.609344) as bigint) "
+        "where flight_date = date '2013-02-04'",
+    )
+    result = materialize(warehouse, tmp_path / "lake", ("2013-01-25", "2013-02-05"))
+    assert check_outcomes(result) == passed_until("distribution_vs_reference")
+    step, message = failure_message(result)
+    assert step == "validated_flights"
+    # The same measure, from the snapshot the run froze: the day's 90th percentile of its
+    # valid rows against the median of the validated days' before it.
+    lake = DeltaLake(str(tmp_path / "lake"))
+    snapshot = lake.read("raw_snapshot").filter(pl.col("distance_miles") <= 6000)
+    q90 = snapshot.group_by("day").agg(pl.col("distance_miles").quantile(0.9, "nearest"))
+    by_day = {str(d): v for d, v in q90.iter_rows()}
+    day = by_day.pop("2013-02-04")
+    median = statistics.median(v for d, v in by_day.items() if d < "2013-02-04")
+    assert (
+        f"data contract {LABEL} violated (rule: distribution_vs_reference): partition "
+        f"2013-02-04: column 'distance_miles' q90 {day:.6g} is {day / median:.3g} times the "
+        f"median of its reference window ({median:.6g} over 10 validated days, "
+        "2013-01-25..2013-02-03), outside ratio in [0.88, 1.12] (the partition's rows stay "
+        "in raw_snapshot to inspect"
+    ) in message
+    # Nothing of the run is validated; every row of the day is in the snapshot.
+    assert lake.version("validated_flights") is None
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        landed = conn.execute(
+            "select count(*) from raw.flights where flight_date = date '2013-02-04'"
+        ).fetchone()
+    day_rows = lake.read("raw_snapshot").filter(pl.col("day").cast(pl.String) == "2013-02-04")
+    assert landed is not None and day_rows.height == landed[0]
+    # The failing check shows the column, the observed ratio and limit, and the day beside
+    # its window as a table.
+    metadata = check_metadata(result, "distribution_vs_reference")
+    assert metadata["column"] == "distance_miles"
+    assert metadata["partition"] == f"2013-02-04: {day / median:.3f}"
+    assert metadata["limit"] == "ratio in [0.88, 1.12]"
+    rows = table_rows(metadata["partition_vs_window"])
+    assert [r["role"] for r in rows] == ["reference"] * 10 + ["window median", "partition"]
+    assert rows[-1] == {"day": "2013-02-04", "role": "partition", "distance_miles.q90": day}
+    assert rows[-2]["distance_miles.q90"] == median
+
+
+def test_every_expectation_shows_its_observed_value_limit_and_worst_partition(
+    warehouse: Path, tmp_path: Path
+) -> None:
+    result = materialize(warehouse, tmp_path / "lake", ("2013-01-01", "2013-01-20"))
+    assert result.success
+    assert check_outcomes(result) == dict.fromkeys(CONTRACT_CHECKS, True)
+    volume = check_metadata(result, "volume_vs_reference")
+    assert volume["limit"] == "[0.5, 1.5]"
+    assert volume["partitions_checked"] == 13  # from Jan 8: seven validated days before
+    worst_day = volume["worst_partition"].split(":")[0]
+    rows = table_rows(volume["worst_partition_vs_window"])
+    assert rows[-1]["day"] == worst_day and rows[-1]["role"] == "partition"
+    distribution = check_metadata(result, "distribution_vs_reference")
+    worst = distribution["worst_column"]
+    column = worst.split(" on ")[0]
+    assert column in CONTRACT.expectations.distribution_vs_reference
+    assert any(name.startswith(f"{column} (") for name in distribution)
+    rows = table_rows(distribution["worst_column_vs_window"])
+    assert rows[-1]["role"] == "partition" and rows[-1]["day"] == worst.split(" on ")[1][:10]
+    landed = check_metadata(result, "rows_landed")
+    assert landed["partitions_reconciled"] == 20
 
 
 def test_thin_day_fails_min_rows_rule(warehouse: Path, tmp_path: Path) -> None:

@@ -67,6 +67,7 @@ def test_every_contract_expectation_is_a_blocking_check_in_the_ui(graph) -> None
                 "min_rows_per_day",
                 "rows_landed",
                 "volume_vs_reference",
+                "distribution_vs_reference",
                 "max_null_fraction",
                 "allowed_late_arrival",
                 "max_reject_fraction",

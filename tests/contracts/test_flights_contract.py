@@ -9,9 +9,13 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from tests.conftest import run_dbt_build
 from trainflow.contracts.contract import (
+    Contract,
     ContractViolation,
+    WindowTable,
     load_contract,
     reference_for,
     validate_partitions,
@@ -20,6 +24,7 @@ from trainflow.defs.resources import WarehouseResource
 from trainflow.features.flights import PLANE_FEATURES, SCHEDULE_FEATURES, WEATHER_FEATURES
 from trainflow.lake.delta_lake import DayWindow
 from trainflow.settings import PACKAGED_CONTRACTS_DIR
+from trainflow.warehouse import landing
 
 DAY = dt.date(2013, 2, 1)
 CONTRACT_FILE = PACKAGED_CONTRACTS_DIR / "flights.yaml"
@@ -39,6 +44,16 @@ def real_days(built_warehouse) -> pl.DataFrame:
     return WarehouseResource(url=str(built_warehouse)).read_flights(window)
 
 
+@pytest.fixture(scope="module")
+def real_year(tmp_path_factory) -> pl.DataFrame:
+    """The whole of 2013 as landed and modelled by dbt."""
+    path = tmp_path_factory.mktemp("year") / "warehouse.duckdb"
+    landing.land(path, landing.plan_days([], through=dt.date(2013, 12, 31)))
+    run_dbt_build(path)
+    window = DayWindow(dt.date(2013, 1, 1), dt.date(2013, 12, 31))
+    return WarehouseResource(url=str(path)).read_flights(window)
+
+
 def validate(frame: pl.DataFrame):
     return validate_partitions(frame, FLIGHTS_CONTRACT, [DAY], run_id="test-run")
 
@@ -54,7 +69,7 @@ def set_rows(frame: pl.DataFrame, column: str, value, rows: int) -> pl.DataFrame
 
 def test_contract_file_is_versioned_and_loads() -> None:
     contract = load_contract(CONTRACT_FILE)
-    assert contract.label == "flights v7"
+    assert contract.label == "flights v8"
     assert contract.key == ["flight_id"]
     assert contract.fields["carrier"].enum and "AA" in contract.fields["carrier"].enum
 
@@ -308,3 +323,87 @@ def test_a_days_reference_never_changes_when_later_days_change(
     assert after.digest(day) == before.digest(day)
     for statistic in before.profiles[day]:
         assert after.baseline(day, statistic) == before.baseline(day, statistic)
+
+
+def test_the_whole_real_year_passes_every_reference_expectation_unchanged(real_year) -> None:
+    days = sorted(real_year["day"].unique())
+    outcome = validate_partitions(real_year, FLIGHTS_CONTRACT, days, "run")
+    assert sum(c["rows_in"] for c in outcome.counts_by_day.values()) == real_year.height
+    volume = outcome.observed["volume_vs_reference"]
+    assert volume["partitions_checked"] == 365 - 7
+    # The extremes the contract file notes beside its limits.
+    assert volume["lowest_ratio"] == "0.651 on 2013-11-28"
+    assert volume["highest_ratio"] == "1.062 on 2013-02-14"
+    assert volume["worst_partition"] == "2013-11-28: 0.651"
+    distribution = outcome.observed["distribution_vs_reference"]
+    limits = FLIGHTS_CONTRACT.expectations.distribution_vs_reference
+    assert len(limits) == 14
+    for column, limit in limits.items():
+        seen = distribution[f"{column} ({limit})"]
+        assert "% of the limit)" in seen
+        assert int(seen.split("(")[-1].split("%")[0]) < 100, (column, seen)
+    assert distribution["temp_f (shift in [-28, 40])"].startswith("-24.120 on 2013-11-24")
+    assert distribution["distance_miles (ratio in [0.88, 1.12])"].startswith("0.925 on 2013-01-09")
+    assert distribution["worst_column"] == "visibility_mi on 2013-02-11: 0.100 (95% of the limit)"
+    table = distribution["worst_column_vs_window"]
+    assert isinstance(table, WindowTable)
+    assert table.rows[-1] == {"day": "2013-02-11", "role": "partition", "visibility_mi.q50": 1.0}
+    assert table.rows[-2]["role"] == "window median"
+    assert table.rows[-2]["visibility_mi.q50"] == 10.0
+
+
+def test_a_day_of_delays_in_hours_fails_its_distribution_naming_partition_and_column(
+    real_days,
+) -> None:
+    # Feb 1's delays arrive in hours: every value stays inside its physical bounds.
+    hours = real_days.with_columns(
+        pl.when(pl.col("day") == DAY).then(pl.col(c) / 60).otherwise(pl.col(c)).alias(c)
+        for c in ("arr_delay_minutes", "dep_delay_minutes")
+    )
+    days = sorted(real_days.filter(pl.col("day") <= DAY)["day"].unique())
+    with pytest.raises(ContractViolation) as failure:
+        validate_partitions(hours.filter(pl.col("day") <= DAY), FLIGHTS_CONTRACT, days, "run")
+    assert failure.value.expectation == "distribution_vs_reference"
+    window = real_days.filter(pl.col("day").is_between(DAY - dt.timedelta(days=28), DAY, "left"))
+    daily_q99 = window.group_by("day").agg(pl.col("arr_delay_minutes").quantile(0.99, "nearest"))
+    median = daily_q99["arr_delay_minutes"].median()
+    day_q99 = real_days.filter(pl.col("day") == DAY)["arr_delay_minutes"].quantile(0.99, "nearest")
+    assert median is not None and day_q99 is not None
+    message = str(failure.value)
+    assert message.startswith(
+        f"data contract {LABEL} violated (rule: distribution_vs_reference): partition 2013-02-01: "
+        f"column 'arr_delay_minutes' q99 {day_q99 / 60:.6g} is {day_q99 / 60 / median:.3g} times "
+        f"the median of its reference window ({median:.6g} over 28 validated days, "
+        "2013-01-04..2013-01-31), outside ratio in [0.2, 6]; partition 2013-02-01: column "
+        "'dep_delay_minutes' q99 "
+    )
+    assert message.endswith(
+        "(the partition's rows stay in raw_snapshot to inspect; if the change is real, widen "
+        "the limit in a new contract version and revalidate)"
+    )
+    # What its asset check shows: the partition beside each day of its window.
+    table = failure.value.observed["partition_vs_window"]
+    assert [row["role"] for row in table.rows] == ["reference"] * 28 + [
+        "window median",
+        "partition",
+    ]
+    assert table.rows[-1]["arr_delay_minutes.q99"] == pytest.approx(day_q99 / 60)
+    # The same day in minutes passes.
+    validate_partitions(real_days.filter(pl.col("day") <= DAY), FLIGHTS_CONTRACT, days, "run")
+
+
+@pytest.mark.parametrize(
+    "limit",
+    [{"quantile": 0.5}, {"quantile": 0.5, "min_ratio": 0.5, "max_ratio": 2, "max_shift": 3},
+     {"quantile": 0.5, "min_ratio": 0.5}, {"quantile": 50, "min_ratio": 0.5, "max_ratio": 2}],
+)  # fmt: skip
+def test_a_distribution_limit_is_one_complete_measure(limit) -> None:
+    data = FLIGHTS_CONTRACT.model_dump()
+    data["expectations"]["distribution_vs_reference"] = {"distance_miles": limit}
+    with pytest.raises(ValidationError):
+        Contract.model_validate(data)
+    data["expectations"]["distribution_vs_reference"] = {
+        "carrier": {"quantile": 0.5, "min_ratio": 0.5, "max_ratio": 2}
+    }
+    with pytest.raises(ValidationError, match="'carrier' is not a numeric column"):
+        Contract.model_validate(data)

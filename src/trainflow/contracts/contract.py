@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -27,7 +28,7 @@ import pandera.polars as pa
 import polars as pl
 import yaml
 from pandera.errors import SchemaErrors
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from trainflow.contracts.reference import ROWS, Profile, Reference
 
@@ -118,6 +119,60 @@ class RatioLimits(_Strict):
         return f"[{self.min_ratio:g}, {self.max_ratio:g}]"
 
 
+class DistributionLimit(_Strict):
+    """How far one quantile of a column may move from its reference window on one day.
+
+    The day's quantile is compared with the median of the same quantile over the window's
+    days: as a ratio for quantities with a true zero (distances, delays' upper tail, counts:
+    a change of unit multiplies them), as a difference in the column's unit for those whose
+    zero is arbitrary (temperatures, years, hours: a change of unit or origin shifts them).
+    """
+
+    quantile: float
+    min_ratio: float | None = None
+    max_ratio: float | None = None
+    min_shift: float | None = None
+    max_shift: float | None = None
+
+    @model_validator(mode="after")
+    def _one_measure(self) -> DistributionLimit:
+        if not 0 <= self.quantile <= 1:
+            raise ValueError(f"quantile {self.quantile} is not between 0 and 1")
+        given = sorted(
+            k
+            for k in ("min_ratio", "max_ratio", "min_shift", "max_shift")
+            if getattr(self, k) is not None
+        )
+        if given not in (["max_ratio", "min_ratio"], ["max_shift", "min_shift"]):
+            raise ValueError(
+                "give min_ratio and max_ratio, or min_shift and max_shift "
+                f"(given: {', '.join(given) or 'none'})"
+            )
+        return self
+
+    @property
+    def measure(self) -> str:
+        return "ratio" if self.min_ratio is not None else "shift"
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        low, high = (
+            (self.min_ratio, self.max_ratio)
+            if self.measure == "ratio"
+            else (self.min_shift, self.max_shift)
+        )
+        assert low is not None and high is not None  # the validator saw to it
+        return low, high
+
+    def statistic(self, column: str) -> str:
+        """Its name in a day's profile: `distance_miles.q90`."""
+        return f"{column}.q{self.quantile * 100:g}"
+
+    def __str__(self) -> str:
+        low, high = self.bounds
+        return f"{self.measure} in [{low:g}, {high:g}]"
+
+
 class Expectations(_Strict):
     min_rows_per_day: int = 1  # daily tables
     min_rows: int = 1  # reference tables, checked whole
@@ -127,6 +182,9 @@ class Expectations(_Strict):
     reference_window: ReferenceWindow = ReferenceWindow()
     # A partition's rows over the median rows per day of its reference window.
     volume_vs_reference: RatioLimits | None = None
+    # Per numeric column: a quantile of a partition's validated rows against the median of
+    # the same quantile over its reference window (a whole day in another unit or scale).
+    distribution_vs_reference: dict[str, DistributionLimit] = {}
 
 
 class Waiver(_Strict):
@@ -148,6 +206,16 @@ class Contract(_Strict):
     cast_failures_column: str | None = None
     expectations: Expectations = Expectations()
     waivers: list[Waiver] = []
+
+    @model_validator(mode="after")
+    def _distributions_of_numeric_columns(self) -> Contract:
+        for column in self.expectations.distribution_vs_reference:
+            spec = self.fields.get(column)
+            if spec is None or spec.type not in ("Float64", "Int32", "Int64"):
+                raise ValueError(
+                    f"distribution_vs_reference: {column!r} is not a numeric column of the contract"
+                )
+        return self
 
     @property
     def label(self) -> str:
@@ -225,6 +293,7 @@ SCHEMA_RULE = "schema"
 MIN_ROWS_RULE = "min_rows_per_day"
 ROWS_LANDED_RULE = "rows_landed"
 VOLUME_RULE = "volume_vs_reference"
+DISTRIBUTION_RULE = "distribution_vs_reference"
 NULL_RATE_RULE = "max_null_fraction"
 LATE_ARRIVAL_RULE = "allowed_late_arrival"
 REJECT_RULE = "max_reject_fraction"
@@ -240,11 +309,18 @@ class ContractViolation(ValueError):
     """
 
     def __init__(
-        self, message: str, expectation: str, outcome: ValidationOutcome | None = None
+        self,
+        message: str,
+        expectation: str,
+        outcome: ValidationOutcome | None = None,
+        observed: Observed | None = None,
     ) -> None:
         super().__init__(message)
         self.expectation = expectation
         self.outcome = outcome
+        # What the failing expectation saw (for its asset check), where it says more than
+        # the message: a failing partition beside its reference window.
+        self.observed = observed or {}
 
 
 Observed = dict[str, Any]
@@ -471,9 +547,65 @@ def reference_for(contract: Contract) -> Reference:
     return Reference(days=window.days, min_days=window.min_days)
 
 
-def day_profiles(rows_in: Mapping[dt.date, int]) -> dict[dt.date, Profile]:
-    """What the reference expectations measure on each day, for later days' windows."""
-    return {day: {ROWS: float(rows)} for day, rows in rows_in.items()}
+def day_profiles(
+    rows_in: Mapping[dt.date, int], valid: pl.DataFrame, contract: Contract
+) -> dict[dt.date, Profile]:
+    """What the reference expectations measure on each day, for later days' windows: its
+    rows in, and the quantiles `distribution_vs_reference` names, of its validated rows
+    only (a quarantined value never shapes a reference)."""
+    limits = contract.expectations.distribution_vs_reference
+    profiles: dict[dt.date, Profile] = {day: {ROWS: float(rows)} for day, rows in rows_in.items()}
+    if not limits:
+        return profiles
+    quantiles = valid.group_by("day").agg(
+        pl.col(column)
+        .cast(pl.Float64)
+        .quantile(limit.quantile, "nearest")
+        .alias(limit.statistic(column))
+        for column, limit in limits.items()
+    )
+    for row in quantiles.iter_rows(named=True):
+        day = row.pop("day")
+        profiles.setdefault(day, {ROWS: 0.0}).update(row)
+    return profiles
+
+
+@dataclass(frozen=True)
+class WindowTable:
+    """One statistic of a partition beside each day of its reference window: what an
+    asset check shows for the worst partition (the UI layer renders it as a table)."""
+
+    statistic: str
+    rows: list[dict[str, str | float | None]]
+
+
+def window_table(day: dt.date, statistic: str, reference: Reference) -> WindowTable:
+    """`statistic` on each validated day of `day`'s window, the window's median, and `day`."""
+    median, window = reference.baseline(day, statistic)
+    value = reference.profiles.get(day, {}).get(statistic)
+    rows: list[dict[str, str | float | None]] = [
+        {"day": str(d), "role": "reference", statistic: reference.profiles[d].get(statistic)}
+        for d in window
+    ]
+    rows.append({"day": f"{window[0]}..{window[-1]}", "role": "window median", statistic: median})
+    rows.append({"day": str(day), "role": "partition", statistic: value})
+    return WindowTable(statistic=statistic, rows=rows)
+
+
+def _compare(value: float, median: float, measure: str) -> float | None:
+    """The day against its window: value / median, or value - median; None when a ratio
+    has no meaning (a median of zero or below)."""
+    if measure == "shift":
+        return value - median
+    return value / median if median > 0 else None
+
+
+def _without_reference(unchecked: int, contract: Contract) -> str:
+    spec = contract.expectations.reference_window
+    return (
+        f"{unchecked} (fewer than {spec.min_days} validated days in the {spec.days} days "
+        "before them)"
+    )
 
 
 def check_volume(days: list[dt.date], reference: Reference, contract: Contract) -> Observed:
@@ -483,6 +615,7 @@ def check_volume(days: list[dt.date], reference: Reference, contract: Contract) 
     if limits is None:
         return {}
     wrong: list[str] = []
+    failing: Observed = {}
     ratios: list[tuple[float, dt.date]] = []
     unchecked = 0
     for day in sorted(days):
@@ -494,6 +627,11 @@ def check_volume(days: list[dt.date], reference: Reference, contract: Contract) 
         ratio = rows / median
         ratios.append((ratio, day))
         if not limits.min_ratio <= ratio <= limits.max_ratio:
+            failing = failing or {
+                "partition": f"{day}: {ratio:.3f}",
+                "limit": str(limits),
+                "partition_vs_window": window_table(day, ROWS, reference),
+            }
             wrong.append(
                 f"partition {day}: {rows:.0f} rows, {ratio:.2f} times the median of its "
                 f"reference window ({median:.0f} rows per day over {len(window)} validated "
@@ -503,20 +641,100 @@ def check_volume(days: list[dt.date], reference: Reference, contract: Contract) 
         raise ContractViolation(
             f"data contract {contract.label} violated (rule: {VOLUME_RULE}): " + "; ".join(wrong),
             VOLUME_RULE,
+            observed=failing,
         )
     observed: Observed = {"limit": str(limits), "partitions_checked": len(ratios)}
     if ratios:
         (low, low_day), (high, high_day) = min(ratios), max(ratios)
+        # The partition furthest from its window (on a log scale: half is as far as double).
+        worst_ratio, worst_day = max(
+            ratios, key=lambda r: abs(math.log(r[0])) if r[0] > 0 else math.inf
+        )
         observed |= {
             "lowest_ratio": f"{low:.3f} on {low_day}",
             "highest_ratio": f"{high:.3f} on {high_day}",
+            "worst_partition": f"{worst_day}: {worst_ratio:.3f}",
+            "worst_partition_vs_window": window_table(worst_day, ROWS, reference),
         }
     if unchecked:
-        spec = contract.expectations.reference_window
-        observed["partitions_without_reference"] = (
-            f"{unchecked} (fewer than {spec.min_days} validated days in the "
-            f"{spec.days} days before them)"
+        observed["partitions_without_reference"] = _without_reference(unchecked, contract)
+    return observed
+
+
+def check_distribution(days: list[dt.date], reference: Reference, contract: Contract) -> Observed:
+    """Per partition and column, a quantile of its validated rows against the median of
+    the same quantile over its reference window: a whole day delivered in another unit or
+    scale (kilometres for miles, hours for minutes) passes every row rule and fails here.
+
+    A partition that breaks a limit fails (nothing of it is validated); its rows stay in
+    raw_snapshot to inspect. Observed: per column the partition furthest inside its limits
+    (as a share of the limit's distance from no change), and the worst column's partition
+    beside its window.
+    """
+    limits = contract.expectations.distribution_vs_reference
+    if not limits:
+        return {}
+    wrong: list[str] = []
+    failing: Observed = {}
+    # column -> (share of the limit used, day, ratio or shift): its partition nearest a limit
+    worst: dict[str, tuple[float, dt.date, float]] = {}
+    unchecked = 0
+    for day in sorted(days):
+        for column, limit in limits.items():
+            statistic = limit.statistic(column)
+            value = reference.profiles.get(day, {}).get(statistic)
+            median, window = reference.baseline(day, statistic)
+            if value is None or median is None:
+                unchecked += 1
+                continue
+            seen = _compare(value, median, limit.measure)
+            if seen is None:
+                unchecked += 1
+                continue
+            low, high = limit.bounds
+            neutral = 1.0 if limit.measure == "ratio" else 0.0
+            used = (
+                (seen - neutral) / (high - neutral)
+                if seen >= neutral
+                else ((neutral - seen) / (neutral - low))
+            )
+            if used > worst.get(column, (-1.0,))[0]:
+                worst[column] = (used, day, seen)
+            if not low <= seen <= high:
+                failing = failing or {
+                    "column": column,
+                    "partition": f"{day}: {seen:.3f}",
+                    "limit": str(limit),
+                    "partition_vs_window": window_table(day, statistic, reference),
+                }
+                described = f"{seen:.3g} times" if limit.measure == "ratio" else f"{seen:+.3g} from"
+                wrong.append(
+                    f"partition {day}: column {column!r} {statistic.split('.')[-1]} "
+                    f"{value:.6g} is {described} the median of its reference window "
+                    f"({median:.6g} over {len(window)} validated days, {window[0]}..{window[-1]}),"
+                    f" outside {limit}"
+                )
+    if wrong:
+        raise ContractViolation(
+            f"data contract {contract.label} violated (rule: {DISTRIBUTION_RULE}): "
+            + "; ".join(wrong)
+            + " (the partition's rows stay in raw_snapshot to inspect; if the change is "
+            "real, widen the limit in a new contract version and revalidate)",
+            DISTRIBUTION_RULE,
+            observed=failing,
         )
+    observed: Observed = {
+        f"{column} ({limits[column]})": (f"{seen:.3f} on {day} ({used:.0%} of the limit)")
+        for column, (used, day, seen) in sorted(worst.items())
+    }
+    if worst:
+        column, (used, day, seen) = max(worst.items(), key=lambda item: item[1][0])
+        observed["worst_column"] = f"{column} on {day}: {seen:.3f} ({used:.0%} of the limit)"
+        observed["worst_column_vs_window"] = window_table(
+            day, limits[column].statistic(column), reference
+        )
+    if unchecked:
+        observed["partition_columns_without_reference"] = _without_reference(unchecked, contract)
     return observed
 
 
@@ -581,14 +799,14 @@ def validate_chunks(
         )
         failures = _row_failures(indexed, contract, run_id)
         quarantines.append(failures)
-        reference.add(day_profiles(chunk_rows))
-        on_valid(
-            indexed.filter(~pl.col("row_index").is_in(failures["row_index"])).drop("row_index")
-        )
+        valid = indexed.filter(~pl.col("row_index").is_in(failures["row_index"])).drop("row_index")
+        reference.add(day_profiles(chunk_rows, valid, contract))
+        on_valid(valid)
         offset += frame.height
     observed[MIN_ROWS_RULE] = check_row_counts(rows_in, contract, days)
     observed[ROWS_LANDED_RULE] = check_rows_landed(pl.concat(landed), contract)
     observed[VOLUME_RULE] = check_volume(days, reference, contract)
+    observed[DISTRIBUTION_RULE] = check_distribution(days, reference, contract)
     observed[NULL_RATE_RULE] = check_null_rates(pl.concat(null_rates), contract)
     observed[LATE_ARRIVAL_RULE] = check_late_arrival(pl.concat(lateness), contract)
     quarantine = pl.concat(quarantines)

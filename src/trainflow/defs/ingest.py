@@ -3,6 +3,7 @@
 import datetime as dt
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -16,6 +17,7 @@ from trainflow.cache import (
     stamp_first_row,
 )
 from trainflow.contracts.contract import (
+    DISTRIBUTION_RULE,
     LATE_ARRIVAL_RULE,
     MIN_ROWS_RULE,
     NULL_RATE_RULE,
@@ -25,7 +27,9 @@ from trainflow.contracts.contract import (
     VOLUME_RULE,
     Contract,
     ContractViolation,
+    Observed,
     ValidationOutcome,
+    WindowTable,
     describe_quarantine,
     reference_for,
     validate_chunks,
@@ -61,6 +65,8 @@ CONTRACT_CHECKS = {
     ROWS_LANDED_RULE: "Every partition holds the rows the landing log recorded for its day.",
     VOLUME_RULE: "Every partition's rows are within the contract's ratio of its reference "
     "window's median rows per day.",
+    DISTRIBUTION_RULE: "In every partition, each bounded column's quantile (contract) is within "
+    "its ratio or shift of the median of that quantile over the partition's reference window.",
     NULL_RATE_RULE: "No column is null more often than its contract limit, in any partition.",
     LATE_ARRIVAL_RULE: "No partition landed more days after later ones than the contract allows.",
     REJECT_RULE: "No partition rejects more than the contract's share of rows.",
@@ -345,7 +351,11 @@ def validated_flights(
             check_name=names[failed],
             passed=False,
             severity=dg.AssetCheckSeverity.ERROR,
-            metadata={"contract": contract.label, "violation": str(violation)},
+            metadata={
+                "contract": contract.label,
+                "violation": str(violation),
+                **check_metadata(violation.observed),
+            },
         )
         raise
     plan = keys.plan()
@@ -375,5 +385,38 @@ def validated_flights(
     yield dg.Output(LakeOutput(frame=validated.result(), days=plan.misses))
     for name in CONTRACT_CHECKS:  # every expectation passed: each with what it observed
         yield dg.AssetCheckResult(
-            check_name=name, passed=True, metadata=outcome.observed.get(name) or {}
+            check_name=name, passed=True, metadata=check_metadata(outcome.observed.get(name))
         )
+
+
+def check_metadata(observed: Observed | None) -> dict[str, Any]:
+    """An expectation's observations as check metadata: a partition beside its reference
+    window becomes a table in the UI, the rest shows as it is."""
+    return {
+        name: _window_table(value) if isinstance(value, WindowTable) else value
+        for name, value in (observed or {}).items()
+    }
+
+
+def _window_table(table: WindowTable) -> dg.MetadataValue:
+    return dg.MetadataValue.table(
+        records=[
+            dg.TableRecord(
+                {
+                    "day": row["day"],
+                    "role": row["role"],
+                    table.statistic: None
+                    if row[table.statistic] is None
+                    else round(float(row[table.statistic] or 0), 3),
+                }
+            )
+            for row in table.rows
+        ],
+        schema=dg.TableSchema(
+            columns=[
+                dg.TableColumn("day", "string"),
+                dg.TableColumn("role", "string"),
+                dg.TableColumn(table.statistic, "float"),
+            ]
+        ),
+    )
