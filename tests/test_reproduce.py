@@ -4,16 +4,19 @@ after the lake has moved on; a tampered manifest or another commit is refused.""
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
 import duckdb
 import pytest
+from deltalake import DeltaTable
 from mlflow import MlflowClient
 
 from tests.conftest import BIN, QUICK_CONFIG, REPO_ROOT
 from tests.test_cache import copy_of_the_code, recomputed, run_graph, settings_for
 from trainflow.lake.delta_lake import DeltaLake
+from trainflow.lake.retention import NEVER_EXPIRE_LOG
 from trainflow.warehouse import landing
 
 
@@ -249,3 +252,53 @@ def test_from_raw_names_the_first_partition_other_code_would_change(
         for line in done.stdout.splitlines()
         if "validated_flights partition" in line
     )
+
+
+def test_vacuum_keeps_every_version_a_manifest_needs_and_reproduce_still_matches(
+    trained_then_moved_on, tmp_path
+) -> None:
+    """Last in this module: it vacuums the module's lake. A careless vacuum of a copy
+    breaks reproduce; `trainflow vacuum` removes replaced and orphaned files and keeps the
+    versions of every registered model, which then reproduce bit for bit."""
+    env, settings, run_a = trained_then_moved_on
+    lake_root = Path(settings.lake_uri)
+    # A write killed before its commit: a file no commit names.
+    orphan = lake_root / "flight_features" / "day=2013-01-20" / "part-00000-killed.parquet"
+    orphan.write_bytes(b"PAR1 half a file")
+
+    careless_home = tmp_path / "careless"
+    shutil.copytree(settings.home, careless_home)
+    DeltaTable(str(careless_home / "lake" / "flight_features")).vacuum(
+        retention_hours=0, dry_run=False, enforce_retention_duration=False, full=True
+    )
+    careless = trainflow({**env, "TRAINFLOW_HOME": str(careless_home)}, "reproduce", run_a)
+    assert careless.returncode != 0  # run A's January 20 was vacuumed away
+
+    assert DeltaTable(str(lake_root / "flight_features")).metadata().configuration == (
+        NEVER_EXPIRE_LOG
+    )
+    dry = trainflow(env, "vacuum", "--retention-hours", "0", "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert orphan.exists()
+    done = trainflow(env, "vacuum", "--retention-hours", "0")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not orphan.exists()
+    removed = {
+        line.split()[0]: int(line.split(" removed ")[1].split(" ")[0])
+        for line in done.stdout.splitlines()[1:]
+    }
+    # In flight_features only the orphan: every replaced file is one run A's version reads.
+    assert removed["flight_features"] == 1
+    # Tables no manifest reads lose the files their later commits replaced.
+    assert removed["model"] >= 1 and removed["evaluation_report"] >= 1
+    assert dry.stdout.replace("would remove", "removed") == done.stdout
+    client = MlflowClient(settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
+    versions = client.search_model_versions("name = 'trainflow-flight-delay-quick'")
+    assert len(versions) == 2
+    champion = client.get_model_version_by_alias("trainflow-flight-delay-quick", "champion")
+    for version in ("1", str(champion.version)):
+        reproduced = trainflow(env, "reproduce", version)
+        assert reproduced.returncode == 0, reproduced.stdout + reproduced.stderr
+        assert "reproduced exactly" in reproduced.stdout
+    from_raw = trainflow(env, "reproduce", run_a, "--from-raw")
+    assert from_raw.returncode == 0 and "reproduced exactly" in from_raw.stdout

@@ -415,6 +415,45 @@ def quarantine_revalidate(partitions: tuple[str, ...]) -> None:
         raise click.ClickException("some partitions still break the contract (see above)")
 
 
+@main.command()
+@click.option(
+    "--retention-hours",
+    type=click.IntRange(min=0),
+    default=168,
+    show_default=True,
+    help="Remove only files older than this: a write in progress has files no commit names "
+    "yet. 0 is for tests and lakes nobody writes to.",
+)
+@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+def vacuum(retention_hours: int, dry_run: bool) -> None:
+    """Remove the lake's replaced and orphaned files, keeping every table version that a
+    registered model's manifest references (so `trainflow reproduce` still works) and the
+    current one. docs/runbook.md: retention and bucket lifecycle rules."""
+    from mlflow import MlflowClient
+
+    from trainflow import reproduce as rep
+    from trainflow.defs.resources import lake_resource
+    from trainflow.lake.delta_lake import DeltaLake
+    from trainflow.lake.retention import versions_to_keep
+
+    settings = Settings.from_env()
+    client = MlflowClient(settings.mlflow_client_uri, registry_uri=settings.mlflow_client_uri)
+    try:
+        manifests = rep.registered_manifests(
+            client, lake_resource(settings).object_store("_manifests")
+        )
+    except rep.ReproduceError as exc:
+        raise click.ClickException(f"nothing vacuumed: {exc}") from exc
+    keep = versions_to_keep(manifests)
+    click.echo(f"{len(manifests)} registered model version(s) read")
+    lake = DeltaLake(settings.lake_uri, settings.storage_options)
+    for table in LAKE_TABLES:
+        if lake.version(table) is None:
+            continue
+        result = lake.vacuum(table, keep.get(table, set()), retention_hours, dry_run)
+        click.echo(result.describe())
+
+
 def _checked_day(value: str) -> dt.date:
     try:
         return dt.date.fromisoformat(value)

@@ -78,10 +78,36 @@ def find_manifest(
     or a Dagster run id; returns it with the MLflow run id it belongs to. The copy beside
     the model in the lake is read first, the MLflow artifact otherwise."""
     run_id = _resolve_run_id(client, ref, model_name)
+    return manifest_of_run(client, manifests, run_id), run_id
+
+
+def manifest_of_run(client: MlflowClient, manifests: ObjectStore, run_id: str) -> dict[str, Any]:
     if manifests.exists(f"{run_id}.json"):
-        return json.loads(manifests.get(f"{run_id}.json")), run_id
+        return dict(json.loads(manifests.get(f"{run_id}.json")))
     path = client.download_artifacts(run_id, MANIFEST_ARTIFACT)
-    return json.loads(Path(path).read_text()), run_id
+    return dict(json.loads(Path(path).read_text()))
+
+
+def registered_manifests(client: MlflowClient, manifests: ObjectStore) -> list[dict[str, Any]]:
+    """The manifest of every version of every registered model (rejected ones too: they
+    can still be promoted). Raises when one cannot be read: what it needs is unknown."""
+    found = []
+    token = None
+    while True:
+        models = client.search_registered_models(max_results=100, page_token=token)
+        for model in models:
+            for version in client.search_model_versions(f"name = '{model.name}'"):
+                try:
+                    found.append(manifest_of_run(client, manifests, str(version.run_id)))
+                except (MlflowException, OSError) as exc:
+                    raise ReproduceError(
+                        f"model version {model.name}/{version.version} (MLflow run "
+                        f"{version.run_id}) has no readable manifest ({exc}): the table "
+                        "versions it needs are unknown"
+                    ) from exc
+        token = models.token
+        if not token:
+            return found
 
 
 def _resolve_run_id(client: MlflowClient, ref: str, model_name: str) -> str:

@@ -30,6 +30,7 @@ from deltalake.fs import DeltaStorageHandler
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
 from trainflow.cache import CACHE_KEY_COLUMN, CONTENT_HASH_COLUMN
+from trainflow.lake.retention import NEVER_EXPIRE_LOG, VacuumResult
 from trainflow.lake.spool import Spool
 
 PARTITION_COLUMN = "day"
@@ -139,6 +140,7 @@ class DeltaLake:
                 data,
                 mode="error",
                 partition_by=None if window is None else [PARTITION_COLUMN],
+                configuration=NEVER_EXPIRE_LOG,
                 storage_options=options,
                 commit_properties=properties,
             )
@@ -236,6 +238,7 @@ class DeltaLake:
                 added,
                 mode="error",
                 partition_by=[PARTITION_COLUMN],
+                configuration=NEVER_EXPIRE_LOG,
                 storage_options=self._options(),
                 commit_properties=properties,
             )
@@ -264,6 +267,33 @@ class DeltaLake:
                 "write cannot change a column's type: rewrite the whole table (delete it and "
                 "materialize every partition) or give the column a new name"
             )
+
+    def vacuum(
+        self, table: str, keep_versions: set[int], retention_hours: int, dry_run: bool
+    ) -> VacuumResult:
+        """Remove the table's files that neither its current version nor `keep_versions`
+        reads, once older than `retention_hours` (lake/retention.py says why)."""
+        stored = DeltaTable(self.table_uri(table), storage_options=self._options())
+        version = stored.version()
+        kept = sorted(v for v in keep_versions if v < version)
+        configured = stored.metadata().configuration
+        if not dry_run and any(configured.get(k) != v for k, v in NEVER_EXPIRE_LOG.items()):
+            stored.alter.set_table_properties(NEVER_EXPIRE_LOG)  # a table created before
+        removed = stored.vacuum(
+            retention_hours=retention_hours,
+            dry_run=dry_run,
+            # Below the table's deletedFileRetentionDuration (a week) only when asked to.
+            enforce_retention_duration=False,
+            full=True,  # files no commit names too (killed writes), not only tombstones
+            keep_versions=kept,
+        )
+        return VacuumResult(
+            table=table,
+            version=version,
+            kept_versions=kept,
+            removed_files=sorted(removed),
+            dry_run=dry_run,
+        )
 
     def stored_versions(
         self, table: str, window: DayWindow | None
