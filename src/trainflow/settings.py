@@ -57,6 +57,10 @@ S3_TIMEOUT_VAR = "TRAINFLOW_S3_TIMEOUT"
 # Rows a daily step holds in memory at a time (lake/spool.py); results never depend on it.
 # The whole real year (336,776 flights) is one chunk; `trainflow land --scale 10` nine.
 CHUNK_ROWS_VAR = "TRAINFLOW_CHUNK_ROWS"
+# Where alerts go (a Slack-compatible incoming webhook; its URL holds a secret token), and
+# the Dagster UI's address as people reach it, for a link to the run in each alert.
+ALERT_WEBHOOK_URL_VAR = "TRAINFLOW_ALERT_WEBHOOK_URL"
+DAGSTER_URL_VAR = "TRAINFLOW_DAGSTER_URL"
 DEFAULT_CHUNK_ROWS = 400_000
 # MLflow's own variable. Its value may carry credentials (`https://user:password@host`, or a
 # database URI `postgresql://user:password@host/db`): trainflow keeps only the redacted URI,
@@ -105,6 +109,9 @@ class Settings:
     executor: str = "multiprocess"
     # TRAINFLOW_CHUNK_ROWS: rows a daily step holds at a time (memory, not results).
     chunk_rows: int = DEFAULT_CHUNK_ROWS
+    # TRAINFLOW_ALERT_WEBHOOK_URL (None: alerts off); a secret, so never in repr or logs.
+    alert_webhook_url: str | None = field(default=None, repr=False)
+    dagster_url: str | None = None
 
     @property
     def mlflow_server(self) -> bool:
@@ -191,6 +198,8 @@ class Settings:
             git_commit=env.get("TRAINFLOW_GIT_COMMIT") or _build_commit(),
             executor=executor,
             chunk_rows=_positive_int(CHUNK_ROWS_VAR, env.get(CHUNK_ROWS_VAR)) or DEFAULT_CHUNK_ROWS,
+            alert_webhook_url=env.get(ALERT_WEBHOOK_URL_VAR) or None,
+            dagster_url=env.get(DAGSTER_URL_VAR) or None,
         )
 
 

@@ -1,0 +1,127 @@
+"""Alerts for the people on call: a Slack-compatible JSON post to a webhook.
+
+One alert per failed run, never a storm: the Dagster sensor that sends them keeps a cursor
+in the instance, and every alert carries a `key` (`run:<run id>`) so a receiver can drop a
+repeat. Each alert names the asset, the
+partition, the error and the runbook entry that says what to do (docs/runbook.md).
+
+Plain `urllib`: one POST of JSON needs no client library, and Slack's incoming webhooks,
+Mattermost and most chat tools accept this payload (`text`, plus `blocks` where shown).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+RUNBOOK = "docs/runbook.md"
+# The runbook entry for each kind of alert, by the step that failed (other steps: the
+# general entry). Anchors are the headings of docs/runbook.md.
+RUNBOOK_ENTRIES = {
+    "run_failed": "alert-a-run-failed",
+    "raw_snapshot": "alert-a-run-failed-in-raw_snapshot",
+    "validated_flights": "alert-a-run-failed-in-validated_flights",
+    "flight_features": "alert-a-run-failed-in-flight_features",
+    "registry_entry": "alert-a-run-failed-in-registry_entry",
+}
+MAX_ERROR_CHARS = 1500
+
+
+class AlertDeliveryError(RuntimeError):
+    """The webhook did not accept the alert (its sensor tick fails and is retried)."""
+
+
+@dataclass(frozen=True)
+class Alert:
+    key: str  # what it is about, once: "run:<run id>"
+    title: str
+    asset: str | None
+    partition: str | None
+    error: str
+    runbook_entry: str
+    link: str | None = None  # the run or asset page in the Dagster UI, when known
+
+    @property
+    def runbook(self) -> str:
+        return f"{RUNBOOK}#{self.runbook_entry}"
+
+    def payload(self) -> dict[str, Any]:
+        """Slack-compatible JSON: a one-line `text` (notifications, plain receivers) and
+        the same facts as `blocks`."""
+        facts = [
+            ("asset", self.asset or "-"),
+            ("partition", self.partition or "-"),
+            ("runbook", self.runbook),
+        ]
+        if self.link:
+            facts.append(("in Dagster", self.link))
+        error = self.error[:MAX_ERROR_CHARS]
+        return {
+            "text": f"{self.title}: {self.asset or '-'} {self.partition or ''}".rstrip()
+            + f" ({self.runbook})",
+            "blocks": [
+                {"type": "header", "text": {"type": "plain_text", "text": self.title}},
+                {
+                    "type": "section",
+                    "fields": [
+                        {"type": "mrkdwn", "text": f"*{name}*\n{value}"} for name, value in facts
+                    ],
+                },
+                {"type": "section", "text": {"type": "mrkdwn", "text": f"```{error}```"}},
+            ],
+            "trainflow": {
+                "key": self.key,
+                "asset": self.asset,
+                "partition": self.partition,
+                "error": error,
+                "runbook": self.runbook,
+            },
+        }
+
+
+def run_failed_alert(
+    run_id: str,
+    job: str,
+    failed_step: str | None,
+    partition: str | None,
+    error: str,
+    link: str | None = None,
+) -> Alert:
+    """The alert for a failed run: the first failed step names the asset (a step key is
+    the asset's name) and picks the runbook entry."""
+    entry = RUNBOOK_ENTRIES.get(failed_step or "", RUNBOOK_ENTRIES["run_failed"])
+    return Alert(
+        key=f"run:{run_id}",
+        title=f"trainflow run failed ({job}, run {run_id[:8]})",
+        asset=failed_step,
+        partition=partition,
+        error=error,
+        runbook_entry=entry,
+        link=link,
+    )
+
+
+def post(url: str, alert: Alert, timeout_seconds: float = 10.0) -> None:
+    """POST the alert; raises AlertDeliveryError (naming the status, never the URL, which
+    holds the webhook's token) unless the receiver answers 2xx."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(alert.payload()).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_seconds) as response:
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        raise AlertDeliveryError(f"alert {alert.key}: the webhook answered {exc.code}") from None
+    except (urllib.error.URLError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise AlertDeliveryError(
+            f"alert {alert.key}: the webhook is unreachable ({reason})"
+        ) from None
+    if not 200 <= status < 300:
+        raise AlertDeliveryError(f"alert {alert.key}: the webhook answered {status}")
