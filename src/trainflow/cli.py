@@ -90,8 +90,16 @@ def land(
 
 
 @main.command()
-def status() -> None:
-    """Where things are: warehouse days, lake tables and versions, registry aliases, report."""
+@click.option(
+    "--runs",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="The SLIs cover this many of the newest finished runs (needs DAGSTER_HOME).",
+)
+def status(runs: int) -> None:
+    """Where things are: warehouse days, lake tables and versions, registry aliases, report,
+    and the SLIs over the last runs."""
     from trainflow.config import load_config
     from trainflow.lake.delta_lake import DeltaLake
     from trainflow.registry.views import registry_aliases
@@ -137,6 +145,26 @@ def status() -> None:
         else ("dagster dev -m trainflow.definitions")
     )
     click.echo(f"dagster UI   {dev}, then http://127.0.0.1:3000")
+    _print_slis(settings, runs)
+
+
+def _print_slis(settings: Settings, runs: int) -> None:
+    """The SLIs over the newest finished runs of the persistent Dagster instance."""
+    if settings.dagster_home is None:
+        click.echo("SLIs         - (DAGSTER_HOME unset: runs are not kept)")
+        return
+    import dagster as dg
+
+    from trainflow.defs.observability import recent_runs
+    from trainflow.slis import summarise
+
+    with dg.DagsterInstance.get() as instance:
+        facts = recent_runs(instance, runs)
+    click.echo(
+        f"SLIs         over the last {len(facts)} finished run(s) in {settings.dagster_home}"
+    )
+    for line in summarise(facts).lines():
+        click.echo(f"  {line}")
 
 
 @main.command("code-versions")

@@ -9,7 +9,16 @@ from typing import Any
 
 import dagster as dg
 
-from trainflow.defs import alerts, automation, evaluation, features, ingest, training, warehouse
+from trainflow.defs import (
+    alerts,
+    automation,
+    evaluation,
+    features,
+    ingest,
+    observability,
+    training,
+    warehouse,
+)
 from trainflow.defs.caching import CachePolicyResource
 from trainflow.defs.io_manager import DeltaLakeIOManager
 from trainflow.defs.pods import k8s_executor_config
@@ -120,7 +129,11 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         asset_checks=ALL_CHECKS,
         resources=build_resources(settings),
         executor=build_executor(settings),
-        sensors=[automation.warehouse_days_sensor, alerts.alert_on_run_failure],
+        sensors=[
+            automation.warehouse_days_sensor,
+            alerts.alert_on_run_failure,
+            observability.run_metrics,
+        ],
         schedules=[automation.weekly_retrain],
         jobs=[automation.retrain_job],
     )

@@ -150,6 +150,8 @@ def evaluation_report(
             "test_roc_auc": metrics["model"]["roc_auc"],
             "baseline_test_roc_auc": metrics["baseline"]["roc_auc"],
             "champion_test_roc_auc": champion.champion.get("roc_auc"),
+            # The model on the champion's rows: what its AUC is compared with.
+            "model_on_champion_rows_test_roc_auc": champion.candidate.get("roc_auc"),
             "champion": champion.status,
             "report": dg.MetadataValue.md(markdown),
             "plots": dg.MetadataValue.md(inline),
