@@ -82,7 +82,7 @@ def log_model_run(
     with (
         _run_links_redacted(),
         mlflow.start_run(
-            experiment_id=experiment_id, run_name=run_name, tags={MLFLOW_USER_TAG: _os_user()}
+            experiment_id=experiment_id, run_name=run_name, tags={MLFLOW_USER_TAG: os_user()}
         ) as run,
     ):
         mlflow.set_tags({**tags, CACHE_KEY_TAG: cache_key})
@@ -96,7 +96,7 @@ def log_model_run(
             booster,
             name="model",
             pip_requirements=[f"lightgbm=={lgb.__version__}"],
-            tags={MLFLOW_USER_TAG: _os_user()},  # the logged model gets the tag too
+            tags={MLFLOW_USER_TAG: os_user()},  # the logged model gets the tag too
         )
         mlflow.set_tags({MODEL_URI_TAG: info.model_uri, COMPLETE_TAG: "true"})
     return run.info.run_id, info.model_uri
@@ -108,7 +108,7 @@ def log_model_run(
 MLFLOW_USER_TAG = "mlflow.user"
 
 
-def _os_user() -> str:
+def os_user() -> str:
     try:
         return getpass.getuser()
     except (ImportError, KeyError, OSError):  # no login name (a container without a passwd entry)
