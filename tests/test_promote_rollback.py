@@ -73,9 +73,11 @@ def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Registry:
         env["MLFLOW_TRACKING_URI"] = request.getfixturevalue("mlflow_server")
     settings = Settings.from_env(env)
     client = MlflowClient(settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
-    # What `models:/` URIs resolve against in this process (download, pyfunc.load_model).
+    # What `models:/` URIs resolve against in this process (download, pyfunc.load_model):
+    # the registry defaults to the tracking URI. Never `mlflow.set_registry_uri`, which
+    # would outlive the test (in the process and in MLFLOW_REGISTRY_URI) and point every
+    # later client without a registry URI of its own at this store.
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
     return Registry(env, settings, client, name)
 
 
@@ -207,7 +209,7 @@ def test_promote_rollback_history_and_status(registry: Registry) -> None:
 
     # v1 was the first champion: nothing before it.
     message = refused(trainflow(registry, "rollback"))
-    assert f"{name} has no previous champion to roll back to (v1" in message
+    assert f"{name} has no previous champion to roll back to (none before v1 " in message
 
     forced = ok(trainflow(registry, "promote", "3", "--force", "--reason", "hotfix for a carrier"))
     assert "promote (forced) v1 -> v3" in forced
