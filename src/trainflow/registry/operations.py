@@ -94,11 +94,14 @@ def history(client: MlflowClient, name: str) -> list[AuditEvent]:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             return []
         raise
-    events = [
-        AuditEvent(**json.loads(value))
-        for key, value in tags.items()
-        if key.startswith(AUDIT_TAG_PREFIX)
-    ]
+    events = []
+    for key, value in tags.items():
+        if not key.startswith(AUDIT_TAG_PREFIX):
+            continue
+        try:
+            events.append(AuditEvent(**json.loads(value)))
+        except (ValueError, TypeError) as exc:  # edited by hand, or by another tool
+            raise RegistryError(f"{name}'s audit tag {key} is not an audit event: {exc}") from exc
     return sorted(events, key=lambda e: e.sequence, reverse=True)
 
 
@@ -217,8 +220,8 @@ def rollback(
             to = previous_champion(history(client, name), current)
             if to is None:
                 raise OperationRefused(
-                    f"{name} has no previous champion to roll back to (v{current} is the first "
-                    "recorded one); name a version with --to VERSION"
+                    f"{name} has no previous champion to roll back to (none before v{current} "
+                    "in the audit trail); name a version with --to VERSION"
                 )
         target = model_version(client, name, to)
         if str(target.version) == current:

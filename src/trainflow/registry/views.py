@@ -5,7 +5,7 @@ from __future__ import annotations
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from trainflow.registry import CHALLENGER, CHAMPION
+from trainflow.registry import CHALLENGER, CHAMPION, RegistryError
 
 ALIASES = (CHAMPION, CHALLENGER)
 
@@ -33,6 +33,6 @@ def last_champion_event(tracking_uri: str | None, model_name: str) -> str | None
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
         events = history(client, model_name)
-    except MlflowException:
+    except (MlflowException, RegistryError):
         return None
     return events[0].line() if events else None
