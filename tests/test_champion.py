@@ -23,6 +23,7 @@ from trainflow.features.flights import LABEL
 from trainflow.lake.delta_lake import DeltaLake
 from trainflow.registry import MODEL_TEXT_ARTIFACT
 from trainflow.registry.champion import compare_with_champion
+from trainflow.registry.operations import history
 from trainflow.registry.versions import current_champion
 
 MODEL = load_config(QUICK_CONFIG).registered_model_name
@@ -131,6 +132,12 @@ def test_two_registrations_racing_cannot_both_become_champion(registry) -> None:
         f"champion changed since evaluation (compared with v1, now v{winner.version})"
         in loser.tags["promotion"]
     )
+    # The audit trail holds the gate's two promotions, the loser's none.
+    events = history(client, MODEL)
+    moves = [(e.from_version, e.to_version) for e in events]
+    assert moves == [("1", str(winner.version)), (None, "1")]
+    assert all(e.via.startswith("dagster run ") and e.action == "promote" for e in events)
+    assert events[0].reason == winner.tags["promotion"]
 
 
 def test_the_champion_is_scored_only_after_its_own_training_window(registry) -> None:

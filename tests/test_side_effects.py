@@ -20,6 +20,7 @@ from mlflow import MlflowClient
 from tests.conftest import BIN, QUICK_CONFIG, REPO_ROOT
 from trainflow.config import load_config
 from trainflow.lake.delta_lake import DeltaLake
+from trainflow.registry.operations import history
 from trainflow.settings import PACKAGED_CONTRACTS_DIR, Settings
 
 JAN_FEB = ("2013-01-01", "2013-02-28")
@@ -80,6 +81,9 @@ def test_a_step_killed_before_its_commit_reuses_its_run_and_its_model_version(
     assert again.run_id == logged.info.run_id
     registered = client.get_model_version(config.registered_model_name, "1")
     assert sorted(registered.aliases) == ["challenger", "champion"]
+    # The promotion's audit event, recorded once across the three attempts.
+    (event,) = history(client, config.registered_model_name)
+    assert (event.from_version, event.to_version, event.action) == (None, "1", "promote")
     assert lake.read("registry_entry")["version"].to_list() == [1]
     assert len(client.get_metric_history(logged.info.run_id, "test_roc_auc")) == 1
 

@@ -4,7 +4,7 @@ Both steps have side effects outside the lake (report files, MLflow metrics, a m
 version, aliases) that happen before the IO manager commits their row. Each is keyed by the
 step's cache key, so a retry or a re-execution after a kill reuses what the first attempt
 made: report files live under the key, metrics already logged are not logged again, and
-the model version carries the key as a tag (`registry.versions.register_once`).
+the model version carries the key as a tag (`registry.operations.register_candidate`).
 """
 
 import base64
@@ -32,7 +32,7 @@ from trainflow.models.lightgbm_model import load_model, predict
 from trainflow.promotion import ChampionResult, decide_promotion
 from trainflow.registry import DAGSTER_RUN_ID_TAG
 from trainflow.registry.champion import compare_with_champion
-from trainflow.registry.versions import move_aliases, register_once, registry_lock
+from trainflow.registry.operations import register_candidate
 
 REJECTED_RUN_TAG = "trainflow/model_rejected"
 # Roles in the evaluation report's metrics: the champion and the candidate scored on the
@@ -255,29 +255,20 @@ def registry_entry(
         "baseline_test_roc_auc": f"{baseline_auc:.6f}",
     }
     name = config.registered_model_name
-    client = mlflow_tracking.client()
-    # One critical section: register (once per cache key), read the champion, move aliases.
-    with registry_lock(Path(mlflow_tracking.lock_dir), name):
-        version, created = register_once(
-            client, name, source=row["mlflow_model_uri"], run_id=row["mlflow_run_id"],
-            cache_key=key, tags=tags,
-        )  # fmt: skip
-        moved = move_aliases(
-            client,
-            name,
-            str(version.version),
-            passed_gate=decision.passed_gate,
-            promote=decision.promote,
-            compared_champion=champion.version,
-        )
-        if moved.held_back:
-            decision = decision.held_back(moved.held_back)
-        verdict_tags = {"promotion": decision.summary()}
-        if not decision.passed_gate:
-            verdict_tags.update(rejected="true", rejected_reason=decision.summary())
-        for tag, value in verdict_tags.items():
-            client.set_model_version_tag(name, version.version, tag, value)
-    aliases = moved.aliases
+    registered = register_candidate(
+        mlflow_tracking.client(),
+        name,
+        lock_dir=Path(mlflow_tracking.lock_dir),
+        source=row["mlflow_model_uri"],
+        run_id=row["mlflow_run_id"],
+        cache_key=key,
+        tags=tags,
+        decision=decision,
+        compared_champion=champion.version,
+        via=f"dagster run {context.run_id}",
+    )
+    version, created = registered.version, registered.created
+    aliases, decision = registered.aliases, registered.decision
     if not created:
         context.log.info(f"{name} v{version.version} was registered by an earlier attempt")
     if not decision.passed_gate:

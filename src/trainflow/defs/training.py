@@ -1,6 +1,7 @@
 """Training: the configured dataset windows, then a LightGBM model logged to MLflow."""
 
 import datetime as dt
+import functools
 import json
 import time
 from typing import Any
@@ -32,15 +33,8 @@ from trainflow.features.flights import HISTORY_COLUMNS, LABEL, LOOKBACK_DAYS
 from trainflow.lineage import upstream_lineage
 from trainflow.manifest import build_manifest, dumps
 from trainflow.models.lightgbm_model import training_params
-from trainflow.registry import DAGSTER_RUN_ID_TAG, RegistryError
-from trainflow.registry.runs import (
-    MODEL_URI_TAG,
-    complete_run,
-    discard_incomplete,
-    log_model_run,
-    logged_manifest,
-    runs_with_key,
-)
+from trainflow.registry import DAGSTER_RUN_ID_TAG
+from trainflow.registry.runs import log_model_run, model_run_once
 from trainflow.settings import LOCK_FILE, REPO_ROOT, Settings
 
 
@@ -223,22 +217,13 @@ def model(
     # logging and the lake commit, reuses the run the first attempt completed.
     client = mlflow_tracking.client()
     experiment_id = mlflow_tracking.experiment_id(config.name)
-    attempts = runs_with_key(client, experiment_id, key)
-    logged = complete_run(attempts)
-    if logged is not None:
-        if logged.data.tags.get("model_sha256") != trained.sha256:
-            raise RegistryError(
-                f"MLflow run {logged.info.run_id} logged model {logged.data.tags.get('model_sha256')} "
-                f"for this cache key, training now gave {trained.sha256}: training is not "
-                "deterministic on this machine"
-            )
-        run_id, model_uri = logged.info.run_id, logged.data.tags[MODEL_URI_TAG]
-        manifest = logged_manifest(client, logged)  # the record of the attempt that logged it
-        context.log.info(f"model: reusing MLflow run {run_id}, logged by an earlier attempt")
-    else:
-        for discarded in discard_incomplete(client, attempts):
-            context.log.warning(f"model: deleted MLflow run {discarded}, interrupted while logging")
-        run_id, model_uri = log_model_run(
+    logged = model_run_once(
+        client,
+        experiment_id,
+        key,
+        trained.sha256,
+        log=functools.partial(
+            log_model_run,
             experiment_id=experiment_id,
             run_name=f"dagster-{context.run_id[:8]}",
             cache_key=key,
@@ -270,7 +255,14 @@ def model(
             manifest_text=dumps(manifest),
             booster=trained.booster,
             model_text=trained.model_text,
-        )
+        ),
+    )
+    for discarded in logged.discarded:
+        context.log.warning(f"model: deleted MLflow run {discarded}, interrupted while logging")
+    run_id, model_uri = logged.run_id, logged.model_uri
+    if logged.reused_manifest is not None:
+        manifest = logged.reused_manifest  # the record of the attempt that logged it
+        context.log.info(f"model: reusing MLflow run {run_id}, logged by an earlier attempt")
     manifest_uri = lake.object_store("_manifests").put(
         f"{run_id}.json", dumps(manifest).encode(), "application/json"
     )

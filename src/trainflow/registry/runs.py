@@ -15,7 +15,8 @@ import io
 import json
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Run, ViewType
 
 from trainflow.manifest import MANIFEST_ARTIFACT
-from trainflow.registry import CACHE_KEY_TAG, MODEL_TEXT_ARTIFACT
+from trainflow.registry import CACHE_KEY_TAG, MODEL_TEXT_ARTIFACT, RegistryError
 from trainflow.settings import redact_userinfo
 
 # Set last, after every artifact: a run without it was interrupted while logging.
@@ -62,6 +63,48 @@ def discard_incomplete(client: MlflowClient, runs: list[Run]) -> list[str]:
     return discarded
 
 
+@dataclass(frozen=True)
+class ModelRun:
+    """The MLflow run of one model cache key."""
+
+    run_id: str
+    model_uri: str
+    # The manifest the run logged when an earlier attempt logged it (the record of how its
+    # model was trained); None when logged now.
+    reused_manifest: dict[str, Any] | None
+    discarded: list[str]  # runs of attempts interrupted while logging, deleted
+
+
+def model_run_once(
+    client: MlflowClient,
+    experiment_id: str,
+    cache_key: str,
+    model_sha256: str,
+    log: Callable[[], tuple[str, str]],
+) -> ModelRun:
+    """The complete run an earlier attempt logged for this cache key, else `log()`'s new
+    one (after deleting runs interrupted while logging). A reused run whose model differs
+    from the one trained now means training is not deterministic here: refused."""
+    attempts = runs_with_key(client, experiment_id, cache_key)
+    logged = complete_run(attempts)
+    if logged is not None:
+        if logged.data.tags.get("model_sha256") != model_sha256:
+            raise RegistryError(
+                f"MLflow run {logged.info.run_id} logged model "
+                f"{logged.data.tags.get('model_sha256')} for this cache key, training now gave "
+                f"{model_sha256}: training is not deterministic on this machine"
+            )
+        return ModelRun(
+            logged.info.run_id,
+            logged.data.tags[MODEL_URI_TAG],
+            logged_manifest(client, logged),
+            discarded=[],
+        )
+    discarded = discard_incomplete(client, attempts)
+    run_id, model_uri = log()
+    return ModelRun(run_id, model_uri, None, discarded)
+
+
 def log_model_run(
     *,
     experiment_id: str,
@@ -82,7 +125,7 @@ def log_model_run(
     with (
         _run_links_redacted(),
         mlflow.start_run(
-            experiment_id=experiment_id, run_name=run_name, tags={MLFLOW_USER_TAG: _os_user()}
+            experiment_id=experiment_id, run_name=run_name, tags={MLFLOW_USER_TAG: os_user()}
         ) as run,
     ):
         mlflow.set_tags({**tags, CACHE_KEY_TAG: cache_key})
@@ -96,7 +139,7 @@ def log_model_run(
             booster,
             name="model",
             pip_requirements=[f"lightgbm=={lgb.__version__}"],
-            tags={MLFLOW_USER_TAG: _os_user()},  # the logged model gets the tag too
+            tags={MLFLOW_USER_TAG: os_user()},  # the logged model gets the tag too
         )
         mlflow.set_tags({MODEL_URI_TAG: info.model_uri, COMPLETE_TAG: "true"})
     return run.info.run_id, info.model_uri
@@ -108,7 +151,7 @@ def log_model_run(
 MLFLOW_USER_TAG = "mlflow.user"
 
 
-def _os_user() -> str:
+def os_user() -> str:
     try:
         return getpass.getuser()
     except (ImportError, KeyError, OSError):  # no login name (a container without a passwd entry)

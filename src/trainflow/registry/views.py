@@ -5,7 +5,7 @@ from __future__ import annotations
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from trainflow.registry import CHALLENGER, CHAMPION
+from trainflow.registry import CHALLENGER, CHAMPION, RegistryError
 
 ALIASES = (CHAMPION, CHALLENGER)
 
@@ -23,3 +23,16 @@ def registry_aliases(tracking_uri: str | None, model_name: str) -> dict[str, str
         auc = version.tags.get("test_roc_auc", "?")
         found[alias] = f"v{version.version} (test ROC AUC {auc}, source {version.source})"
     return found
+
+
+def last_champion_event(tracking_uri: str | None, model_name: str) -> str | None:
+    """The newest promotion or rollback of the champion as one line; None when none is
+    recorded or the registry cannot be read (status shows what it can)."""
+    from trainflow.registry.operations import history
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        events = history(client, model_name)
+    except (MlflowException, RegistryError):
+        return None
+    return events[0].line() if events else None
