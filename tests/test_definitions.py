@@ -81,8 +81,16 @@ def test_every_contract_expectation_is_a_blocking_check_in_the_ui(graph) -> None
     }
     assert expected <= set(checks)
     assert all(graph.get_check_spec(checks[name]).blocking for name in expected)
+    # Freshness against landed data: checks a sensor evaluates, blocking nothing.
+    freshness = {
+        "flight_features:fresh_against_landed_days",
+        "registry_entry:champion_fresh_against_landed_days",
+    }
+    assert freshness <= set(checks)
+    assert not any(graph.get_check_spec(checks[name]).blocking for name in freshness)
     # The other checks are dbt's own tests (not_null, unique) on the staging models.
-    assert {n.split(":")[1].split("_")[0] for n in set(checks) - expected} <= {"not", "unique"}
+    others = set(checks) - expected - freshness
+    assert {n.split(":")[1].split("_")[0] for n in others} <= {"not", "unique"}
 
 
 def test_daily_assets_cover_2013_only_and_run_ranges_in_one_run(graph) -> None:

@@ -1,8 +1,8 @@
 """Alerts for the people on call: a Slack-compatible JSON post to a webhook.
 
-One alert per failed run, never a storm: the Dagster sensor that sends them keeps a cursor
-in the instance, and every alert carries a `key` (`run:<run id>`) so a receiver can drop a
-repeat. Each alert names the asset, the
+One alert per failed run or freshness breach, never a storm: the Dagster sensors that send
+them keep a cursor in the instance, and every alert carries a `key` (`run:<run id>`,
+`freshness:<asset>:<check>:<newest landed day>`) so a receiver can drop a repeat. Each alert names the asset, the
 partition, the error and the runbook entry that says what to do (docs/runbook.md).
 
 Plain `urllib`: one POST of JSON needs no client library, and Slack's incoming webhooks,
@@ -26,6 +26,7 @@ RUNBOOK_ENTRIES = {
     "validated_flights": "alert-a-run-failed-in-validated_flights",
     "flight_features": "alert-a-run-failed-in-flight_features",
     "registry_entry": "alert-a-run-failed-in-registry_entry",
+    "freshness": "alert-freshness-breach",
 }
 MAX_ERROR_CHARS = 1500
 
@@ -36,7 +37,7 @@ class AlertDeliveryError(RuntimeError):
 
 @dataclass(frozen=True)
 class Alert:
-    key: str  # what it is about, once: "run:<run id>"
+    key: str  # what it is about, once: "run:<run id>", "freshness:<asset>:..."
     title: str
     asset: str | None
     partition: str | None

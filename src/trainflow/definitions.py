@@ -14,6 +14,7 @@ from trainflow.defs import (
     automation,
     evaluation,
     features,
+    freshness,
     ingest,
     observability,
     training,
@@ -123,16 +124,34 @@ def build_executor(settings: Settings) -> dg.ExecutorDefinition:
     return local_executor
 
 
+def _with_wall_clock_freshness(settings: Settings) -> list[dg.AssetsDefinition | dg.AssetSpec]:
+    """prod: Dagster's freshness policies (wall clock) on the daily assets and the model;
+    elsewhere freshness is measured against landed data only (defs/freshness.py)."""
+    if settings.profile != "prod":
+        return ALL_ASSETS
+    return list(
+        dg.map_asset_specs(
+            lambda spec: (
+                dg.apply_freshness_policy(spec, freshness.WALL_CLOCK_POLICIES[spec.key])
+                if spec.key in freshness.WALL_CLOCK_POLICIES
+                else spec
+            ),
+            ALL_ASSETS,
+        )
+    )
+
+
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
-        assets=ALL_ASSETS,
-        asset_checks=ALL_CHECKS,
+        assets=_with_wall_clock_freshness(settings),
+        asset_checks=[*ALL_CHECKS, freshness.features_fresh, freshness.champion_fresh],
         resources=build_resources(settings),
         executor=build_executor(settings),
         sensors=[
             automation.warehouse_days_sensor,
             alerts.alert_on_run_failure,
             observability.run_metrics,
+            freshness.landed_data_freshness,
         ],
         schedules=[automation.weekly_retrain],
         jobs=[automation.retrain_job],
