@@ -47,7 +47,7 @@ land: install
 	$(BIN)/trainflow land --all
 
 materialize: install instance
-	$(BIN)/dagster asset materialize -m trainflow.definitions --select '*' --partition-range $(FULL_YEAR)
+	$(BIN)/dagster asset materialize -m trainflow.definitions --select '*' --partition-range $(FULL_YEAR) -c configs/run/terminal.yaml
 
 pipeline: land materialize status
 

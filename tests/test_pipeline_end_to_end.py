@@ -64,7 +64,7 @@ def materialized(user_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     assert "landed 59 day(s) 2013-01-01..2013-02-28" in landed.stdout
     return run(
         ["dagster", "asset", "materialize", "-m", "trainflow.definitions", "--select", "*",
-         "--partition-range", RANGE],
+         "--partition-range", RANGE, "-c", "configs/run/terminal.yaml"],
         user_env,
     )  # fmt: skip
 
@@ -117,6 +117,20 @@ def test_every_asset_materialized_with_code_version_and_metadata(
         config_hash = load_config(QUICK_CONFIG).config_hash
         assert latest(instance, "training_dataset").metadata["config_hash"].value == config_hash
         assert latest(instance, "model").metadata["config_hash"].value == config_hash
+
+
+def test_the_terminal_shows_progress_not_debug_events(materialized) -> None:
+    """As `make materialize` runs it (configs/run/terminal.yaml): each step's progress and
+    cache decisions, not a DEBUG line per Dagster event (the UI keeps the full log)."""
+    printed = materialized.stdout + materialized.stderr
+    run_lines = [line for line in printed.splitlines() if " - dagster - " in line]
+    # Dagster logs one line per step process before the run's logger config applies.
+    debug = [line for line in run_lines if " - DEBUG - " in line]
+    assert all(" - STEP_WORKER_STARTED - " in line for line in debug), debug[:3]
+    assert len(run_lines) < 100, len(run_lines)
+    assert "raw_snapshot: read 59/59 partitions, " in printed
+    assert "rows/s" in printed
+    assert "validated_flights: 0 of 59 partition(s) reused from cache, 59 computed" in printed
 
 
 def test_registered_challenger_with_lineage_beats_baseline(materialized, settings) -> None:
