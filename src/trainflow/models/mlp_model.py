@@ -25,6 +25,9 @@ Sources of nondeterminism and how each is pinned:
   set (oneDNN/MKL pick kernels by CPU features, e.g. AVX-512 vs AVX2) and thread count; the
   numpy forward pass's matmul goes through BLAS, whose thread count can change the last bits
   of a score (not the weights); pin OPENBLAS_NUM_THREADS to rule it out.
+- side effect: `deterministic=True` turns on torch.use_deterministic_algorithms for the
+  whole process (Lightning does not turn it off after `fit`); the torch thread count is put
+  back after training.
 """
 
 from __future__ import annotations
