@@ -7,12 +7,13 @@ export DAGSTER_HOME ?= $(TRAINFLOW_HOME)/dagster
 export PYTHONWARNINGS ?= ignore::DeprecationWarning,ignore::UserWarning
 FULL_YEAR := 2013-01-01...2013-12-31
 
-.PHONY: help install pipeline land materialize dev status test lint typecheck unit bench bench-cache bench-pods wheel lock clean \
+.PHONY: help install install-mlp pipeline land materialize dev status test lint typecheck unit bench bench-cache bench-pods wheel lock clean \
 	image image-base image-test image-ci
 
 help:
 	@echo "make pipeline   install, land all of 2013, materialize every asset (local profile)"
 	@echo "make test       lint, type-check and run the whole test suite (what CI runs)"
+	@echo "make install-mlp  add the MLP family's torch + pytorch-lightning (pip, CPU build)"
 	@echo "make dev        serve the Dagster UI on http://127.0.0.1:3000"
 	@echo "make status     where the lake, the model, the report and the registry are"
 	@echo "make bench      trainflow vs a plain script and Dagster's floor: cold, warm, new day, scale 10"
@@ -33,6 +34,18 @@ $(VENV)/.installed: requirements.lock requirements-bootstrap.lock pyproject.toml
 	$(BIN)/python -m pip install -q --require-hashes -r requirements-bootstrap.lock
 	$(BIN)/python -m pip install -q --require-hashes -r requirements.lock
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+# The MLP family (model.family: mlp): pyproject.toml's `torch` extra, installed by pip on top
+# of the locked venv and constrained by the lock, so it cannot move a locked package. Not in
+# the lock: pip with torch==2.13.0 takes the CPU build, other resolvers pull CUDA wheels.
+install-mlp: $(VENV)/.installed-mlp
+
+$(VENV)/.installed-mlp: $(VENV)/.installed pyproject.toml
+	$(BIN)/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["torch"]))' > $(VENV)/mlp-requirements.txt
+	$(BIN)/python -m pip freeze --exclude-editable > $(VENV)/installed-constraints.txt
+	$(BIN)/python -m pip install -q -c $(VENV)/installed-constraints.txt -r $(VENV)/mlp-requirements.txt
+	$(BIN)/python -c "import torch, pytorch_lightning; print('torch', torch.__version__, 'pytorch-lightning', pytorch_lightning.__version__)"
 	touch $@
 
 # The Dagster instance settings of the profile: SQLite under DAGSTER_HOME (local) or

@@ -33,7 +33,6 @@ from trainflow.contracts.contract import load_contract, validate_partitions, val
 from trainflow.datasets import select_splits, train_on_dataset
 from trainflow.evaluation.metrics import binary_metrics
 from trainflow.features.flights import LABEL, features_for_days
-from trainflow.models.lightgbm_model import predict
 from trainflow.settings import Settings
 from trainflow.sources.nycflights13 import read_table
 
@@ -181,7 +180,7 @@ def measure(through: dt.date = LAST_DAY, config_path: Path | None = None) -> Pla
     trained = train_on_dataset(dataset, config)
     lap("train")
     test = dataset.filter(pl.col("split") == "test")
-    scores = predict(trained.booster, test, trained.feature_names)
+    scores = trained.predict(test)
     threshold = config.evaluation.decision_threshold
     auc = binary_metrics(test[LABEL].to_numpy(), scores, threshold)["roc_auc"]
     lap("evaluate")
@@ -210,7 +209,7 @@ def main() -> None:
     for stage in STAGES:
         print(f"{stage:>10}: {run['stage_seconds'][stage]:6.2f} s")
     print(f"{'total':>10}: {run['total_seconds']:6.2f} s")
-    print(f"test ROC AUC {run['test_roc_auc']:.6f}, {run['best_iteration']} trees")
+    print(f"test ROC AUC {run['test_roc_auc']:.6f}, best iteration {run['best_iteration']}")
     print(f"model sha256 {run['model_sha256']}")
     print(f"rows {run['rows']}")
 

@@ -10,7 +10,7 @@ import datetime as dt
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -64,14 +64,43 @@ class Windows(_Strict):
         return DateWindow(start=self.train.start, end=self.test.end)
 
 
+MODEL_FAMILIES = ("lightgbm", "mlp")
+
+
+class MlpParams(_Strict):
+    """The MLP family's `model.params` (docs/model-families.md). Checked when the config is
+    read, so a typo fails before any data is touched and without torch installed."""
+
+    hidden_sizes: list[int] = Field(default_factory=lambda: [64, 32], min_length=1)
+    embedding_dim: int = Field(default=8, ge=1)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    learning_rate: float = Field(default=1e-3, gt=0.0)
+    weight_decay: float = Field(default=0.0, ge=0.0)
+    batch_size: int = Field(default=1024, ge=1)
+    max_epochs: int = Field(default=30, ge=1)
+    # Epochs without a lower validation loss before training stops (best epoch kept).
+    patience: int = Field(default=3, ge=1)
+
+
 class ModelConfig(_Strict):
-    family: str = "lightgbm"
+    # The model family the `model` asset trains: LightGBM by default, or the PyTorch
+    # Lightning MLP (the `torch` extra). Anything else is a config error.
+    family: Literal["lightgbm", "mlp"] = "lightgbm"
     params: dict[str, Any] = Field(default_factory=dict)
     num_boost_round: int = 2000
     early_stopping_rounds: int = 50
     # Fixed thread count: LightGBM's histogram sums depend on how rows are split across
     # threads, so a different count can change the model bytes.
     num_threads: int = 2
+
+    @model_validator(mode="after")
+    def _params_fit_family(self) -> ModelConfig:
+        if self.family == "mlp":
+            MlpParams.model_validate(self.params)
+        return self
+
+    def mlp_params(self) -> MlpParams:
+        return MlpParams.model_validate(self.params)
 
 
 class EvaluationConfig(_Strict):

@@ -7,6 +7,7 @@ import polars as pl
 from trainflow.config import ExperimentConfig
 from trainflow.features.flights import ALL_FEATURES, IDENTITY_COLUMNS, LABEL
 from trainflow.models.lightgbm_model import TrainedModel, train_lightgbm
+from trainflow.models.mlp_model import TrainedMlp, train_mlp
 
 SPLITS = ("train", "validation", "test")
 
@@ -67,15 +68,27 @@ def sorted_columns(columns: list[pl.Series], key: str) -> pl.DataFrame:
     return pl.DataFrame(out)
 
 
-def train_on_dataset(dataset: pl.DataFrame, config: ExperimentConfig) -> TrainedModel:
-    """Train the configured model on a dataset's train split, early-stopping on validation.
+def train_on_dataset(dataset: pl.DataFrame, config: ExperimentConfig) -> TrainedModel | TrainedMlp:
+    """Train the configured family on a dataset's train split, early-stopping on validation.
 
     The one training entry point: the `model` asset and `trainflow reproduce` both call it,
     so a reproduction runs exactly the code path of the original.
     """
+    train = dataset.filter(pl.col("split") == "train")
+    validation = dataset.filter(pl.col("split") == "validation")
+    if config.model.family == "mlp":
+        return train_mlp(
+            train,
+            validation,
+            features=config.features,
+            label=LABEL,
+            params=config.model.mlp_params(),
+            seed=config.seed,
+            num_threads=config.model.num_threads,
+        )
     return train_lightgbm(
-        dataset.filter(pl.col("split") == "train"),
-        dataset.filter(pl.col("split") == "validation"),
+        train,
+        validation,
         features=config.features,
         label=LABEL,
         params=config.model.params,

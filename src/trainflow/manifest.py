@@ -13,7 +13,7 @@ import json
 import os
 import platform
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -88,9 +88,9 @@ def file_sha256(path: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
 
 
-def environment() -> dict[str, Any]:
+def environment(extra_libraries: Sequence[str] = ()) -> dict[str, Any]:
     libraries: dict[str, str | None] = {}
-    for name in LIBRARIES:
+    for name in (*LIBRARIES, *extra_libraries):
         try:
             libraries[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -119,6 +119,7 @@ def build_manifest(
     code_versions: Mapping[str, str],
     cache_keys: Mapping[str, str],
     dagster_run_id: str,
+    extra_libraries: Sequence[str] = (),
 ) -> dict[str, Any]:
     return {
         "manifest_version": MANIFEST_VERSION,
@@ -133,7 +134,7 @@ def build_manifest(
         "seeds": dict(seeds),
         "inputs": dict(inputs),
         "cache_keys": dict(cache_keys),
-        "environment": environment(),
+        "environment": environment(extra_libraries),
         "dagster_run_id": dagster_run_id,
     }
 

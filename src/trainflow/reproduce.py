@@ -38,7 +38,6 @@ from trainflow.features.flights import LABEL, features_for_days
 from trainflow.lake.delta_lake import DeltaLake
 from trainflow.lake.object_store import ObjectStore
 from trainflow.manifest import MANIFEST_ARTIFACT, content_hash, environment, file_sha256
-from trainflow.models.lightgbm_model import predict
 from trainflow.registry import CACHE_KEY_TAG, DAGSTER_RUN_ID_TAG
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -211,7 +210,8 @@ def check_environment(
             f"requirements.lock sha256 {str(current_lock)[:16]}, recorded {str(recorded_lock)[:16]}"
         )
     recorded_libraries = manifest.get("environment", {}).get("libraries", {})
-    current_libraries = environment()["libraries"]
+    # Libraries only some families record (the MLP's torch) are looked up too.
+    current_libraries = environment(tuple(recorded_libraries))["libraries"]
     for name, version in sorted(recorded_libraries.items()):
         if current_libraries.get(name) != version:
             differences.append(f"{name} {current_libraries.get(name)}, recorded {version}")
@@ -359,7 +359,7 @@ def reproduce(
     test = dataset.filter(pl.col("split") == "test")
     reproduced = binary_metrics(
         test[LABEL].to_numpy(),
-        predict(trained.booster, test, trained.feature_names),
+        trained.predict(test),
         config.evaluation.decision_threshold,
     )
     compared = 0

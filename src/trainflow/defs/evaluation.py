@@ -28,7 +28,7 @@ from trainflow.evaluation.plots import calibration_plot, roc_plot
 from trainflow.evaluation.report import render_html, render_markdown
 from trainflow.features.flights import LABEL
 from trainflow.models.baseline import fit_calendar_baseline, predict_baseline
-from trainflow.models.lightgbm_model import load_model, predict
+from trainflow.models.families import load_scorer
 from trainflow.promotion import ChampionResult, decide_promotion
 from trainflow.registry import DAGSTER_RUN_ID_TAG
 from trainflow.registry.champion import compare_with_champion
@@ -85,7 +85,7 @@ def evaluation_report(
     y_true = test[LABEL].to_numpy()
     row = model.frame.row(0, named=True)
 
-    scores = {"model": predict(load_model(row["model_text"]), test, row["feature_names"])}
+    scores = {"model": load_scorer(row["model_text"], row["model_family"]).predict(test)}
     scores["baseline"] = predict_baseline(fit_calendar_baseline(train, LABEL), test)
     metrics = {name: binary_metrics(y_true, s, threshold) for name, s in scores.items()}
     champion = compare_with_champion(

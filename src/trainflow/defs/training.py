@@ -1,4 +1,5 @@
-"""Training: the configured dataset windows, then a LightGBM model logged to MLflow."""
+"""Training: the configured dataset windows, then a model of the configured family (LightGBM
+or the MLP) logged to MLflow."""
 
 import datetime as dt
 import functools
@@ -32,7 +33,9 @@ from trainflow.defs.retries import IO_RETRY, fail_fast
 from trainflow.features.flights import HISTORY_COLUMNS, LABEL, LOOKBACK_DAYS
 from trainflow.lineage import upstream_lineage
 from trainflow.manifest import build_manifest, dumps
-from trainflow.models.lightgbm_model import training_params
+from trainflow.models.families import training_columns
+from trainflow.models.lightgbm_model import TrainedModel, training_params
+from trainflow.models.mlp_model import MLP_LIBRARIES, mlp_seeds
 from trainflow.registry import DAGSTER_RUN_ID_TAG
 from trainflow.registry.runs import log_model_run, model_run_once
 from trainflow.settings import LOCK_FILE, REPO_ROOT, Settings
@@ -128,7 +131,8 @@ def model(
     cache_policy: CachePolicyResource,
     warehouse: WarehouseResource,
 ) -> LakeOutput:
-    """A deterministic LightGBM model with early stopping on the validation window.
+    """A deterministic model of the configured family (`model.family`: LightGBM, or the
+    PyTorch Lightning MLP) with early stopping on the validation window.
 
     Stored as one row (model text + lineage) in the lake and logged to MLflow. A cache hit
     (same code, same model config, same dataset version) trains nothing and logs nothing.
@@ -145,7 +149,7 @@ def model(
     # Only what training reads: the train and validation rows, the features and the label.
     data = (
         training_dataset.lazy.filter(pl.col("split").is_in(["train", "validation"]))
-        .select(*config.features, LABEL, "split")
+        .select(*training_columns(config.model.family, config.features), LABEL, "split")
         .collect()
     )
     started = time.perf_counter()
@@ -158,7 +162,7 @@ def model(
         lock_file=LOCK_FILE,
         baked_commit=Settings.from_env().git_commit,
         model={
-            "family": "lightgbm",
+            "family": config.model.family,
             "sha256": trained.sha256,
             "best_iteration": trained.best_iteration,
             "validation_roc_auc": trained.validation_auc,
@@ -166,14 +170,7 @@ def model(
         },
         config=config.model_dump(mode="json"),
         config_hash=config.config_hash,
-        seeds={
-            "seed": config.seed,
-            "lightgbm": {
-                k: v
-                for k, v in training_params({}, config.seed, config.model.num_threads).items()
-                if k.endswith("seed") or k in ("deterministic", "force_row_wise", "num_threads")
-            },
-        },
+        seeds=_seeds(config),
         inputs={
             "training_dataset": {
                 "delta_version": training_dataset.version,
@@ -196,6 +193,8 @@ def model(
         code_versions=code_versions,
         cache_keys={"training_dataset": training_dataset.data_version, "model": key},
         dagster_run_id=context.run_id,
+        # The MLP's weights depend on torch's build too: reproduce compares its version.
+        extra_libraries=MLP_LIBRARIES if config.model.family == "mlp" else (),
     )
     lineage = {
         "dagster_run_id": context.run_id,
@@ -209,7 +208,8 @@ def model(
         "seed": config.seed,
     }
     context.log.info(
-        f"model: {trained.best_iteration} trees, validation ROC AUC "
+        f"model ({config.model.family}): best iteration {trained.best_iteration}, "
+        "validation ROC AUC "
         f"{trained.validation_auc:.4f}, {train_seconds:.1f}s"
     )
 
@@ -253,7 +253,8 @@ def model(
                 "lineage.json": lineage,
             },
             manifest_text=dumps(manifest),
-            booster=trained.booster,
+            family=config.model.family,
+            booster=trained.booster if isinstance(trained, TrainedModel) else None,
             model_text=trained.model_text,
         ),
     )
@@ -267,9 +268,13 @@ def model(
         f"{run_id}.json", dumps(manifest).encode(), "application/json"
     )
 
-    importance = sorted(
-        zip(trained.feature_names, trained.booster.feature_importance("gain"), strict=True),
-        key=lambda pair: -pair[1],
+    importance = (
+        sorted(
+            zip(trained.feature_names, trained.booster.feature_importance("gain"), strict=True),
+            key=lambda pair: -pair[1],
+        )
+        if isinstance(trained, TrainedModel)
+        else []
     )
     run_url = mlflow_tracking.run_url(experiment_id, run_id)
     context.add_output_metadata(
@@ -283,15 +288,22 @@ def model(
             "train_seconds": round(train_seconds, 2),
             "manifest_uri": manifest_uri,
             "manifest": dg.MetadataValue.json(manifest),
-            "feature_importance_gain": dg.MetadataValue.md(
-                "| feature | gain |\n|---|---|\n"
-                + "\n".join(f"| {name} | {gain:.0f} |" for name, gain in importance)
+            **(
+                {
+                    "feature_importance_gain": dg.MetadataValue.md(
+                        "| feature | gain |\n|---|---|\n"
+                        + "\n".join(f"| {name} | {gain:.0f} |" for name, gain in importance)
+                    )
+                }
+                if importance
+                else {}
             ),
+            "model_family": config.model.family,
         }
     )
     row = pl.DataFrame(
         {
-            "model_family": ["lightgbm"],
+            "model_family": [config.model.family],
             "model_sha256": [trained.sha256],
             "model_text": [trained.model_text],
             "feature_names": [trained.feature_names],
@@ -306,6 +318,20 @@ def model(
     )
     # The model's content hash is the sha256 of its text, the figure reproduce compares.
     return LakeOutput(frame=with_bookkeeping(row, key, trained.sha256))
+
+
+def _seeds(config: ExperimentConfig) -> dict[str, Any]:
+    """Every seed and determinism setting of the configured family, for the manifest."""
+    if config.model.family == "mlp":
+        return {"seed": config.seed, "mlp": mlp_seeds(config.seed, config.model.num_threads)}
+    return {
+        "seed": config.seed,
+        "lightgbm": {
+            k: v
+            for k, v in training_params({}, config.seed, config.model.num_threads).items()
+            if k.endswith("seed") or k in ("deterministic", "force_row_wise", "num_threads")
+        },
+    }
 
 
 def refuse_if_stale(config: ExperimentConfig, newest_landed: dt.date | None) -> None:

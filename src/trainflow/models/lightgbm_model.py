@@ -37,6 +37,9 @@ class TrainedModel:
     def sha256(self) -> str:
         return hashlib.sha256(self.model_text.encode()).hexdigest()
 
+    def predict(self, frame: pl.DataFrame) -> np.ndarray:
+        return predict(self.booster, frame, self.feature_names)
+
 
 def model_text(booster: lgb.Booster) -> str:
     return str(booster.model_to_string())

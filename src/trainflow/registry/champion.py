@@ -3,8 +3,9 @@
 A candidate replaces the champion only after a comparison on the same rows, and those rows
 must lie outside the champion's own training window (its train and validation days, read
 from its manifest): scoring a model on days it learned from flatters it. The champion's
-model is read from the LightGBM text trainflow logs beside MLflow's flavour and checked
-against its recorded sha256; nothing from the artifact store is unpickled.
+model is read from the model text trainflow logs beside MLflow's flavour (LightGBM's model
+string or the MLP's JSON weights) and checked against its recorded sha256; nothing from the
+artifact store is unpickled.
 
 When no fair comparison is possible (no text artifact, no manifest, features the dataset
 lacks, no test day after its training window), the comparison is *refused* with that
@@ -22,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import polars as pl
 from mlflow import MlflowClient
@@ -31,7 +31,7 @@ from mlflow.exceptions import MlflowException
 
 from trainflow.evaluation.metrics import binary_metrics
 from trainflow.manifest import MANIFEST_ARTIFACT
-from trainflow.models.lightgbm_model import predict
+from trainflow.models.families import Scorer, load_scorer
 from trainflow.registry import MODEL_TEXT_ARTIFACT, RegistryError
 from trainflow.registry.versions import current_champion
 
@@ -68,8 +68,8 @@ def _artifact(client: MlflowClient, version: ModelVersion, path: str) -> str | N
         return Path(local).read_text()
 
 
-def champion_model(client: MlflowClient, version: ModelVersion) -> lgb.Booster:
-    """The champion's booster from its LightGBM text, checked against its sha256 tag."""
+def champion_model(client: MlflowClient, version: ModelVersion) -> Scorer:
+    """The champion's model from its text (either family), checked against its sha256 tag."""
     text = _artifact(client, version, MODEL_TEXT_ARTIFACT)
     if text is None:
         raise RegistryError(f"v{version.version} has no {MODEL_TEXT_ARTIFACT} artifact")
@@ -80,7 +80,7 @@ def champion_model(client: MlflowClient, version: ModelVersion) -> lgb.Booster:
             f"v{version.version}'s {MODEL_TEXT_ARTIFACT} has sha256 {found[:16]}, "
             f"registered as {str(recorded)[:16]}"
         )
-    return lgb.Booster(model_str=text)
+    return load_scorer(text)
 
 
 def trained_until(client: MlflowClient, version: ModelVersion) -> dt.date:
@@ -108,11 +108,11 @@ def compare_with_champion(
         return ChampionComparison(version=None)
     registered = client.get_model_version(name, version)
     try:
-        booster = champion_model(client, registered)
+        scorer = champion_model(client, registered)
         until = trained_until(client, registered)
     except RegistryError as exc:
         return ChampionComparison(version=version, refused=str(exc))
-    features = list(booster.feature_name())
+    features = scorer.input_columns
     absent = sorted(set(features) - set(test.columns))
     if absent:
         return ChampionComparison(
@@ -130,6 +130,6 @@ def compare_with_champion(
         version=version,
         rows=rows.height,
         first_day=rows["day"].min(),  # type: ignore[arg-type]
-        champion=binary_metrics(y_true, predict(booster, rows, features), threshold),
+        champion=binary_metrics(y_true, scorer.predict(rows), threshold),
         candidate=binary_metrics(y_true, candidate_scores[after], threshold),
     )

@@ -26,6 +26,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Run, ViewType
 
 from trainflow.manifest import MANIFEST_ARTIFACT
+from trainflow.models.mlp_pyfunc import log_mlp_pyfunc
 from trainflow.registry import CACHE_KEY_TAG, MODEL_TEXT_ARTIFACT, RegistryError
 from trainflow.settings import redact_userinfo
 
@@ -115,8 +116,9 @@ def log_model_run(
     metrics: Mapping[str, float],
     documents: Mapping[str, Any],
     manifest_text: str,
-    booster: lgb.Booster,
+    booster: lgb.Booster | None,
     model_text: str,
+    family: str = "lightgbm",
 ) -> tuple[str, str]:
     """Log a trained model as one MLflow run tagged with its cache key; returns the run id
     and the model URI. The completion tag is set last (see `complete_run`)."""
@@ -135,12 +137,16 @@ def log_model_run(
             mlflow.log_dict(document, name)
         mlflow.log_text(manifest_text, MANIFEST_ARTIFACT)
         mlflow.log_text(model_text, MODEL_TEXT_ARTIFACT)
-        info = mlflow.lightgbm.log_model(
-            booster,
-            name="model",
-            pip_requirements=[f"lightgbm=={lgb.__version__}"],
-            tags={MLFLOW_USER_TAG: os_user()},  # the logged model gets the tag too
-        )
+        if family == "mlp":  # a pyfunc over the stored weights (no torch to score)
+            info = log_mlp_pyfunc(model_text, tags={MLFLOW_USER_TAG: os_user()})
+        else:
+            assert booster is not None, "a LightGBM run logs its booster"
+            info = mlflow.lightgbm.log_model(
+                booster,
+                name="model",
+                pip_requirements=[f"lightgbm=={lgb.__version__}"],
+                tags={MLFLOW_USER_TAG: os_user()},  # the logged model gets the tag too
+            )
         mlflow.set_tags({MODEL_URI_TAG: info.model_uri, COMPLETE_TAG: "true"})
     return run.info.run_id, info.model_uri
 

@@ -1,0 +1,58 @@
+"""Which model family a stored model is, and how to score it: one entry point for the
+evaluation, the champion comparison and `trainflow reproduce`, whatever the family.
+
+A stored model is text (the lake's `model_text`, MLflow's model-text artifact): LightGBM's
+model string, or the MLP's canonical JSON. Scoring never needs torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import polars as pl
+
+from trainflow.models import lightgbm_model, mlp_model
+
+
+class Scorer(Protocol):
+    @property
+    def input_columns(self) -> list[str]: ...
+
+    def predict(self, frame: pl.DataFrame) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class LightgbmScorer:
+    text: str
+
+    @property
+    def input_columns(self) -> list[str]:
+        return list(lightgbm_model.load_model(self.text).feature_name())
+
+    def predict(self, frame: pl.DataFrame) -> np.ndarray:
+        booster = lightgbm_model.load_model(self.text)
+        return lightgbm_model.predict(booster, frame, booster.feature_name())
+
+
+def family_of_text(text: str) -> str:
+    """The family of a stored model's text (an MLP's is JSON, LightGBM's is not)."""
+    return "mlp" if text.lstrip().startswith("{") else "lightgbm"
+
+
+def load_scorer(text: str, family: str | None = None) -> Scorer:
+    family = family or family_of_text(text)
+    if family == "mlp":
+        return mlp_model.load_model(text)
+    if family == "lightgbm":
+        return LightgbmScorer(text)
+    raise ValueError(f"unknown model family {family!r}")
+
+
+def training_columns(family: str, features: Sequence[str]) -> list[str]:
+    """The dataset columns a family reads besides the label: the MLP adds its categoricals."""
+    if family == "mlp":
+        return [*features, *mlp_model.CATEGORICAL_FEATURES]
+    return list(features)
