@@ -58,6 +58,10 @@ def utc(column: str) -> pl.Expr:
     return pl.col(column).str.to_datetime("%Y-%m-%dT%H:%M:%SZ", time_unit="us")
 
 
+# Staging's record of values it could not cast: polars' strict casts here fail instead.
+NO_CAST_FAILURES = pl.lit(None, pl.String).alias("cast_failures")
+
+
 def code(column: str) -> pl.Expr:
     """A code column as the staging models clean it: trimmed, upper case."""
     return pl.col(column).str.strip_chars().str.to_uppercase()
@@ -102,6 +106,7 @@ def stg_weather(raw: pl.DataFrame) -> pl.DataFrame:
         utc("time_hour").alias("hour_utc"),
         (utc("time_hour") + pl.duration(minutes=WEATHER_OBSERVED_MINUTE)).alias("observed_at_utc"),
         *(pl.col(raw_name).cast(pl.Float64).alias(name) for raw_name, name in floats.items()),
+        NO_CAST_FAILURES,
     )
 
 
@@ -112,6 +117,7 @@ def stg_planes(raw: pl.DataFrame) -> pl.DataFrame:
         pl.col("seats").cast(pl.Int32),
         pl.col("engines").cast(pl.Int32),
         pl.col("type").alias("plane_type"),
+        NO_CAST_FAILURES,
     )
 
 
@@ -121,7 +127,7 @@ def flights_enriched(
     """The origin's newest weather completed strictly before departure (at most 3 hours
     old), the plane, and the landing lateness (0: one batch), sorted by flight_id."""
     with_weather = flights.sort("sched_dep_utc").join_asof(
-        weather.drop("hour_utc").sort("observed_at_utc"),
+        weather.drop("hour_utc", "cast_failures").sort("observed_at_utc"),
         left_on="sched_dep_utc",
         right_on="observed_at_utc",
         by="origin",
@@ -137,7 +143,11 @@ def flights_enriched(
     return (
         with_weather.rename({"observed_at_utc": "weather_observed_at_utc"})
         .join(plane, on="tailnum", how="left")
-        .with_columns(pl.lit(0, pl.Int32).alias("landed_days_late"))
+        .with_columns(
+            pl.lit(0, pl.Int32).alias("landed_days_late"),
+            pl.lit(None, pl.Int64).alias("landed_rows"),  # no landing log here
+            NO_CAST_FAILURES,
+        )
         .drop("sched_dep_utc")
         .sort("flight_id")
     )
