@@ -200,8 +200,9 @@ def test_the_mlp_goes_through_the_graph_registry_champion_and_reproduce(
 
     # The registered model loads as an MLflow pyfunc and scores the test rows as the
     # evaluation did (the same ROC AUC).
+    # (The registry follows the tracking URI; `mlflow.set_registry_uri` would outlive this
+    # test in the process and point later tests' `models:/` URIs at this store.)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
     loaded = mlflow.pyfunc.load_model(f"models:/{name}@champion")
     test = lake.read("training_dataset").filter(pl.col("split") == "test")
     scores = np.asarray(loaded.predict(test.to_pandas()))
