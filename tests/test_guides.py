@@ -117,6 +117,10 @@ def test_how_to_add_a_feature(repository) -> None:
     assert weekend == [1]
     assert "is_weekend" in lake.read("training_dataset").columns
     assert "is_weekend" in lake.read("model")["feature_names"][0].to_list()
+    assert (
+        "| `is_weekend` | 1 on Saturdays and Sundays. | `day` |"
+        in (root / "docs" / "features.md").read_text()
+    )
     assert latest_run_cache(env, "validated_flights") == {"hit": 59}
     assert latest_run_cache(env, "flight_features") == {"miss": 59}
 

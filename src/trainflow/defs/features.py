@@ -21,6 +21,7 @@ from trainflow.defs.pods import step_tags
 from trainflow.defs.progress import Progress
 from trainflow.defs.resources import ExperimentConfigResource, LakeResource
 from trainflow.defs.retries import IO_RETRY, fail_fast
+from trainflow.features import catalog
 from trainflow.features.flights import (
     ALL_FEATURES,
     LOOKBACK_DAYS,
@@ -29,6 +30,8 @@ from trainflow.features.flights import (
     refuse_missing_history,
 )
 from trainflow.lake.spool import OutputRows, chunk_days
+
+VALIDATED = dg.AssetKey("validated_flights")
 
 # The first day of the data: history before it cannot exist and is never "missing".
 DATA_START = daily_2013.start.date()
@@ -116,9 +119,23 @@ def flight_features(
             "history_rows_read": history_rows_read,
             "days_with_missing_history": len(thin),
             "compute_seconds": round(time.perf_counter() - started, 3),
+            # Where each feature comes from: columns of validated_flights (features/catalog.py).
+            "dagster/column_lineage": dg.TableColumnLineage(
+                deps_by_column={
+                    feature: [
+                        dg.TableColumnDep(asset_key=VALIDATED, column_name=source)
+                        for source in sources
+                    ]
+                    for feature, sources in catalog.lineage().items()
+                }
+            ),
         }
     )
-    return LakeOutput(frame=features.result() if plan.misses else pl.DataFrame(), days=plan.misses)
+    return LakeOutput(
+        frame=features.result() if plan.misses else pl.DataFrame(),
+        days=plan.misses,
+        column_descriptions=catalog.descriptions(),
+    )
 
 
 def lookback(day: dt.date) -> list[dt.date]:

@@ -58,6 +58,8 @@ from trainflow.manifest import content_hash
 SINGLE_RUN = dg.BackfillPolicy.single_run()
 # Rejected rows of validated_flights: one Delta table, daily like the data it came from.
 QUARANTINE_TABLE = "quarantine_flights"
+# The warehouse model raw_snapshot freezes, column for column.
+WAREHOUSE_MODEL = dg.AssetKey("flights_enriched")
 # The contract's expectations as blocking asset checks, in the order they are evaluated.
 CONTRACT_CHECKS = {
     SCHEMA_RULE: "Every contract column is present with its type.",
@@ -379,6 +381,13 @@ def validated_flights(
             "quarantine_table": store.table_uri(QUARANTINE_TABLE),
             "quarantined_by_rule": dg.MetadataValue.json(describe_quarantine(outcome.quarantine)),
             "null_counts": dg.MetadataValue.json({k: v for k, v in null_counts.items() if v}),
+            # Each contract column is the warehouse model's column of the same name.
+            "dagster/column_lineage": dg.TableColumnLineage(
+                deps_by_column={
+                    column: [dg.TableColumnDep(asset_key=WAREHOUSE_MODEL, column_name=column)]
+                    for column in contract.fields
+                }
+            ),
         },
         output_name="result",  # the asset's checks are outputs too
     )

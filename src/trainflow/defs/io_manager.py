@@ -91,11 +91,15 @@ class LakeOutput:
     `frame` None: the stored table is reused unchanged (unpartitioned cache hit).
     `days`: for a daily asset, the days `frame` replaces; the window's other days stay.
     `commit_metadata`: stored with the Delta commit (lineage that must travel with data).
+    `column_descriptions`: column -> what it means, for the UI's column schema (the feature
+    tables' come from features/catalog.py, which this module must not import: every asset
+    imports it, so its code version would cover the catalog).
     """
 
     frame: pl.DataFrame | Spool | None
     days: list[dt.date] | None = None
     commit_metadata: dict[str, str] = field(default_factory=dict)
+    column_descriptions: dict[str, str] = field(default_factory=dict)
 
 
 class DeltaLakeIOManager(dg.ConfigurableIOManager):
@@ -148,7 +152,14 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
             "dagster/uri": result.table_uri,
             "delta_version": result.version,
             "dagster/column_schema": dg.TableSchema(
-                columns=[dg.TableColumn(name, str(dtype)) for name, dtype in data_columns.items()]
+                columns=[
+                    dg.TableColumn(
+                        name,
+                        str(dtype),
+                        description=output.column_descriptions.get(name),
+                    )
+                    for name, dtype in data_columns.items()
+                ]
             ),
         }
         if window is None:

@@ -30,6 +30,7 @@ from trainflow.defs.resources import (
     WarehouseResource,
 )
 from trainflow.defs.retries import IO_RETRY, fail_fast
+from trainflow.features import catalog
 from trainflow.features.flights import HISTORY_COLUMNS, LABEL, LOOKBACK_DAYS
 from trainflow.lineage import upstream_lineage
 from trainflow.manifest import build_manifest, dumps
@@ -109,6 +110,7 @@ def training_dataset(
     return LakeOutput(
         frame=with_bookkeeping(dataset, key),
         commit_metadata={"trainflow.lineage": json.dumps(lineage, sort_keys=True)},
+        column_descriptions=catalog.descriptions(),
     )
 
 
