@@ -395,7 +395,8 @@ def test_a_day_of_delays_in_hours_fails_its_distribution_naming_partition_and_co
 @pytest.mark.parametrize(
     "limit",
     [{"quantile": 0.5}, {"quantile": 0.5, "min_ratio": 0.5, "max_ratio": 2, "max_shift": 3},
-     {"quantile": 0.5, "min_ratio": 0.5}, {"quantile": 50, "min_ratio": 0.5, "max_ratio": 2}],
+     {"quantile": 0.5, "min_ratio": 0.5}, {"quantile": 50, "min_ratio": 0.5, "max_ratio": 2},
+     {"quantile": 0.5, "min_ratio": 1.2, "max_ratio": 2}, {"quantile": 0.5, "min_shift": -3, "max_shift": 0}],
 )  # fmt: skip
 def test_a_distribution_limit_is_one_complete_measure(limit) -> None:
     data = FLIGHTS_CONTRACT.model_dump()

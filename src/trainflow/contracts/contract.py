@@ -148,6 +148,13 @@ class DistributionLimit(_Strict):
                 "give min_ratio and max_ratio, or min_shift and max_shift "
                 f"(given: {', '.join(given) or 'none'})"
             )
+        low, high = self.bounds
+        neutral = 1.0 if self.measure == "ratio" else 0.0
+        if not low < neutral < high:  # "no change" must pass, and each side be a limit
+            raise ValueError(
+                f"{self.measure} limits [{low:g}, {high:g}] must hold {neutral:g} (no change) "
+                "strictly inside"
+            )
         return self
 
     @property
