@@ -27,6 +27,7 @@ from trainflow.alerts import RUNBOOK_ENTRIES, Alert, AlertDeliveryError, post
 from trainflow.defs.evaluation import registry_entry
 from trainflow.defs.features import flight_features
 from trainflow.defs.ingest import raw_snapshot, validated_flights
+from trainflow.defs.pods import step_tags
 from trainflow.defs.resources import (
     ExperimentConfigResource,
     LakeResource,
@@ -101,6 +102,7 @@ def _result(freshness: Freshness) -> dg.AssetCheckResult:
 @dg.asset_check(
     asset=flight_features,
     name=FEATURES_CHECK,
+    op_tags=step_tags(f"flight_features_{FEATURES_CHECK}", stage="freshness"),
     description=f"The features cover the newest landed day (at most {FEATURES_MAX_LAG} landed "
     "day behind); evaluated every minute by the landed_data_freshness sensor.",
 )
@@ -111,6 +113,7 @@ def features_fresh(warehouse: WarehouseResource, lake: LakeResource) -> dg.Asset
 @dg.asset_check(
     asset=registry_entry,
     name=CHAMPION_CHECK,
+    op_tags=step_tags(f"registry_entry_{CHAMPION_CHECK}", stage="freshness"),
     description=f"The champion was tested on data at most {CHAMPION_MAX_LAG} landed days older "
     "than the newest landed day; evaluated every minute by the landed_data_freshness sensor.",
 )

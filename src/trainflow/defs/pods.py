@@ -88,6 +88,9 @@ STEP_POD_SIZE: dict[str, str] = {
     "model": "large",  # 854 MiB, all cores
     "evaluation_report": "small",  # 734 MiB
     "registry_entry": "small",  # 584 MiB
+    # Freshness against landed data: a warehouse query, the lake's day keys, the registry.
+    "flight_features_fresh_against_landed_days": "small",
+    "registry_entry_champion_fresh_against_landed_days": "small",
 }
 
 # Per run: at most this many step pods at once, and one `large` pod.
