@@ -170,6 +170,15 @@ def test_status_prints_the_slis(three_runs) -> None:
     assert "success rate       66.7% (2 of 3 runs)" in done.stdout
     assert "time to recover    median " in done.stdout
     assert "over 1 recovered failure(s)" in done.stdout
+    # An instance folder that does not exist yet is said, not a crash.
+    missing = home / "no-such-dagster-home"
+    done = subprocess.run(
+        [str(BIN / "trainflow"), "status"],
+        env={**env, "DAGSTER_HOME": str(missing)}, cwd=REPO_ROOT, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"SLIs         - (no Dagster instance at DAGSTER_HOME={missing})" in done.stdout
 
 
 def test_summarise_without_runs_says_nothing_is_known() -> None:

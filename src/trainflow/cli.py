@@ -162,6 +162,9 @@ def _print_slis(settings: Settings, runs: int) -> None:
     if settings.dagster_home is None:
         click.echo("SLIs         - (DAGSTER_HOME unset: runs are not kept)")
         return
+    if not settings.dagster_home.is_dir():  # nothing ran with this instance yet
+        click.echo(f"SLIs         - (no Dagster instance at DAGSTER_HOME={settings.dagster_home})")
+        return
     import dagster as dg
 
     from trainflow.defs.observability import recent_runs
