@@ -15,22 +15,10 @@ from __future__ import annotations
 import dagster as dg
 
 from trainflow.alerts import Alert, AlertDeliveryError, post, run_failed_alert
+from trainflow.defs.observability import run_partitions
 from trainflow.settings import ALERT_WEBHOOK_URL_VAR, Settings
 
 RUN_FAILURES_PER_TICK = 50
-
-
-def _partition(run: dg.DagsterRun) -> str | None:
-    tags = run.tags
-    if "dagster/partition" in tags:
-        return tags["dagster/partition"]
-    first, last = (
-        tags.get("dagster/asset_partition_range_start"),
-        tags.get("dagster/asset_partition_range_end"),
-    )
-    if first and last:
-        return first if first == last else f"{first}...{last}"
-    return None
 
 
 def _first_error(
@@ -62,7 +50,7 @@ def failed_run_alert(
         run_id=run_id,
         job=run.job_name,
         failed_step=step,
-        partition=_partition(run),
+        partition=run_partitions(run.tags),
         error=error,
         link=f"{base.rstrip('/')}/runs/{run_id}" if base else None,
     )

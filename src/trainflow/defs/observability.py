@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -26,12 +27,18 @@ FINISHED: tuple[Finished, ...] = (dg.DagsterEventType.RUN_SUCCESS, dg.DagsterEve
 RUNS_PER_TICK = 50
 
 
-def _partitions(tags: dict[str, str]) -> str | None:
+def run_partitions(tags: Mapping[str, str]) -> str | None:
+    """The partition or range a run covered, from its tags ("2013-02-04",
+    "2013-02-01...2013-02-05"); None for an unpartitioned run. (Here, not in
+    defs/partitions.py: every asset imports that module, so its code version would cover
+    what only the sensors use.)"""
     if "dagster/partition" in tags:
         return tags["dagster/partition"]
     first = tags.get("dagster/asset_partition_range_start")
     last = tags.get("dagster/asset_partition_range_end")
-    return f"{first}...{last}" if first and last else None
+    if first and last:
+        return first if first == last else f"{first}...{last}"
+    return None
 
 
 def _number(value: object) -> float | None:
@@ -84,7 +91,7 @@ def run_facts(instance: dg.DagsterInstance, run_id: str) -> RunFacts:
         succeeded=run.status == dg.DagsterRunStatus.SUCCESS,
         started=started,
         ended=record.end_time or started,
-        partitions=_partitions(dict(run.tags)),
+        partitions=run_partitions(run.tags),
         step_seconds=steps,
         rows=dict(rows),
         cache={asset: (hit, miss) for asset, (hit, miss) in cache.items()},
