@@ -77,8 +77,13 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# Test files are spread over TEST_WORKERS processes (pytest-xdist, one file per worker at a
+# time: module fixtures are built once). The dbt manifest is parsed first, so workers that
+# load the definitions at the same moment never parse it side by side.
+TEST_WORKERS ?= 2
 unit: install
-	$(BIN)/pytest -q
+	$(BIN)/python -c "from trainflow.defs.dbt import ensure_manifest; ensure_manifest()"
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test: lint typecheck unit
 

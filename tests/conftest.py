@@ -146,12 +146,15 @@ def run_dbt_build(warehouse: Path | str, profiles_dir: Path | None = None) -> No
     """`dbt build` with the profile trainflow writes for this warehouse (file or URL)."""
     folder = profiles_dir or Path(str(warehouse)).parent / "dbt"
     profiles = write_profile(folder, warehouse)
+    # Artifacts and logs beside the profile, never in the project's target/: test files run
+    # in parallel, and others read that folder (the manifest) or check it is left unchanged.
     done = subprocess.run(
-        [DBT_EXECUTABLE, "build", "--profiles-dir", str(profiles)],
+        [DBT_EXECUTABLE, "build", "--profiles-dir", str(profiles),
+         "--target-path", str(folder / "target"), "--log-path", str(folder / "logs")],
         cwd=DBT_PROJECT_DIR,
         capture_output=True,
         text=True,
-    )
+    )  # fmt: skip
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
 
 
