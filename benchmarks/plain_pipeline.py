@@ -209,10 +209,39 @@ def measure(through: dt.date = LAST_DAY, config_path: Path | None = None) -> Pla
     )
 
 
+def differences_from_lake(run: PlainRun, settings: Settings) -> list[str]:
+    """Where this script's run and the graph's lake (the settings' one) disagree; empty when
+    they agree: the same flights in `raw_snapshot`, the same split sizes in
+    `training_dataset` and the same model bytes. The side-by-side check of a migration
+    (docs/migration.md): equal model bytes on equal test rows mean an equal test ROC AUC."""
+    from trainflow.lake.delta_lake import DeltaLake
+
+    lake = DeltaLake(settings.lake_uri, settings.storage_options)
+    through = dt.date.fromisoformat(run["through"])
+    snapshot_rows = lake.scan("raw_snapshot").filter(pl.col("day") <= through).collect().height
+    splits = dict(lake.read("training_dataset").group_by("split").len().iter_rows())
+    lake_model = lake.read("model")["model_sha256"][0]
+    found = []
+    if snapshot_rows != run["rows"]["flights"]:
+        found.append(f"flights: script {run['rows']['flights']}, raw_snapshot {snapshot_rows}")
+    for split, rows in sorted(splits.items()):
+        if run["rows"].get(split) != rows:
+            found.append(f"{split} rows: script {run['rows'].get(split)}, lake {rows}")
+    if lake_model != run["model_sha256"]:
+        found.append(f"model sha256: script {run['model_sha256']}, lake {lake_model}")
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--through", type=dt.date.fromisoformat, default=LAST_DAY)
     parser.add_argument("--config", type=Path, default=None, help="default: the settings' one")
+    parser.add_argument(
+        "--compare-with-lake",
+        action="store_true",
+        help="then compare rows and model bytes with the lake of TRAINFLOW_HOME; exit 1 if "
+        "they differ",
+    )
     args = parser.parse_args()
     run = measure(args.through, args.config)
     print(f"window {FIRST_DAY}..{run['through']}, one process, imports not counted")
@@ -222,6 +251,13 @@ def main() -> None:
     print(f"test ROC AUC {run['test_roc_auc']:.6f}, best iteration {run['best_iteration']}")
     print(f"model sha256 {run['model_sha256']}")
     print(f"rows {run['rows']}")
+    if args.compare_with_lake:
+        differences = differences_from_lake(run, Settings.from_env())
+        for difference in differences:
+            print(f"DIFFERS {difference}")
+        if differences:
+            raise SystemExit(1)
+        print("the lake agrees: same flights, same split sizes, same model bytes")
 
 
 if __name__ == "__main__":

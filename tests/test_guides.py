@@ -146,3 +146,31 @@ def test_how_to_add_a_dataset(repository) -> None:
         c.check_name: c.passed for c in checks if c.asset_key.to_user_string() == "stg_us_holidays"
     }
     assert holiday_checks == {"schema": True, "min_rows": True, "max_reject_fraction": True}
+
+
+def test_the_migration_guide_names_what_exists() -> None:
+    """docs/migration.md's stage table and steps name files, script functions, assets,
+    steps and config keys that exist, so the guide cannot drift from the code unseen."""
+    from benchmarks import plain_pipeline
+
+    from trainflow.config import ExperimentConfig
+    from trainflow.definitions import defs
+
+    text = (REPO_ROOT / "docs" / "migration.md").read_text()
+    table = [line.split(" | ") for line in text.splitlines() if line.startswith("| ")][1:]
+    assert len(table) == 7, "one row per notebook cell"
+    names = re.compile(r"`([A-Za-z_]+)(?:\(.*?\))?`")
+    script = {n for row in table for n in names.findall(row[1])}
+    assert script and [n for n in script if not hasattr(plain_pipeline, n)] == []
+    graph = defs.resolve_asset_graph()
+    assets = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    steps_ = {a.op.name for a in graph.assets_defs if a.is_executable}
+    pipeline = {n for row in table for n in names.findall(row[2])}
+    assert {"raw_snapshot", "model", "registry_entry", "warehouse_models"} <= pipeline
+    assert [
+        n for n in pipeline if n not in assets | steps_ and not hasattr(plain_pipeline, n)
+    ] == []
+    keys = {k.rstrip(":") for row in table for k in re.findall(r"`(\w+:)`", row[3])}
+    assert keys and keys <= set(ExperimentConfig.model_fields), keys
+    paths = {p for p in re.findall(r"`([\w./*-]+/[\w./*-]*)`", text)}
+    assert paths and [p for p in paths if not list(REPO_ROOT.glob(p))] == []

@@ -204,3 +204,16 @@ def test_whole_graph_on_an_s3_lake(warehouse_copy, s3_environ, tmp_path) -> None
     for table in LAKE_ASSETS:
         assert f"lake/{table}/_delta_log/00000000000000000000.json" in keys
     assert any(k.endswith("/report.html") for k in keys)
+
+
+def test_the_plain_script_and_the_graph_agree(materialized, settings) -> None:
+    """docs/migration.md's side-by-side check: the notebook-style script over the same days
+    and config lands on the same flights, splits and model bytes as the graph's lake."""
+    from benchmarks import plain_pipeline
+
+    run = plain_pipeline.measure(dt.date(2013, 2, 28), QUICK_CONFIG)
+    assert plain_pipeline.differences_from_lake(run, settings) == []
+    # The comparison can fail: a script that trained something else is caught.
+    other = {**run, "model_sha256": "0" * 64, "rows": {**run["rows"], "test": 1}}
+    found = plain_pipeline.differences_from_lake(other, settings)  # type: ignore[arg-type]
+    assert [d.split(":")[0] for d in found] == ["test rows", "model sha256"]
