@@ -4,6 +4,9 @@ commit with the same rows as a frame, on a local folder and on S3 (moto on loopb
 import datetime as dt
 import hashlib
 import itertools
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import polars as pl
@@ -133,3 +136,87 @@ def test_content_hash_hashes_slices_as_one_text(rows, slice_rows) -> None:
         assert manifest.content_hash(frame) == whole
     finally:
         manifest.CSV_HASH_SLICE_ROWS = default
+
+
+# What a spooled write that lost a race raises: deltalake's commit conflict texts.
+LOST_RACE = ("CommitFailedError", "table already exists at")
+RACE_DAYS = JAN[:8]
+
+
+def spool_race_worker(root: str, who: str, rounds: str) -> None:
+    """One racer, run as `python -c` in its own process: each round, wait at a file
+    barrier, then replace RACE_DAYS of table `round-N` (created by the first round's
+    winner) from a spool of two chunks with this racer's own values; write what happened."""
+    folder = Path(root)
+    lake = DeltaLake(str(folder / "lake"))
+    window = DayWindow(JAN[0], JAN[-1])
+    mark = float(ord(who))
+    for index in range(int(rounds)):
+        output = OutputRows()
+        for days in (RACE_DAYS[:4], RACE_DAYS[4:]):
+            output.add(rows_of(days, per_day=3).with_columns(pl.lit(mark).alias("value")))
+        (folder / f"ready-{index}-{who}").touch()
+        while not (folder / f"go-{index}").exists():
+            time.sleep(0.0005)
+        try:
+            lake.write(f"round-{index % 3}", output.result(), window, days=RACE_DAYS)
+            outcome = "committed"
+        except Exception as exc:
+            outcome = f"{type(exc).__name__}: {exc}"
+        (folder / f"result-{index}-{who}").write_text(outcome)
+
+
+def test_two_spooled_writes_racing_on_the_same_days_store_each_row_once(tmp_path) -> None:
+    """The spool commit (`DeltaLake._commit_spool`: files written first, then one
+    transaction that adds them and removes the days' old files) raced by two processes
+    released together, round after round, on new tables (creation) and on stored ones
+    (replacing the same days): whatever the interleaving, each day holds exactly one
+    writer's rows, and a writer that lost either committed after the winner or failed
+    with a commit conflict (IO_RETRY re-runs such a step); never both writers' rows.
+    (Seen here: every creation round lost by one writer, and replacement rounds failing
+    with "a concurrent transaction deleted data this operation read".)"""
+    rounds = 15  # three tables: created in rounds 0-2, their days replaced in rounds 3-14
+    code = (
+        "import sys; from tests.lake.test_spool import spool_race_worker; "
+        "spool_race_worker(*sys.argv[1:])"
+    )
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path), who, str(rounds)],
+            cwd=Path(__file__).resolve().parents[2],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for who in ("a", "b")
+    ]
+    deadline = time.monotonic() + 180
+    try:
+        outcomes = []
+        for index in range(rounds):
+            for who in ("a", "b"):
+                while not (tmp_path / f"ready-{index}-{who}").exists():
+                    assert all(r.poll() is None for r in racers), [r.stderr for r in racers]
+                    assert time.monotonic() < deadline, "the racers stalled"
+                    time.sleep(0.005)
+            (tmp_path / f"go-{index}").touch()
+            for who in ("a", "b"):
+                result = tmp_path / f"result-{index}-{who}"
+                while not result.exists():
+                    assert time.monotonic() < deadline, "the racers stalled"
+                    time.sleep(0.005)
+            outcomes.append({who: (tmp_path / f"result-{index}-{who}").read_text() for who in "ab"})
+            stored = DeltaLake(str(tmp_path / "lake")).read(f"round-{index % 3}")
+            per_day = stored.group_by("day").agg(pl.len(), pl.col("value").unique())
+            assert per_day.height == len(RACE_DAYS), (index, outcomes[-1])
+            for day, count, values in per_day.iter_rows():
+                # Each day: one writer's 3 rows, never both writers' 6.
+                assert count == 3 and len(values) == 1, (index, day, count, values, outcomes[-1])
+            for outcome in outcomes[-1].values():
+                assert outcome == "committed" or any(t in outcome for t in LOST_RACE), outcome
+            assert "committed" in outcomes[-1].values()
+        for racer in racers:
+            assert racer.wait(timeout=60) == 0, racer.stderr.read() if racer.stderr else ""
+    finally:
+        for racer in racers:
+            if racer.poll() is None:
+                racer.kill()
