@@ -163,7 +163,9 @@ def spool_race_worker(root: str, who: str, rounds: str) -> None:
             outcome = "committed"
         except Exception as exc:
             outcome = f"{type(exc).__name__}: {exc}"
-        (folder / f"result-{index}-{who}").write_text(outcome)
+        # Renamed into place: the test never reads a half-written result.
+        (folder / f"partial-{index}-{who}").write_text(outcome)
+        (folder / f"partial-{index}-{who}").rename(folder / f"result-{index}-{who}")
 
 
 def test_two_spooled_writes_racing_on_the_same_days_store_each_row_once(tmp_path) -> None:
