@@ -20,6 +20,8 @@ from trainflow.definitions import defs
 from trainflow.defs.automation import (
     AUTOMATION_TAG,
     DAILY_ASSETS,
+    DBT_DATA_TESTS,
+    DBT_TESTS_TAG,
     IN_PROCESS,
     RETRAIN_ASSETS,
     changed_day_requests,
@@ -66,10 +68,12 @@ class Ticks:
         return requests
 
 
-def ranges(requests: list[dg.RunRequest]) -> list[tuple[str, str]]:
+def ranges(requests: list[dg.RunRequest], dbt_tests: bool = False) -> list[tuple[str, str]]:
+    """The day ranges of the daily runs requested (or of the dbt data-test runs)."""
     return [
         (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
         for r in requests
+        if (DBT_TESTS_TAG in r.tags) == dbt_tests
     ]
 
 
@@ -117,6 +121,10 @@ def test_each_change_is_requested_once_over_many_ticks(warehouse_url, instance) 
     assert first[0].asset_selection == DAILY_ASSETS
     assert first[0].run_config == IN_PROCESS  # a few days: one process for the three steps
     assert first[0].tags[AUTOMATION_TAG] == "warehouse_days"
+    # Then dbt's data tests alone (no model rebuilt), on the new days, in the same queue.
+    assert ranges(first, dbt_tests=True) == [("2013-01-01", "2013-01-03")]
+    assert first[1].asset_selection == [] and first[1].asset_check_keys == DBT_DATA_TESTS
+    assert len(DBT_DATA_TESTS) == 6 and first[1].tags[AUTOMATION_TAG] == "warehouse_days"
     assert ticks.tick() == []  # the same state again: nothing
 
     landing.land(warehouse_url, [D(2013, 1, 4), D(2013, 1, 5)])
@@ -127,8 +135,11 @@ def test_each_change_is_requested_once_over_many_ticks(warehouse_url, instance) 
     assert ticks.tick() == []
 
     restate_one_flight(warehouse_url, D(2013, 1, 2))
-    # Its own day, and every landed feature day whose 28-day look-back holds it.
-    assert ranges(ticks.tick()) == [("2013-01-02", "2013-01-05")]
+    # Its own day, and every landed feature day whose 28-day look-back holds it; the dbt
+    # tests read the restated day only.
+    restated = ticks.tick()
+    assert ranges(restated) == [("2013-01-02", "2013-01-05")]
+    assert ranges(restated, dbt_tests=True) == [("2013-01-02", "2013-01-02")]
     assert ticks.tick() == []
 
     # A gap in the landed days splits a change set into ranges a run can cover.
@@ -137,7 +148,7 @@ def test_each_change_is_requested_once_over_many_ticks(warehouse_url, instance) 
     assert ranges(ticks.tick()) == [("2013-01-03", "2013-01-05"), ("2013-01-09", "2013-01-09")]
     assert ticks.tick() == []
 
-    assert len(ticks.run_keys) == len(set(ticks.run_keys)) == 5
+    assert len(ticks.run_keys) == len(set(ticks.run_keys)) == 10  # 5 daily + 5 dbt tests
     assert set(load_fingerprints(ticks.cursor)) == {D(2013, 1, d) for d in (1, 2, 3, 4, 5, 9)}
 
 
@@ -185,10 +196,11 @@ def test_fingerprints_are_the_same_on_both_warehouses(tmp_path, postgres_url) ->
 def test_a_long_catch_up_keeps_a_process_per_step_and_kubernetes_always_does() -> None:
     now = {D(2013, 1, 1) + dt.timedelta(i): DayFingerprint(900, str(i)) for i in range(8)}
     changes = compare({}, now)
-    assert [r.run_config for r in changed_day_requests(changes, now, True)] == [{}]
+    assert [r.run_config for r in changed_day_requests(changes, now, True)] == [{}, {}]
     few = {d: f for d, f in now.items() if d.day <= 7}
-    assert [r.run_config for r in changed_day_requests(compare({}, few), few, True)] == [IN_PROCESS]
-    assert [r.run_config for r in changed_day_requests(compare({}, few), few, False)] == [{}]
+    in_process = [IN_PROCESS, IN_PROCESS]  # the daily run and the dbt tests' run
+    assert [r.run_config for r in changed_day_requests(compare({}, few), few, True)] == in_process
+    assert [r.run_config for r in changed_day_requests(compare({}, few), few, False)] == [{}, {}]
 
 
 def test_affected_windows_cover_the_lookback_and_split_at_gaps() -> None:

@@ -6,7 +6,8 @@ One `dagster dev` (webserver, daemon, code server) over a fresh trainflow home:
    every partition materialized exactly once, each a cache miss;
 2. the `warehouse_days` sensor started with GraphQL: its first tick catches up on the three
    days (all cache hits: nothing is recomputed), then a day landed with `trainflow land` is
-   picked up by a later tick, computed alone, and never requested again.
+   picked up by a later tick, computed alone, and never requested again; after each daily
+   run, a run of dbt's data tests alone reads that run's new days.
 The CLI door (`dagster asset materialize --partition-range`) is tests/test_pipeline_end_to_end.py.
 """
 
@@ -23,7 +24,7 @@ import pytest
 
 from tests.conftest import BIN, QUICK_CONFIG, REPO_ROOT
 from tests.dagster_dev import LOCATION, DagsterDev
-from trainflow.defs.automation import DAILY_ASSETS
+from trainflow.defs.automation import DAILY_ASSETS, DBT_DATA_TESTS, DBT_TESTS_TAG
 from trainflow.defs.warehouse import warehouse_models
 from trainflow.lake.delta_lake import DeltaLake
 from trainflow.settings import Settings
@@ -180,16 +181,37 @@ def test_the_sensor_catches_up_then_runs_each_new_day_once(
     started = dagster_dev.graphql(START_SENSOR, {"selector": SENSOR})["startSensor"]
     assert started["__typename"] == "Sensor", started
 
-    def sensor_runs(count: int) -> list[dg.DagsterRun] | None:
-        runs = instance.get_runs(
+    def sensor_runs(count: int, dbt_tests: bool = False) -> list[dg.DagsterRun] | None:
+        """The sensor's daily runs (or its dbt data-test runs), once `count` have finished."""
+        every = instance.get_runs(
             filters=dg.RunsFilter(tags={"dagster/sensor_name": "warehouse_days"})
         )
+        runs = [r for r in every if (DBT_TESTS_TAG in r.tags) == dbt_tests]
         done = [r for r in runs if r.is_finished]
         return (
             sorted(runs, key=lambda r: r.tags["dagster/asset_partition_range_start"])
             if (len(runs) >= count and len(done) == len(runs))
             else None
         )
+
+    def dbt_tests_run(count: int, days: str) -> None:
+        """The sensor's `count`th dbt data-test run: every dbt test passed, reading `days`
+        (what the build that served the run tested), and no model rebuilt."""
+        run = dagster_dev.wait_for(lambda: sensor_runs(count, True), 300, "dbt tests")[-1]
+        assert run.status == dg.DagsterRunStatus.SUCCESS, dagster_dev.tail()
+        assert run.asset_selection == frozenset()
+        assert run.asset_check_selection == frozenset(DBT_DATA_TESTS)
+        records = instance.get_records_for_run(
+            run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        ).records
+        evaluations = [r.event_log_entry.dagster_event.event_specific_data for r in records]  # type: ignore[union-attr]
+        assert {e.asset_check_key for e in evaluations} == set(DBT_DATA_TESTS)  # type: ignore[union-attr]
+        assert all(e.passed for e in evaluations)  # type: ignore[union-attr]
+        assert {e.metadata["dbt_tested_days"].value for e in evaluations} == {days}  # type: ignore[union-attr]
+        materialized = instance.get_records_for_run(
+            run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+        ).records
+        assert materialized == []
 
     first = dagster_dev.wait_for(lambda: sensor_runs(1), 300, "the sensor's first run")
     assert [(r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
@@ -198,6 +220,8 @@ def test_the_sensor_catches_up_then_runs_each_new_day_once(
     for asset in DAILY_ASSETS:  # caught up without recomputing anything
         assert [e["cache"] for e in events(instance, asset, DAYS[1])] == ["miss", "hit"]
     assert {a: lake.version(a) for a in versions} == versions
+    # Nothing changed since the backfill's dbt build tested every row: that build serves.
+    dbt_tests_run(1, "all")
 
     trainflow(["land", "--day", NEW_DAY], env)
     runs = dagster_dev.wait_for(lambda: sensor_runs(2), 300, "a run for the landed day")
@@ -206,6 +230,7 @@ def test_the_sensor_catches_up_then_runs_each_new_day_once(
     assert runs[1].tags["dagster/asset_partition_range_end"] == NEW_DAY
     for asset in DAILY_ASSETS:
         assert [e["cache"] for e in events(instance, asset, NEW_DAY)] == ["miss"]
+    dbt_tests_run(2, f"{NEW_DAY}...{NEW_DAY}")
 
     def ticks() -> list[dict[str, Any]]:
         state = dagster_dev.graphql(SENSOR_TICKS, {"selector": SENSOR})["sensorOrError"]
@@ -216,5 +241,6 @@ def test_the_sensor_catches_up_then_runs_each_new_day_once(
     assert later[0]["status"] == "SKIPPED" and later[0]["runIds"] == []
     assert "no new or restated day (4 landed)" in later[0]["skipReason"]
     assert sensor_runs(2) is not None and len(sensor_runs(2) or []) == 2
+    assert len(sensor_runs(2, dbt_tests=True) or []) == 2
     cursor = dagster_dev.graphql(SENSOR_TICKS, {"selector": SENSOR})["sensorOrError"]
     assert NEW_DAY in cursor["sensorState"]["typeSpecificData"]["lastCursor"]

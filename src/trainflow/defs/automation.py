@@ -16,6 +16,7 @@ for every run by the `model_registry` pool. docs/automation.md explains it for o
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from typing import Any
 
@@ -26,6 +27,7 @@ from trainflow.defs.features import flight_features
 from trainflow.defs.ingest import raw_snapshot, validated_flights
 from trainflow.defs.resources import WarehouseResource
 from trainflow.defs.training import model, training_dataset
+from trainflow.defs.warehouse import warehouse_models
 from trainflow.features.flights import LOOKBACK_DAYS
 from trainflow.settings import Settings
 from trainflow.warehouse.base import WarehouseUnavailableError
@@ -44,6 +46,11 @@ AUTOMATION_TAG = "trainflow/automation"
 # and the features of it and of the days whose windows hold it.
 DAILY_ASSETS = [raw_snapshot.key, validated_flights.key, flight_features.key]
 RETRAIN_ASSETS = [training_dataset.key, model.key, evaluation_report.key, registry_entry.key]
+# dbt's data tests (asset checks of the dbt models) on the changed days: a run of the
+# checks alone, queued behind the daily run (one automation run at a time), so a new day's
+# features never wait for a dbt process. The views need no rebuild for new rows.
+DBT_DATA_TESTS = sorted(warehouse_models.check_keys, key=lambda k: k.to_user_string())
+DBT_TESTS_TAG = "trainflow/dbt_data_tests"
 
 
 # A run over at most this many days runs its steps in one process where the executor
@@ -56,45 +63,66 @@ IN_PROCESS: dict[str, Any] = {"execution": {"config": {"in_process": {}}}}
 def changed_day_requests(
     changes: ChangeSet, now: Fingerprints, small_runs_in_process: bool = False
 ) -> list[dg.RunRequest]:
-    """One run per contiguous range of affected landed days, keyed by the fingerprints of
-    the changed days in it: the same change never yields a second run, a later restatement
-    of the same days does."""
+    """Per contiguous range of affected landed days, two runs keyed by the fingerprints of
+    the changed days in it (the same change never yields them twice, a later restatement
+    of the same days does): the daily assets over the range, then dbt's data tests on the
+    changed days of the range only."""
     requests = []
     for window in affected_windows(changes.changed, now, LOOKBACK_DAYS):
         changed = {
             str(d): [now[d].rows, now[d].checksum] for d in window.days() if d in changes.changed
         }
         digest = hashlib.sha256(repr(sorted(changed.items())).encode()).hexdigest()[:16]
+        run_config = (
+            IN_PROCESS if small_runs_in_process and window.n_days <= IN_PROCESS_MAX_DAYS else {}
+        )
+        tags = {
+            AUTOMATION_TAG: "warehouse_days",
+            "trainflow/changed_days": ",".join(changed)[:1000],
+        }
         requests.append(
             dg.RunRequest(
                 run_key=f"{window.first}...{window.last}@{digest}",
                 asset_selection=DAILY_ASSETS,
-                run_config=(
-                    IN_PROCESS
-                    if small_runs_in_process and window.n_days <= IN_PROCESS_MAX_DAYS
-                    else {}
-                ),
-                tags={
-                    "dagster/asset_partition_range_start": window.first.isoformat(),
-                    "dagster/asset_partition_range_end": window.last.isoformat(),
-                    AUTOMATION_TAG: "warehouse_days",
-                    "trainflow/changed_days": ",".join(changed)[:1000],
-                },
+                run_config=run_config,
+                tags={**range_tags(window.first, window.last), **tags},
+            )
+        )
+        # The tests read the changed days' rows (a restatement pulls in later feature days,
+        # whose warehouse rows did not change and were tested when they landed).
+        first, last = min(changed), max(changed)
+        requests.append(
+            dg.RunRequest(
+                run_key=f"dbt-tests:{first}...{last}@{digest}",
+                asset_selection=[],
+                asset_check_keys=DBT_DATA_TESTS,
+                run_config=run_config,
+                tags={**range_tags(first, last), **tags, DBT_TESTS_TAG: f"{first}...{last}"},
             )
         )
     return requests
 
 
+def range_tags(first: dt.date | str, last: dt.date | str) -> dict[str, str]:
+    """Dagster's tags of a run over a range of days; the dbt step reads its days from them."""
+    return {
+        "dagster/asset_partition_range_start": str(first),
+        "dagster/asset_partition_range_end": str(last),
+    }
+
+
 @dg.sensor(
     name="warehouse_days",
-    asset_selection=DAILY_ASSETS,
+    asset_selection=dg.AssetSelection.assets(*DAILY_ASSETS)
+    | dg.AssetSelection.checks(*DBT_DATA_TESTS),
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.STOPPED,
 )
 def warehouse_days_sensor(
     context: dg.SensorEvaluationContext, warehouse: WarehouseResource
 ) -> dg.SensorResult | dg.SkipReason:
-    """Snapshots, validates and featurizes every newly landed or restated day of raw.flights.
+    """Snapshots, validates and featurizes every newly landed or restated day of raw.flights,
+    then runs dbt's data tests on those days.
 
     Each tick fingerprints every landed day (rows and a checksum, computed in the
     warehouse) and compares them with the cursor, the fingerprints of the previous tick.
