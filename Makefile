@@ -83,7 +83,7 @@ typecheck: install
 TEST_WORKERS ?= 2
 unit: install
 	$(BIN)/python -c "from trainflow.defs.dbt import ensure_manifest; ensure_manifest()"
-	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 test: lint typecheck unit
 
