@@ -86,6 +86,16 @@ def chromium() -> Path:
     return CHROMIUM
 
 
+def ui_config(folder: Path) -> Path:
+    """The quick config with at most 100 boosting rounds: a model in seconds, not a
+    minute; the UI shows the same metadata, plots and checks."""
+    text = QUICK_CONFIG.read_text()
+    assert "num_boost_round: 2000" in text
+    path = folder / "ui-quick.yaml"
+    path.write_text(text.replace("num_boost_round: 2000", "num_boost_round: 100"))
+    return path
+
+
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     home = tmp_path_factory.mktemp("ui_home")
@@ -97,7 +107,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     env.update(
         TRAINFLOW_HOME=str(home),
         DAGSTER_HOME=str(home / "dagster"),
-        TRAINFLOW_CONFIG=str(QUICK_CONFIG),
+        TRAINFLOW_CONFIG=str(ui_config(home)),
         PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
     )
     return env
@@ -118,14 +128,17 @@ def dagster_dev(
              "-c", "configs/run/terminal.yaml"],
             env=env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
-    dev = DagsterDev(env, logs / "dagster-dev.log")
+    dev = None
     try:
+        dev = DagsterDev(env, logs / "dagster-dev.log")
         code = materialize.wait(timeout=900)
         assert code == 0, (logs / "materialize.log").read_text()[-6000:]
         yield dev
     finally:
         materialize.kill()
-        dev.stop()
+        materialize.wait()
+        if dev is not None:
+            dev.stop()
 
 
 @pytest.fixture(scope="module")
