@@ -120,6 +120,11 @@ def dagster_dev(
     """`dagster dev` over a lake materialized as a user does it: `trainflow land`, then
     one `dagster asset materialize` over January and February (while the UI starts)."""
     run(["trainflow", "land", "--through", UI_DAY], env)
+    # The instance's SQLite tables, made once here: two processes starting on an empty
+    # DAGSTER_HOME both create them, and one fails ("table ... already exists").
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        instance.get_runs(limit=1)
+        instance.fetch_materializations(dg.AssetKey(UI_ASSET), limit=1)
     logs = tmp_path_factory.mktemp("ui_logs")
     with (logs / "materialize.log").open("w") as out:
         materialize = subprocess.Popen(
