@@ -159,3 +159,18 @@ def test_local_steps_fork_from_a_preloaded_server_unless_the_run_chooses() -> No
     chosen = {"multiprocess": {"start_method": {"spawn": {}}}}
     assert _forkserver_unless_chosen(chosen) == chosen
     assert _forkserver_unless_chosen({"in_process": {}}) == {"in_process": {}}
+
+
+def test_every_asset_has_a_description_and_a_named_group(graph) -> None:
+    """What a first-time user reads in the UI: no asset without a description, none in
+    Dagster's `default` group; the landed tables say they are warehouse tables."""
+    groups = set()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert (node.description or "").strip(), key.to_user_string()
+        assert node.group_name and node.group_name != "default", key.to_user_string()
+        groups.add(node.group_name)
+    assert groups == {"warehouse", "ingest", "features", "training", "evaluation"}
+    for key in graph.get_all_asset_keys():
+        if key.path[0] == "raw":
+            assert graph.get(key).description.startswith(f"Warehouse table `raw.{key.path[1]}`")

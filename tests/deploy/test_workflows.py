@@ -65,3 +65,16 @@ def test_ci_runs_the_readme_test_command_against_postgresql() -> None:
     assert "make test" in (REPO_ROOT / "README.md").read_text()
     image = [step.get("run") for step in ci["jobs"]["image"]["steps"]]
     assert "make image" in image and "make image-test" in image
+
+
+def test_ci_installs_chromium_and_keeps_the_ui_screenshots() -> None:
+    """The UI tests fail without Chromium in CI; their screenshots survive a failure."""
+    test = yaml.safe_load((WORKFLOWS / "ci.yml").read_text())["jobs"]["test"]
+    runs = [step.get("run") or "" for step in test["steps"]]
+    assert any("apt-get install -y chromium" in run for run in runs)
+    folder = test["env"]["TRAINFLOW_UI_SCREENSHOTS"]
+    upload = [s for s in test["steps"] if s.get("uses", "").startswith("actions/upload-artifact")]
+    assert len(upload) == 1 and upload[0]["if"] == "always()"
+    assert folder.endswith("/" + upload[0]["with"]["path"].rstrip("/"))
+    ci_run = (REPO_ROOT / ".ci" / "run").read_text()
+    assert "apt-get install -y -qq chromium" in ci_run and "TRAINFLOW_UI_SCREENSHOTS" in ci_run

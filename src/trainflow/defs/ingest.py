@@ -85,7 +85,7 @@ CONTRACT_CHECKS = {
         dg.AssetKey("flights_enriched"),
         *(dg.AssetKey(f"stg_{table}") for table in REFERENCE_TABLES),
     ],
-    group_name="lake",
+    group_name="ingest",
     kinds={"polars", "deltalake"},
     op_tags=step_tags("raw_snapshot", stage="ingest"),
 )
@@ -178,7 +178,7 @@ quarantine_flights = dg.AssetSpec(
     QUARANTINE_TABLE,
     deps=[raw_snapshot],
     partitions_def=daily_2013,
-    group_name="lake",
+    group_name="ingest",
     kinds={"deltalake"},
     description=(
         "Rows of raw_snapshot that broke a row rule of the flights contract (rule, column, "
@@ -261,7 +261,7 @@ def _report_decisions(
     retry_policy=IO_RETRY,
     partitions_def=daily_2013,
     backfill_policy=SINGLE_RUN,
-    group_name="lake",
+    group_name="ingest",
     kinds={"polars", "deltalake", "pandera"},
     op_tags=step_tags("validated_flights", stage="validate"),
     check_specs=[

@@ -282,13 +282,14 @@ def model(
     context.add_output_metadata(
         {
             **({"mlflow_run_url": dg.MetadataValue.url(run_url)} if run_url else {}),
-            "validation_roc_auc": trained.validation_auc,
+            # Rounded for the UI; the manifest and MLflow keep every digit.
+            "validation_roc_auc": round(trained.validation_auc, 4),
             "best_iteration": trained.best_iteration,
             "model_sha256": trained.sha256,
             "mlflow_run_id": run_id,
             "config_hash": config.config_hash,
             "train_seconds": round(train_seconds, 2),
-            "manifest_uri": manifest_uri,
+            "manifest_uri": dg.MetadataValue.path(manifest_uri),
             "manifest": dg.MetadataValue.json(manifest),
             **(
                 {

