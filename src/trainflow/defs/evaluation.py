@@ -176,7 +176,7 @@ def evaluation_report(
             split_rows=split_rows,
             features=config.features,
             lineage={
-                "git commit": str(manifest.get("git", {}).get("commit", "unknown")),
+                "git commit": _commit(manifest),
                 "config hash": config.config_hash,
                 "model sha256": row["model_sha256"],
                 "input Delta versions": json.dumps(lineage["input_delta_versions"], sort_keys=True),
@@ -294,6 +294,12 @@ def evaluation_report(
         pl.lit(champion.refused, dtype=pl.String).alias("champion_refused"),
     )
     return LakeOutput(frame=with_bookkeeping(report, key, hashed))
+
+
+def _commit(manifest: dict[str, Any]) -> str:
+    git = manifest.get("code", {}).get("git", {})
+    dirty = " (uncommitted changes)" if git.get("dirty") else ""
+    return f"{git.get('commit', 'unknown')}{dirty}"
 
 
 def _rounded(value: float | None) -> float | None:

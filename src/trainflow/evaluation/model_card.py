@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from trainflow.evaluation.report import metrics_section
 from trainflow.evaluation.scorecard import Evaluation
+from trainflow.features.flights import WEATHER_FEATURES
 from trainflow.promotion import PromotionDecision
 
 MODEL_CARD_FILE = "model_card.md"
@@ -42,7 +43,7 @@ def known_limits(evaluation: Evaluation) -> list[str]:
     gaps = [
         f"{r['feature']} {r['test_missing_share']:.1%}"
         for r in evaluation.drift.iter_rows(named=True)
-        if r["test_missing_share"] > 0
+        if r["feature"] in WEATHER_FEATURES and r["test_missing_share"] > 0
     ]
     return [
         "Weather gaps: a flight takes the origin's latest observation before departure; hours "
@@ -79,7 +80,7 @@ def render_model_card(
     reasons = "\n".join(f"- {reason}" for reason in decision.reasons)
     return f"""# Model card: {facts.registered_model_name} ({facts.family})
 
-Experiment `{facts.experiment}`. Evaluation report: {facts.report}
+Experiment `{facts.experiment}`. Evaluation report: [{facts.report}]({facts.report})
 
 ## Purpose and label
 
