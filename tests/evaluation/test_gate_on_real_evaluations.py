@@ -15,6 +15,8 @@ import pytest
 from tests.conftest import QUICK_CONFIG
 from trainflow.config import ExperimentConfig, GateConfig, load_config
 from trainflow.defs.resources import WarehouseResource
+from trainflow.evaluation.model_card import ModelCardFacts, render_model_card
+from trainflow.evaluation.report import render_markdown
 from trainflow.evaluation.scorecard import ChampionScores, Evaluation, evaluate
 from trainflow.features.flights import LABEL, build_flight_features
 from trainflow.lake.delta_lake import DayWindow
@@ -155,3 +157,38 @@ def test_fails_on_drift_over_the_ceiling(evaluations) -> None:
     assert decision.reasons[4].startswith(
         f"feature drift over ceiling 0.250: month PSI {psi['month']:.3f}"
     )
+
+
+def test_the_report_and_the_model_card_state_the_decision_and_its_reasons(evaluations) -> None:
+    evaluation = evaluations["outclassed"]
+    decision = evaluation.decide(CONFIG.gate)
+    markdown = render_markdown(
+        title="Evaluation", context={"test window": "2013-02-15 .. 2013-02-28"},
+        evaluation=evaluation, decision=decision, min_slice_rows=500, drift_ceiling=0.25,
+        drift_exempt=CONFIG.gate.drift_exempt_features, links={"model card": "model_card.md"},
+    )  # fmt: skip
+    gate_section = markdown.split("## Gate decision\n\n")[1].split("\n## ")[0]
+    assert gate_section.startswith("**challenger**")
+    assert all(f"- {reason}" in gate_section for reason in decision.reasons)
+    assert "[model card](model_card.md)" in markdown
+    assert "| model_minus_champion | roc_auc |" in markdown
+    card = render_model_card(
+        ModelCardFacts(
+            experiment=CONFIG.name, registered_model_name=CONFIG.registered_model_name,
+            family="lightgbm", windows={"test": "2013-02-15 .. 2013-02-28"},
+            split_rows={"test": int(evaluation.metrics["model"]["rows"])},
+            features=CONFIG.features, lineage={"config hash": CONFIG.config_hash},
+            report="report.html",
+        ),
+        evaluation,
+        decision,
+    )  # fmt: skip
+    for heading in ("Purpose and label", "Data windows", "Features", "Metrics on the test "
+                    "window", "Slices", "Calibration", "Known limits", "Lineage"):  # fmt: skip
+        assert f"\n## {heading}\n" in card, heading
+    assert (
+        f"| test | 2013-02-15 .. 2013-02-28 | {evaluation.metrics['model']['rows']:.0f} |" in card
+    )
+    assert "Cancelled and diverted flights are excluded" in card
+    assert "2013 only, and only the three NYC origins" in card
+    assert f"- **config hash**: {CONFIG.config_hash}" in card
