@@ -345,9 +345,10 @@ def registry_entry(
     lake: LakeResource,
     cache_policy: CachePolicyResource,
 ) -> LakeOutput:
-    """An MLflow model version tagged with its lineage. Fails the gate: tagged `rejected`
-    with the reason, no alias, and the Dagster run tagged. Passes: alias `challenger`, and
-    `champion` too if it is not worse than the current champion (`trainflow.promotion`).
+    """An MLflow model version tagged with its lineage and the gate's decision, which the
+    evaluation took and stored in its report (applied here, never recomputed). Fails the
+    gate: tagged `rejected` with the reasons, no alias, and the Dagster run tagged. Passes:
+    alias `challenger`, and `champion` too if the decision promotes (`trainflow.promotion`).
 
     A cache hit (same model, same evaluation, same gate) registers nothing new."""
     config = experiment.load()
