@@ -91,6 +91,7 @@ def registry(built_warehouse: Path, tmp_path_factory: pytest.TempPathFactory):
             "num_boost_round: 2000": "num_boost_round: 1",
             "min_test_roc_auc: 0.6": "min_test_roc_auc: 0.5",
             "min_uplift_over_baseline: 0.02": "min_uplift_over_baseline: -1.0",
+            "min_slice_roc_auc: 0.5": "min_slice_roc_auc: 0.0",
         },
     )
     env = environment(root / "weak", warehouse, weak, store)

@@ -41,10 +41,27 @@ def test_model_failing_the_gate_is_rejected_never_aliased(warehouse_copy, tmp_pa
         assert result.success
         run_tags = instance.get_run_by_id(result.run_id).tags  # type: ignore[union-attr]
     assert run_tags[REJECTED_RUN_TAG].startswith("v1: rejected: test ROC AUC")
+    # The report shows the decision the registry applied, and what the UI reads.
+    (report,) = result.asset_materializations_for_node("evaluation_report")
+    shown = report.metadata
+    assert shown["gate"].value.startswith("rejected: test ROC AUC")  # type: ignore[attr-defined]
+    assert "## Gate decision\n\n**rejected**" in shown["report"].value  # type: ignore[attr-defined]
+    for key in ("metrics", "slices", "drift"):
+        assert isinstance(shown[key], dg.TableMetadataValue), key
+    for key in ("report_html", "model_card"):  # a local lake: shown as paths
+        assert isinstance(shown[key], dg.PathMetadataValue), key
+        assert Path(str(shown[key].value)).is_file()
+    test_auc = shown["test_roc_auc"].value  # type: ignore[attr-defined]
+    assert test_auc == round(test_auc, 4)
     client = MlflowClient(settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
     version = client.get_model_version(MODEL, "1")
     assert version.tags["rejected"] == "true"
     assert "< gate 0.9900" in version.tags["rejected_reason"]
+    assert version.tags["gate.verdict"] == "rejected"
+    assert version.tags["gate.reason.01"].endswith("< gate 0.9900")
+    card = Path(version.tags["model_card"]).read_text()
+    assert card.startswith(f"# Model card: {MODEL} (lightgbm)")
+    assert "Cancelled and diverted flights are excluded" in card
     assert version.aliases == []
     for alias in ("challenger", "champion"):
         with pytest.raises(MlflowException):
@@ -53,11 +70,7 @@ def test_model_failing_the_gate_is_rejected_never_aliased(warehouse_copy, tmp_pa
 
 def test_training_on_stale_inputs_is_refused(warehouse_copy, tmp_path) -> None:
     landing.land(warehouse_copy, [dt.date(2013, 3, d) for d in range(1, 15)])
-    fresh_only = config_with(
-        tmp_path,
-        "min_uplift_over_baseline: 0.02",
-        "min_uplift_over_baseline: 0.02\nmax_input_lag_days: 7",
-    )
+    fresh_only = config_with(tmp_path, "seed: 2013", "seed: 2013\nmax_input_lag_days: 7")
     settings = settings_for(tmp_path / "home", warehouse_copy, fresh_only)
     result = dg.materialize(
         LAKE_ASSETS, resources=build_resources(settings), tags=RANGE, raise_on_error=False

@@ -134,6 +134,8 @@ def status(runs: int) -> None:
         report = lake.read("evaluation_report")
         click.echo(f"report       {report['report_uri'][0]}")
         click.echo(f"             {report['report_uri'][0].removesuffix('.md')}.html")
+        if "model_card_uri" in report.columns:
+            click.echo(f"model card   {report['model_card_uri'][0]}")
     config = load_config(settings.config_path)
     # settings.mlflow_tracking_uri has any `user:password@` removed; the client gets the
     # URI from MLFLOW_TRACKING_URI itself when it carries them (settings.mlflow_client_uri).

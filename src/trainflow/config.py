@@ -104,14 +104,35 @@ class ModelConfig(_Strict):
 
 
 class EvaluationConfig(_Strict):
+    """How the test window is scored (docs/evaluation.md)."""
+
     decision_threshold: float = 0.5
+    # Bootstrap resamples for every confidence interval, all seeded from the config's seed.
+    bootstrap_resamples: int = Field(default=200, ge=20)
+    confidence_level: float = Field(default=0.95, gt=0.5, lt=1.0)
+    # Test rows sampled (seeded) for permutation importance.
+    importance_rows: int = Field(default=5000, ge=100)
 
 
 class GateConfig(_Strict):
-    """When a challenger may also become champion."""
+    """What a model version must show to be registered as more than `rejected`, and when
+    a challenger also becomes champion (docs/evaluation.md, "The gate")."""
 
+    # Absolute floors on the candidate's test-window point estimates.
     min_test_roc_auc: float
     min_uplift_over_baseline: float = 0.0
+    # Champion rule: the candidate stays challenger when the paired bootstrap interval of
+    # (candidate - champion) ROC AUC on the same rows lies wholly below -this value, i.e.
+    # it is worse by more than this with the configured confidence. Without an interval
+    # (no bootstrap recorded), the point difference decides.
+    max_auc_drop_vs_champion: float = Field(default=0.0, ge=0.0)
+    # Slice floor (None: off), applied only to slices with at least `min_slice_rows` rows.
+    min_slice_roc_auc: float | None = None
+    min_slice_rows: int = Field(default=500, ge=1)
+    # Drift ceiling (None: off): the largest PSI a feature may show between the training and
+    # test windows, except the features named in `drift_exempt_features` (reported only).
+    max_feature_psi: float | None = Field(default=None, gt=0.0)
+    drift_exempt_features: list[str] = Field(default_factory=list)
 
 
 class ExperimentConfig(_Strict):
@@ -129,6 +150,13 @@ class ExperimentConfig(_Strict):
     # A feature day whose 28-day window misses more validated days than this (not landed,
     # or failed validation) is refused; days before the data starts never count.
     max_missing_history_days: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _exempt_features_are_features(self) -> ExperimentConfig:
+        unknown = sorted(set(self.gate.drift_exempt_features) - set(self.features))
+        if unknown:
+            raise ValueError(f"gate.drift_exempt_features names no feature: {', '.join(unknown)}")
+        return self
 
     @property
     def config_hash(self) -> str:

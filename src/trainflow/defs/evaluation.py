@@ -9,6 +9,7 @@ the model version carries the key as a tag (`registry.operations.register_candid
 
 import base64
 import json
+import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -23,28 +24,50 @@ from trainflow.defs.io_manager import DeltaInput, LakeOutput
 from trainflow.defs.pods import step_tags
 from trainflow.defs.resources import ExperimentConfigResource, LakeResource, MlflowResource
 from trainflow.defs.retries import IO_RETRY, fail_fast
-from trainflow.evaluation.metrics import binary_metrics, slice_metrics
-from trainflow.evaluation.plots import calibration_plot, roc_plot
-from trainflow.evaluation.report import render_html, render_markdown
+from trainflow.evaluation.model_card import MODEL_CARD_FILE, ModelCardFacts, render_model_card
+from trainflow.evaluation.plots import bar_plot, calibration_plot, roc_plot
+from trainflow.evaluation.report import metric_rows, render_html, render_markdown
+from trainflow.evaluation.scorecard import (
+    BASELINE,
+    CANDIDATE_ON_CHAMPION_ROWS,
+    CHAMPION_ROLE,
+    MODEL,
+    ChampionScores,
+    decision_columns,
+    decision_from_report,
+    evaluate,
+)
 from trainflow.features.flights import LABEL
 from trainflow.models.baseline import fit_calendar_baseline, predict_baseline
 from trainflow.models.families import load_scorer
-from trainflow.promotion import ChampionResult, decide_promotion
+from trainflow.promotion import ChampionResult
 from trainflow.registry import DAGSTER_RUN_ID_TAG
 from trainflow.registry.champion import compare_with_champion
 from trainflow.registry.operations import register_candidate
 
 REJECTED_RUN_TAG = "trainflow/model_rejected"
-# Roles in the evaluation report's metrics: the champion and the candidate scored on the
-# same rows (the test days after the champion's training window).
-CHAMPION_ROLE, CANDIDATE_ON_CHAMPION_ROWS = "champion", "model_on_champion_rows"
 
 
-def _long_metrics(role: str, metrics: dict[str, float]) -> list[dict[str, Any]]:
-    return [
-        {"role": role, "slice": "all", "slice_value": "all", "metric": k, "value": v}
-        for k, v in metrics.items()
-    ]
+def _link(uri: str) -> dg.MetadataValue:
+    """An object in the store as the UI should show it: an S3 object as a URL, a local
+    file as a path."""
+    return dg.MetadataValue.url(uri) if uri.startswith("s3://") else dg.MetadataValue.path(uri)
+
+
+def _table(rows: list[dict[str, Any]]) -> dg.MetadataValue:
+    """Rows of plain values as a Dagster table (column types from the first row)."""
+    kinds = {bool: "bool", int: "int", float: "float", str: "string"}
+    columns = [
+        dg.TableColumn(name, kinds.get(type(value), "float")) for name, value in rows[0].items()
+    ] if rows else []  # fmt: skip
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord(row) for row in rows], schema=dg.TableSchema(columns=columns)
+    )
+
+
+def _split_rows(dataset: DeltaInput) -> dict[str, int]:
+    counts = dataset.lazy.group_by("split").agg(pl.len().alias("rows")).collect()
+    return {r["split"]: int(r["rows"]) for r in counts.iter_rows(named=True)}
 
 
 @versioned_asset(
@@ -64,8 +87,11 @@ def evaluation_report(
     lake: LakeResource,
     cache_policy: CachePolicyResource,
 ) -> LakeOutput:
-    """Test-window metrics for the model, the calendar baseline and the current champion,
-    slices by carrier and origin, ROC and calibration plots, and a Markdown/HTML report.
+    """The candidate, the calendar baseline and the current champion scored on the same
+    frozen test rows (the training_dataset's Delta version, recorded): metrics with seeded
+    bootstrap intervals, slices, calibration, drift, importance, plots, the gate's decision
+    (`Evaluation.decide`, applied as is by `registry_entry`), a Markdown/HTML report and
+    the model card (docs/evaluation.md).
 
     The cache key leaves out the registry: a hit keeps the report as it was computed,
     against the champion of that time (named in the report); force a run to re-compare.
@@ -73,7 +99,7 @@ def evaluation_report(
     config = experiment.load()
     key = cache_key(
         code_version_of(context),
-        config.hash_of("evaluation", "windows", "registered_model_name"),
+        config.hash_of("evaluation", "windows", "registered_model_name", "seed", "gate"),
         {"training_dataset": training_dataset.data_version, "model": model.data_version},
     )
     if table_hit(context, cache_policy, lake.lake(), "evaluation_report", key):
@@ -85,53 +111,117 @@ def evaluation_report(
     y_true = test[LABEL].to_numpy()
     row = model.frame.row(0, named=True)
 
-    scores = {"model": load_scorer(row["model_text"], row["model_family"]).predict(test)}
-    scores["baseline"] = predict_baseline(fit_calendar_baseline(train, LABEL), test)
-    metrics = {name: binary_metrics(y_true, s, threshold) for name, s in scores.items()}
+    scorer = load_scorer(row["model_text"], row["model_family"])
+    scores = {MODEL: scorer.predict(test)}
+    scores[BASELINE] = predict_baseline(fit_calendar_baseline(train, LABEL), test)
     champion = compare_with_champion(
         mlflow_tracking.client(),
         config.registered_model_name,
         test,
-        scores["model"],
+        scores[MODEL],
         label=LABEL,
         threshold=threshold,
     )
-    if champion.champion:
-        metrics[CHAMPION_ROLE] = champion.champion
-        metrics[CANDIDATE_ON_CHAMPION_ROWS] = champion.candidate
-    slices = slice_metrics(test, y_true, scores["model"], threshold)
-
+    evaluation = evaluate(
+        test=test,
+        train=train,
+        label=LABEL,
+        scores=scores,
+        champion=ChampionScores(champion.version, champion.refused, champion.mask, champion.scores),
+        predict=scorer.predict,
+        features=config.features,
+        config=config.evaluation,
+        seed=config.seed,
+        min_slice_rows=config.gate.min_slice_rows,
+    )
+    decision = evaluation.decide(config.gate)
+    drift = evaluation.drift.sort("psi", descending=True)
+    importance = evaluation.importance
     images = {
         "roc.png": roc_plot(y_true, scores),
         "calibration.png": calibration_plot(y_true, scores),
-    }
+        "drift.png": bar_plot(drift["feature"].to_list(), drift["psi"].to_list(),
+                              title="Feature drift (PSI)", xlabel="PSI, train -> test"),
+        "importance.png": bar_plot(importance["feature"].to_list(),
+                                   importance["auc_drop"].to_list(),
+                                   title="Permutation importance", xlabel="test ROC AUC drop"),
+    }  # fmt: skip
     store = lake.object_store("_reports")
     prefix = f"evaluation_report/{key[:16]}"  # the same files for every attempt
     for name, png in images.items():
         store.put(f"{prefix}/{name}", png, "image/png")
+    # The frozen test snapshot: which table version the test rows were read from.
+    snapshot = {
+        "training_dataset_delta_version": training_dataset.version,
+        "training_dataset_data_version": training_dataset.data_version,
+        "test_rows": test.height,
+        "test_window": f"{config.windows.test.start} .. {config.windows.test.end}",
+    }
+    lineage = json.loads(row["lineage_json"])
+    manifest = json.loads(row["manifest_json"])
+    split_rows = _split_rows(training_dataset)
+    card = render_model_card(
+        ModelCardFacts(
+            experiment=config.name,
+            registered_model_name=config.registered_model_name,
+            family=row["model_family"],
+            windows={
+                split: f"{window.start} .. {window.end}"
+                for split, window in (
+                    ("train", config.windows.train),
+                    ("validation", config.windows.validation),
+                    ("test", config.windows.test),
+                )
+            },
+            split_rows=split_rows,
+            features=config.features,
+            lineage={
+                "git commit": _commit(manifest),
+                "config hash": config.config_hash,
+                "model sha256": row["model_sha256"],
+                "input Delta versions": json.dumps(lineage["input_delta_versions"], sort_keys=True),
+                "training_dataset data version": training_dataset.data_version,
+                "MLflow run": row["mlflow_run_id"],
+                "trained by Dagster run": lineage["dagster_run_id"],
+            },
+            report=store.uri(f"{prefix}/report.html"),
+        ),
+        evaluation,
+        decision,
+    )
+    card_uri = store.put(f"{prefix}/{MODEL_CARD_FILE}", card.encode(), "text/markdown")
     markdown = render_markdown(
         title=f"Evaluation of {config.name}",
         context={
             "model sha256": row["model_sha256"],
-            "test window": f"{config.windows.test.start} .. {config.windows.test.end}",
+            "test window": str(snapshot["test_window"]),
+            "test snapshot": (
+                f"training_dataset Delta version {training_dataset.version}, data version "
+                f"{training_dataset.data_version[:16]}, {test.height} labelled rows"
+            ),
             "decision threshold": str(threshold),
             "champion": champion.status,
             "config hash": config.config_hash,
             "dagster run": context.run_id,
         },
-        models=metrics,
-        slices=slices,
-        plot_links={name: f"{name} (beside this report)" for name in images},
+        evaluation=evaluation,
+        decision=decision,
+        min_slice_rows=config.gate.min_slice_rows,
+        drift_ceiling=config.gate.max_feature_psi,
+        drift_exempt=config.gate.drift_exempt_features,
+        links={"model card": MODEL_CARD_FILE, **{name: name for name in images}},
     )
     report_uri = store.put(f"{prefix}/report.md", markdown.encode(), "text/markdown")
     html_uri = store.put(
         f"{prefix}/report.html", render_html(markdown, images).encode(), "text/html"
     )
 
+    metrics = evaluation.metrics
     client = mlflow_tracking.client()
     logged = client.get_run(row["mlflow_run_id"]).data.metrics
-    to_log = {f"test_{name}": value for name, value in metrics["model"].items()}
-    to_log["baseline_test_roc_auc"] = metrics["baseline"]["roc_auc"]
+    to_log = {f"test_{name}": value for name, value in metrics[MODEL].items() if name != "ece"}
+    to_log["baseline_test_roc_auc"] = metrics[BASELINE]["roc_auc"]
+    to_log["test_expected_calibration_error"] = metrics[MODEL]["ece"]
     for name, value in to_log.items():
         if logged.get(name) != value:  # an earlier attempt logged it already
             client.log_metric(row["mlflow_run_id"], name, value)
@@ -139,43 +229,81 @@ def evaluation_report(
         for name, png in images.items():
             (Path(folder) / name).write_bytes(png)
         (Path(folder) / "report.md").write_text(markdown)
+        (Path(folder) / MODEL_CARD_FILE).write_text(card)
         client.log_artifacts(row["mlflow_run_id"], folder, "evaluation")
 
     inline = "\n\n".join(
         f"![{name}](data:image/png;base64,{base64.b64encode(png).decode()})"
         for name, png in images.items()
     )
+    champion_metrics = metrics.get(CHAMPION_ROLE, {})
+    on_champion_rows = metrics.get(CANDIDATE_ON_CHAMPION_ROWS, {})
     context.add_output_metadata(
         {
-            "test_roc_auc": metrics["model"]["roc_auc"],
-            "baseline_test_roc_auc": metrics["baseline"]["roc_auc"],
-            "champion_test_roc_auc": champion.champion.get("roc_auc"),
+            "test_roc_auc": round(metrics[MODEL]["roc_auc"], 4),
+            "baseline_test_roc_auc": round(metrics[BASELINE]["roc_auc"], 4),
+            "champion_test_roc_auc": _rounded(champion_metrics.get("roc_auc")),
             # The model on the champion's rows: what its AUC is compared with.
-            "model_on_champion_rows_test_roc_auc": champion.candidate.get("roc_auc"),
+            "model_on_champion_rows_test_roc_auc": _rounded(on_champion_rows.get("roc_auc")),
             "champion": champion.status,
+            "test_snapshot": dg.MetadataValue.json(snapshot),
+            "metrics": _table(metric_rows(evaluation)),
+            "slices": _table(
+                [
+                    {
+                        "slice": r["slice"],
+                        "value": r["value"],
+                        "rows": int(r["rows"]),
+                        "positive_rate": round(r["positive_rate"], 4),
+                        "roc_auc": _rounded(r["roc_auc"]),
+                        "gated": r["gated"],
+                    }
+                    for r in evaluation.slices.iter_rows(named=True)
+                ]
+            ),
+            "drift": _table(
+                [
+                    {
+                        "feature": r["feature"],
+                        "psi": round(r["psi"], 4),
+                        "test_missing_share": round(r["test_missing_share"], 4),
+                    }
+                    for r in drift.iter_rows(named=True)
+                ]
+            ),
+            "gate": decision.summary(),
             "report": dg.MetadataValue.md(markdown),
             "plots": dg.MetadataValue.md(inline),
-            "report_uri": report_uri,
-            "report_html_uri": html_uri,
+            "report_html": _link(html_uri),
+            "model_card": _link(card_uri),
         }
     )
-    rows = [r for role, m in metrics.items() for r in _long_metrics(role, m)]
-    for sliced in slices.iter_rows(named=True):
-        rows += [
-            {"role": "model", "slice": sliced["slice"], "slice_value": sliced["value"],
-             "metric": k, "value": float(sliced[k])}
-            for k in ("roc_auc", "positive_rate", "rows")
-        ]  # fmt: skip
-    metrics_frame = pl.DataFrame(rows)
-    # Content hash of the numbers only (not where the report files are).
-    hashed = data_hash(metrics_frame)
-    report = metrics_frame.with_columns(
+    report_frame = evaluation.long_frame().with_columns(
+        **{k: pl.lit(v) for k, v in decision_columns(decision).items()}
+    )
+    # Content hash of the numbers and the decision only (not where the files are, nor the
+    # Delta version the rows were read at, which a replay into a fresh lake changes).
+    hashed = data_hash(report_frame)
+    report = report_frame.with_columns(
         pl.lit(report_uri).alias("report_uri"),
+        pl.lit(html_uri).alias("report_html_uri"),
+        pl.lit(card_uri).alias("model_card_uri"),
+        pl.lit(json.dumps(snapshot, sort_keys=True)).alias("test_snapshot_json"),
         pl.lit(row["model_sha256"]).alias("model_sha256"),
         pl.lit(champion.version, dtype=pl.String).alias("champion_version"),
         pl.lit(champion.refused, dtype=pl.String).alias("champion_refused"),
     )
     return LakeOutput(frame=with_bookkeeping(report, key, hashed))
+
+
+def _commit(manifest: dict[str, Any]) -> str:
+    git = manifest.get("code", {}).get("git", {})
+    dirty = " (uncommitted changes)" if git.get("dirty") else ""
+    return f"{git.get('commit', 'unknown')}{dirty}"
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else round(value, 4)
 
 
 def _metric(report: pl.DataFrame, role: str, metric: str) -> float | None:
@@ -217,9 +345,10 @@ def registry_entry(
     lake: LakeResource,
     cache_policy: CachePolicyResource,
 ) -> LakeOutput:
-    """An MLflow model version tagged with its lineage. Fails the gate: tagged `rejected`
-    with the reason, no alias, and the Dagster run tagged. Passes: alias `challenger`, and
-    `champion` too if it is not worse than the current champion (`trainflow.promotion`).
+    """An MLflow model version tagged with its lineage and the gate's decision, which the
+    evaluation took and stored in its report (applied here, never recomputed). Fails the
+    gate: tagged `rejected` with the reasons, no alias, and the Dagster run tagged. Passes:
+    alias `challenger`, and `champion` too if the decision promotes (`trainflow.promotion`).
 
     A cache hit (same model, same evaluation, same gate) registers nothing new."""
     config = experiment.load()
@@ -240,9 +369,8 @@ def registry_entry(
             "baseline; materialize evaluation_report again"
         )
     champion = champion_result(report)
-    decision = decide_promotion(
-        candidate_auc=candidate_auc, baseline_auc=baseline_auc, champion=champion, gate=config.gate
-    )
+    # The decision the evaluation took and showed in its report: one source of truth.
+    decision = decision_from_report(report)
     lineage = json.loads(row["lineage_json"])
     tags = {
         DAGSTER_RUN_ID_TAG: lineage["dagster_run_id"],
@@ -253,6 +381,11 @@ def registry_entry(
         "model_sha256": row["model_sha256"],
         "test_roc_auc": f"{candidate_auc:.6f}",
         "baseline_test_roc_auc": f"{baseline_auc:.6f}",
+        **(
+            {"model_card": str(report["model_card_uri"][0])}
+            if "model_card_uri" in report.columns
+            else {}
+        ),
     }
     name = config.registered_model_name
     registered = register_candidate(

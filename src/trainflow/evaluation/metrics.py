@@ -16,8 +16,11 @@ from sklearn.metrics import (
 )
 
 METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "precision", "recall")
-SLICE_COLUMNS = ("carrier", "origin")
-MIN_SLICE_ROWS = 50
+# Slices: the carrier, the origin airport, a 3-hour bucket of the scheduled departure and
+# the month. Every slice is reported; the gate judges only those with enough rows
+# (`gate.min_slice_rows`), since a small slice's AUC is mostly noise.
+SLICE_COLUMNS = ("carrier", "origin", "sched_hour_bucket", "month")
+HOUR_BUCKET_HOURS = 3
 
 
 def binary_metrics(y_true: np.ndarray, y_score: np.ndarray, threshold: float) -> dict[str, float]:
@@ -36,21 +39,46 @@ def binary_metrics(y_true: np.ndarray, y_score: np.ndarray, threshold: float) ->
     }
 
 
+def slice_keys(frame: pl.DataFrame) -> pl.DataFrame:
+    """The slice columns of the test rows that can be derived from what the frame holds
+    (the hour bucket needs `sched_dep_hour`, the month is read from `day`)."""
+    keys = [pl.col(c).cast(pl.String) for c in ("carrier", "origin") if c in frame.columns]
+    if "sched_dep_hour" in frame.columns:
+        start = (pl.col("sched_dep_hour") // HOUR_BUCKET_HOURS) * HOUR_BUCKET_HOURS
+        keys.append(
+            pl.format(
+                "{}-{}h",
+                start.cast(pl.String).str.zfill(2),
+                (start + HOUR_BUCKET_HOURS - 1).cast(pl.String).str.zfill(2),
+            ).alias("sched_hour_bucket")
+        )
+    if "day" in frame.columns:
+        keys.append(pl.col("day").dt.month().cast(pl.String).str.zfill(2).alias("month"))
+    return frame.select(keys)
+
+
 def slice_metrics(
     frame: pl.DataFrame,
     y_true: np.ndarray,
     y_score: np.ndarray,
     threshold: float,
+    *,
+    min_rows: int,
     columns: Sequence[str] = SLICE_COLUMNS,
 ) -> pl.DataFrame:
-    """Metrics per value of each slice column (slices under MIN_SLICE_ROWS rows are skipped)."""
+    """Metrics per value of each slice column, every slice reported; `gated` is True for
+    those with at least `min_rows` rows, the only ones a slice floor applies to."""
+    keys = slice_keys(frame)
     rows = []
     for column in columns:
-        values = frame[column].to_numpy()
-        for value in sorted(set(values.tolist())):
+        if column not in keys.columns:
+            continue
+        values = keys[column].to_numpy()
+        for value in sorted(set(values.tolist()), key=str):
             mask = values == value
-            if mask.sum() < MIN_SLICE_ROWS:
-                continue
             metrics = binary_metrics(y_true[mask], y_score[mask], threshold)
-            rows.append({"slice": column, "value": str(value), **metrics})
+            rows.append(
+                {"slice": column, "value": str(value), "gated": bool(mask.sum() >= min_rows),
+                 **metrics}
+            )  # fmt: skip
     return pl.DataFrame(rows)

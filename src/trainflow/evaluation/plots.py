@@ -42,3 +42,12 @@ def calibration_plot(y_true: np.ndarray, scores: Mapping[str, np.ndarray]) -> by
     ax.set(xlabel="predicted probability", ylabel="observed delay rate", title="Calibration")
     ax.legend(loc="upper left")
     return _png(fig)
+
+
+def bar_plot(labels: list[str], values: list[float], *, title: str, xlabel: str) -> bytes:
+    """Horizontal bars, first label on top (feature drift, feature importance)."""
+    fig, ax = plt.subplots(figsize=(6, max(3.0, 0.25 * len(labels) + 1)))
+    ax.barh(labels[::-1], values[::-1], color="#4c72b0")
+    ax.set(xlabel=xlabel, title=title)
+    fig.tight_layout()
+    return _png(fig)

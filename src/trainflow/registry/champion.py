@@ -46,6 +46,10 @@ class ChampionComparison:
     first_day: dt.date | None = None  # the first test day after the champion's training
     champion: dict[str, float] = field(default_factory=dict)  # metrics on those rows
     candidate: dict[str, float] = field(default_factory=dict)  # same rows, same metrics
+    # Which test rows those are (a mask over the test rows) and the champion's scores on
+    # them, for the paired bootstrap of the difference (`evaluation.scorecard`).
+    mask: np.ndarray | None = None
+    scores: np.ndarray | None = None
 
     @property
     def status(self) -> str:
@@ -126,10 +130,13 @@ def compare_with_champion(
         )
     rows = test.filter(pl.Series(after))
     y_true = rows[label].to_numpy()
+    scores = scorer.predict(rows)
     return ChampionComparison(
         version=version,
         rows=rows.height,
         first_day=rows["day"].min(),  # type: ignore[arg-type]
-        champion=binary_metrics(y_true, scorer.predict(rows), threshold),
+        champion=binary_metrics(y_true, scores, threshold),
         candidate=binary_metrics(y_true, candidate_scores[after], threshold),
+        mask=after,
+        scores=scores,
     )

@@ -235,6 +235,18 @@ def rollback(
     return Outcome(event, f"{name}@{CHAMPION}: {event.line()}")
 
 
+GATE_VERDICT_TAG, GATE_REASON_TAG_PREFIX = "gate.verdict", "gate.reason."
+
+
+def gate_tags(decision: PromotionDecision) -> dict[str, str]:
+    """The gate's verdict and each of its reasons as its own version tag
+    (`gate.reason.01`, ...), in the order the gate checked them."""
+    tags = {GATE_VERDICT_TAG: decision.verdict}
+    for number, reason in enumerate(decision.reasons, start=1):
+        tags[f"{GATE_REASON_TAG_PREFIX}{number:02d}"] = reason[:MAX_REASON_CHARS]
+    return tags
+
+
 @dataclass(frozen=True)
 class Registration:
     version: ModelVersion
@@ -258,7 +270,8 @@ def register_candidate(
 ) -> Registration:
     """Register a trained model once per cache key and apply the gate's decision, in one
     critical section: aliases (`versions.move_aliases`), the verdict tags (`promotion`,
-    and `rejected` with its reason), and an audit event when it became champion."""
+    `gate.verdict`, one `gate.reason.NN` per reason, and `rejected` with its reason), and
+    an audit event when it became champion."""
     with registry_lock(lock_dir, name):
         version, created = register_once(
             client, name, source=source, run_id=run_id, cache_key=cache_key, tags=tags
@@ -274,7 +287,7 @@ def register_candidate(
         )
         if moved.held_back:
             decision = decision.held_back(moved.held_back)
-        verdict_tags = {"promotion": decision.summary()}
+        verdict_tags = {"promotion": decision.summary(), **gate_tags(decision)}
         if not decision.passed_gate:
             verdict_tags.update(rejected="true", rejected_reason=decision.summary())
         for tag, value in verdict_tags.items():
