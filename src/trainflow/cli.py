@@ -133,7 +133,13 @@ def status(runs: int) -> None:
     if lake.version("evaluation_report") is not None:
         report = lake.read("evaluation_report")
         click.echo(f"report       {report['report_uri'][0]}")
-        click.echo(f"             {report['report_uri'][0].removesuffix('.md')}.html")
+        # Tables written before the HTML and the card had their own columns: the old names.
+        html = (
+            report["report_html_uri"][0]
+            if "report_html_uri" in report.columns
+            else f"{report['report_uri'][0].removesuffix('.md')}.html"
+        )
+        click.echo(f"             {html}")
         if "model_card_uri" in report.columns:
             click.echo(f"model card   {report['model_card_uri'][0]}")
     config = load_config(settings.config_path)

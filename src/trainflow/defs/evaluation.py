@@ -20,7 +20,7 @@ import polars as pl
 from trainflow.cache import cache_key, data_hash, with_bookkeeping
 from trainflow.defs.caching import CachePolicyResource, code_version_of, table_hit
 from trainflow.defs.code_versions import versioned_asset
-from trainflow.defs.io_manager import DeltaInput, LakeOutput
+from trainflow.defs.io_manager import DeltaInput, LakeOutput, stored_object_link
 from trainflow.defs.pods import step_tags
 from trainflow.defs.resources import ExperimentConfigResource, LakeResource, MlflowResource
 from trainflow.defs.retries import IO_RETRY, fail_fast
@@ -46,12 +46,6 @@ from trainflow.registry.champion import compare_with_champion
 from trainflow.registry.operations import register_candidate
 
 REJECTED_RUN_TAG = "trainflow/model_rejected"
-
-
-def _link(uri: str) -> dg.MetadataValue:
-    """An object in the store as the UI should show it: an S3 object as a URL, a local
-    file as a path."""
-    return dg.MetadataValue.url(uri) if uri.startswith("s3://") else dg.MetadataValue.path(uri)
 
 
 def _table(rows: list[dict[str, Any]]) -> dg.MetadataValue:
@@ -274,8 +268,8 @@ def evaluation_report(
             "gate": decision.summary(),
             "report": dg.MetadataValue.md(markdown),
             "plots": dg.MetadataValue.md(inline),
-            "report_html": _link(html_uri),
-            "model_card": _link(card_uri),
+            "report_html": stored_object_link(html_uri),
+            "model_card": stored_object_link(card_uri),
         }
     )
     report_frame = evaluation.long_frame().with_columns(

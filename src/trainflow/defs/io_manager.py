@@ -216,3 +216,9 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
             table_data_version=table_version,
             table_content_hash=table_hash,
         )
+
+
+def stored_object_link(uri: str) -> dg.MetadataValue:
+    """A file trainflow stored (report, model card, manifest) as the UI should show it: an
+    S3 object as a URL, a local file as a path."""
+    return dg.MetadataValue.url(uri) if uri.startswith("s3://") else dg.MetadataValue.path(uri)

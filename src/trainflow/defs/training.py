@@ -21,7 +21,7 @@ from trainflow.defs.caching import (
 )
 from trainflow.defs.code_versions import code_versions_of_job, versioned_asset
 from trainflow.defs.features import DATA_START
-from trainflow.defs.io_manager import DeltaInput, LakeOutput
+from trainflow.defs.io_manager import DeltaInput, LakeOutput, stored_object_link
 from trainflow.defs.pods import step_tags
 from trainflow.defs.resources import (
     ExperimentConfigResource,
@@ -289,7 +289,7 @@ def model(
             "mlflow_run_id": run_id,
             "config_hash": config.config_hash,
             "train_seconds": round(train_seconds, 2),
-            "manifest_uri": dg.MetadataValue.path(manifest_uri),
+            "manifest_uri": stored_object_link(manifest_uri),
             "manifest": dg.MetadataValue.json(manifest),
             **(
                 {
