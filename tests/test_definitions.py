@@ -174,3 +174,16 @@ def test_every_asset_has_a_description_and_a_named_group(graph) -> None:
     for key in graph.get_all_asset_keys():
         if key.path[0] == "raw":
             assert graph.get(key).description.startswith(f"Warehouse table `raw.{key.path[1]}`")
+
+
+def test_landed_tables_are_labelled_with_the_profiles_warehouse(tmp_path) -> None:
+    """DuckDB here; a PostgreSQL warehouse (prod) shows its tables as `postgres`."""
+    from trainflow.definitions import build_definitions
+
+    def kinds(env: dict[str, str]) -> set[str]:
+        defs = build_definitions(Settings.from_env({"TRAINFLOW_HOME": str(tmp_path), **env}))
+        return set(defs.resolve_asset_graph().get(dg.AssetKey(["raw", "flights"])).kinds)
+
+    assert kinds({}) == {"duckdb", "table"}
+    postgres = {"TRAINFLOW_WAREHOUSE_URL": "postgresql://postgres@127.0.0.1:5432/warehouse"}
+    assert kinds(postgres) == {"postgres", "table"}

@@ -31,6 +31,7 @@ from trainflow.defs.resources import (
     mlflow_resource,
 )
 from trainflow.settings import Settings
+from trainflow.warehouse.base import is_postgres_url
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
@@ -124,26 +125,29 @@ def build_executor(settings: Settings) -> dg.ExecutorDefinition:
     return local_executor
 
 
-def _with_wall_clock_freshness(settings: Settings) -> list[dg.AssetsDefinition | dg.AssetSpec]:
-    """prod: Dagster's freshness policies (wall clock) on the daily assets and the model;
-    elsewhere freshness is measured against landed data only (defs/freshness.py)."""
-    if settings.profile != "prod":
+def _assets_for(settings: Settings) -> list[dg.AssetsDefinition | dg.AssetSpec]:
+    """The assets as this profile shows them. A PostgreSQL warehouse labels the landed
+    tables `postgres` (not `duckdb`). prod: Dagster's freshness policies (wall clock) on
+    the daily assets and the model; elsewhere freshness is measured against landed data
+    only (defs/freshness.py)."""
+    postgres = is_postgres_url(settings.warehouse_url)
+    if settings.profile != "prod" and not postgres:
         return ALL_ASSETS
-    return list(
-        dg.map_asset_specs(
-            lambda spec: (
-                dg.apply_freshness_policy(spec, freshness.WALL_CLOCK_POLICIES[spec.key])
-                if spec.key in freshness.WALL_CLOCK_POLICIES
-                else spec
-            ),
-            ALL_ASSETS,
-        )
-    )
+    landed = {spec.key for spec in warehouse.landed_tables}
+
+    def for_profile(spec: dg.AssetSpec) -> dg.AssetSpec:
+        if postgres and spec.key in landed:
+            spec = spec.replace_attributes(kinds={"postgres", "table"})
+        if settings.profile == "prod" and spec.key in freshness.WALL_CLOCK_POLICIES:
+            spec = dg.apply_freshness_policy(spec, freshness.WALL_CLOCK_POLICIES[spec.key])
+        return spec
+
+    return list(dg.map_asset_specs(for_profile, ALL_ASSETS))
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
-        assets=_with_wall_clock_freshness(settings),
+        assets=_assets_for(settings),
         asset_checks=[*ALL_CHECKS, freshness.features_fresh, freshness.champion_fresh],
         resources=build_resources(settings),
         executor=build_executor(settings),

@@ -118,7 +118,7 @@ def training_dataset(
     retry_policy=IO_RETRY,
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="training",
-    kinds={"lightgbm", "mlflow"},
+    kinds={"lightgbm", "pytorch", "mlflow"},  # the family is the config's `model.family`
     op_tags=step_tags("model", stage="training"),
     # The staleness rule reads which days have landed in raw.flights.
     deps=[dg.AssetKey(["raw", "flights"])],

@@ -43,8 +43,9 @@ def _raw_table_descriptions() -> dict[str, str]:
 
 
 def _landed_table(table: str, described: Mapping[str, str]) -> dg.AssetSpec:
-    """A warehouse table `trainflow land` writes: shown in the graph (kind `table`) and
-    named as the table it is, never materialized by Dagster."""
+    """A warehouse table `trainflow land` writes: shown in the graph (kind `table`; DuckDB
+    here, PostgreSQL where definitions.py says so) and named as the table it is, never
+    materialized by Dagster."""
     return dg.AssetSpec(
         key=dg.AssetKey(["raw", table]),
         group_name="warehouse",
