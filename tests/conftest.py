@@ -44,6 +44,24 @@ def thin_history_config(folder: Path) -> Path:
 S3_TEST_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
+def user_environment(home: Path, config: Path = QUICK_CONFIG) -> dict[str, str]:
+    """A user's shell over a fresh trainflow home: the local profile's Dagster instance
+    settings in `home/dagster`, the venv's commands first on PATH, and no TRAINFLOW_,
+    MLFLOW_ or AWS_ variable inherited from the machine (or from CI)."""
+    (home / "dagster").mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster" / "dagster.yaml")
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("TRAINFLOW_", "MLFLOW_", "AWS_"))
+    }
+    env.update(
+        TRAINFLOW_HOME=str(home),
+        DAGSTER_HOME=str(home / "dagster"),
+        TRAINFLOW_CONFIG=str(config),
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+    )
+    return env
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -13,8 +13,6 @@ The CLI door (`dagster asset materialize --partition-range`) is tests/test_pipel
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -22,7 +20,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from tests.conftest import BIN, QUICK_CONFIG, REPO_ROOT
+from tests.conftest import BIN, REPO_ROOT, user_environment
 from tests.dagster_dev import LOCATION, DagsterDev
 from trainflow.defs.automation import DAILY_ASSETS, DBT_DATA_TESTS, DBT_TESTS_TAG
 from trainflow.defs.warehouse import warehouse_models
@@ -65,7 +63,7 @@ query Ticks($selector: SensorSelector!) {
     ... on Sensor {
       sensorState {
         typeSpecificData { ... on SensorData { lastCursor } }
-        ticks(limit: 20) { status runIds skipReason error { message } }
+        ticks(limit: 20) { timestamp status runIds skipReason error { message } }
       }
     }
   }
@@ -82,19 +80,7 @@ def trainflow(args: list[str], env: dict[str, str]) -> str:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    home = tmp_path_factory.mktemp("backfills_home")
-    (home / "dagster").mkdir()
-    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster" / "dagster.yaml")
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("TRAINFLOW_", "MLFLOW_", "AWS_"))
-    }
-    env.update(
-        TRAINFLOW_HOME=str(home),
-        DAGSTER_HOME=str(home / "dagster"),
-        TRAINFLOW_CONFIG=str(QUICK_CONFIG),
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-    )
-    return env
+    return user_environment(tmp_path_factory.mktemp("backfills_home"))
 
 
 @pytest.fixture(scope="module")
@@ -236,10 +222,15 @@ def test_the_sensor_catches_up_then_runs_each_new_day_once(
         state = dagster_dev.graphql(SENSOR_TICKS, {"selector": SENSOR})["sensorOrError"]
         return list(state["sensorState"]["ticks"])
 
-    ticked = len(ticks())
-    later = dagster_dev.wait_for(lambda: ticks() if len(ticks()) > ticked else None, 120, "a tick")
-    assert later[0]["status"] == "SKIPPED" and later[0]["runIds"] == []
-    assert "no new or restated day (4 landed)" in later[0]["skipReason"]
+    def finished_tick_after(timestamp: float) -> dict[str, Any] | None:
+        """The newest tick started after `timestamp`, once it has finished (newest first)."""
+        newer = [t for t in ticks() if t["timestamp"] > timestamp and t["status"] != "STARTED"]
+        return newer[0] if newer else None
+
+    newest = max(t["timestamp"] for t in ticks())
+    later = dagster_dev.wait_for(lambda: finished_tick_after(newest), 120, "a later tick")
+    assert later["status"] == "SKIPPED" and later["runIds"] == [], later
+    assert "no new or restated day (4 landed)" in later["skipReason"]
     assert sensor_runs(2) is not None and len(sensor_runs(2) or []) == 2
     assert len(sensor_runs(2, dbt_tests=True) or []) == 2
     cursor = dagster_dev.graphql(SENSOR_TICKS, {"selector": SENSOR})["sensorOrError"]

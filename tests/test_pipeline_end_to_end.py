@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import shutil
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -21,7 +19,7 @@ import polars as pl
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import BIN, QUICK_CONFIG, REPO_ROOT
+from tests.conftest import QUICK_CONFIG, REPO_ROOT, user_environment
 from trainflow.config import load_config
 from trainflow.definitions import materialize_range
 from trainflow.defs.code_versions import ASSET_CODE
@@ -42,20 +40,7 @@ def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str
 
 @pytest.fixture(scope="module")
 def user_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    home = tmp_path_factory.mktemp("trainflow_home")
-    dagster_home = home / "dagster"
-    dagster_home.mkdir()
-    shutil.copy(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("TRAINFLOW_", "MLFLOW_", "AWS_"))
-    }
-    env.update(
-        TRAINFLOW_HOME=str(home),
-        DAGSTER_HOME=str(dagster_home),
-        TRAINFLOW_CONFIG=str(QUICK_CONFIG),
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-    )
-    return env
+    return user_environment(tmp_path_factory.mktemp("trainflow_home"))
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from tests.conftest import BIN, QUICK_CONFIG, REPO_ROOT
+from tests.conftest import BIN, QUICK_CONFIG, REPO_ROOT, user_environment
 from tests.dagster_dev import DagsterDev
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; never Playwright's own download
@@ -99,18 +98,7 @@ def ui_config(folder: Path) -> Path:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     home = tmp_path_factory.mktemp("ui_home")
-    (home / "dagster").mkdir()
-    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster" / "dagster.yaml")
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("TRAINFLOW_", "MLFLOW_", "AWS_"))
-    }
-    env.update(
-        TRAINFLOW_HOME=str(home),
-        DAGSTER_HOME=str(home / "dagster"),
-        TRAINFLOW_CONFIG=str(ui_config(home)),
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-    )
-    return env
+    return user_environment(home, ui_config(home))
 
 
 @pytest.fixture(scope="module")
