@@ -3,7 +3,8 @@
 `make bench` sets trainflow's wall time against what Dagster costs for a graph of the
 same shape when the steps do no work: the same asset keys, dependencies, daily
 partitions with single-run backfills (the 28-day window mapping included), unpartitioned
-dbt and training steps, blocking checks, the registry's pool, and so the same 9 steps.
+dbt and training steps, blocking checks, the registry's pool, the two freshness checks, and
+so the same 11 steps.
 Bodies return `MaterializeResult` (and passing check results), so no IO manager writes.
 The module imports nothing from trainflow: each step process pays Dagster's imports only.
 `main` checks the shape against `trainflow.definitions` first, so the two cannot drift.
@@ -56,7 +57,8 @@ DBT_TESTS = {
     "flights_enriched": ("not_null_flights_enriched_flight_id",),
 }  # fmt: skip
 CONTRACT_RULES = (
-    "schema", "min_rows_per_day", "max_null_fraction", "allowed_late_arrival", "max_reject_fraction"
+    "schema", "min_rows_per_day", "max_null_fraction", "allowed_late_arrival",
+    "max_reject_fraction", "rows_landed", "volume_vs_reference", "distribution_vs_reference",
 )  # fmt: skip
 TABLE_RULES = ("schema", "min_rows", "max_reject_fraction")
 
@@ -162,11 +164,22 @@ def registry_entry() -> dg.MaterializeResult:
     return dg.MaterializeResult()
 
 
+# The freshness checks: one step each, as in trainflow (defs/freshness.py).
+@dg.asset_check(asset=flight_features, name="fresh_against_landed_days")
+def features_fresh() -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=True)
+
+
+@dg.asset_check(asset=registry_entry, name="champion_fresh_against_landed_days")
+def champion_fresh() -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=True)
+
+
 ALL_ASSETS: list[dg.AssetsDefinition | dg.AssetSpec] = [
     *landed_tables, warehouse_models, raw_snapshot, validated_flights, quarantine_flights,
     flight_features, training_dataset, model, evaluation_report, registry_entry,
 ]  # fmt: skip
-ALL_CHECKS = [reference_table_contracts]
+ALL_CHECKS = [reference_table_contracts, features_fresh, champion_fresh]
 defs = dg.Definitions(assets=ALL_ASSETS, asset_checks=ALL_CHECKS)
 
 # Run config per executor variant; the default is trainflow's local one, a process per step.
