@@ -187,3 +187,12 @@ def test_landed_tables_are_labelled_with_the_profiles_warehouse(tmp_path) -> Non
     assert kinds({}) == {"duckdb", "table"}
     postgres = {"TRAINFLOW_WAREHOUSE_URL": "postgresql://postgres@127.0.0.1:5432/warehouse"}
     assert kinds(postgres) == {"postgres", "table"}
+
+
+def test_the_benchmarks_no_op_graph_has_trainflows_shape() -> None:
+    """`make bench` measures Dagster's floor on a no-op graph of trainflow's shape and
+    refuses to run when they differ: a new step or check must reach both (this drifted
+    once, unseen until the benchmark was run)."""
+    from benchmarks.noop_graph import check_shape
+
+    check_shape()
