@@ -6,6 +6,8 @@ A refactor that silently drops an edge, a partition mapping or a code version fa
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import dagster as dg
 import pytest
@@ -159,6 +161,33 @@ def test_local_steps_fork_from_a_preloaded_server_unless_the_run_chooses() -> No
     chosen = {"multiprocess": {"start_method": {"spawn": {}}}}
     assert _forkserver_unless_chosen(chosen) == chosen
     assert _forkserver_unless_chosen({"in_process": {}}) == {"in_process": {}}
+
+
+FORKSERVER_PROBE = """
+import sys
+from multiprocessing import forkserver
+sys.argv = ["dagster", *sys.argv[1:]]
+from trainflow.definitions import _forkserver_unless_chosen
+_forkserver_unless_chosen({"multiprocess": {}})
+print(forkserver._forkserver._forkserver_pid)
+"""
+
+
+@pytest.mark.parametrize(
+    ("command", "starts"),
+    [(["asset", "materialize"], True), (["api", "execute_run"], True), (["api", "grpc"], False)],
+)
+def test_a_run_process_starts_the_forkserver_when_its_config_resolves(
+    command: list[str], starts: bool
+) -> None:
+    """Its imports then overlap the run's planned events; a code server that only validates
+    a run's config starts none."""
+    done = subprocess.run(
+        [sys.executable, "-c", FORKSERVER_PROBE, *command],
+        capture_output=True, text=True, check=True, timeout=300,
+    )  # fmt: skip
+    started = done.stdout.strip().splitlines()[-1] != "None"
+    assert started == starts, done.stdout + done.stderr
 
 
 def test_every_asset_has_a_description_and_a_named_group(graph) -> None:
