@@ -190,6 +190,51 @@ def test_a_run_process_starts_the_forkserver_when_its_config_resolves(
     assert started == starts, done.stdout + done.stderr
 
 
+LEFT_OUT_OF_LOADING = ("mlflow", "lightgbm", "sklearn", "matplotlib", "torch")
+
+
+def test_loading_the_code_location_leaves_the_step_libraries_to_the_steps() -> None:
+    """The terminal, webserver, daemon and run workers load the definitions without MLflow,
+    LightGBM, scikit-learn or matplotlib; the steps' forkserver preloads all of them."""
+    probe = (
+        "import sys, importlib\n"
+        "import trainflow.definitions as d\n"
+        f"print(sorted(m for m in {LEFT_OUT_OF_LOADING!r} if m in sys.modules))\n"
+        "for name in d.PRELOADED_MODULES: importlib.import_module(name)\n"
+        f"print(sorted(m for m in {LEFT_OUT_OF_LOADING!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=300
+    )
+    loaded, preloaded = done.stdout.strip().splitlines()[-2:]
+    assert loaded == "[]", done.stdout
+    assert preloaded == "['lightgbm', 'matplotlib', 'mlflow', 'sklearn']", done.stdout
+
+
+def test_every_import_inside_an_asset_is_preloaded_for_the_steps() -> None:
+    """An import inside a function of the Dagster layer is left out of loading on purpose;
+    listed in STEP_MODULES, no step pays for it at run time."""
+    import ast
+    from pathlib import Path
+
+    import trainflow.defs
+    from trainflow.definitions import STEP_MODULES
+
+    found = {}
+    for path in Path(trainflow.defs.__file__).parent.glob("*.py"):
+        for function in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(function, ast.FunctionDef):
+                continue
+            for node in ast.walk(function):
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    found[node.module] = path.name
+                elif isinstance(node, ast.Import):
+                    found.update({alias.name: path.name for alias in node.names})
+    assert found, "no import inside a function found: the walk is broken"
+    missing = {module: file for module, file in found.items() if module not in STEP_MODULES}
+    assert not missing, f"imported inside an asset but not preloaded: {missing}"
+
+
 def test_every_asset_has_a_description_and_a_named_group(graph) -> None:
     """What a first-time user reads in the UI: no asset without a description, none in
     Dagster's `default` group; the landed tables say they are warehouse tables."""

@@ -5,6 +5,9 @@ version, aliases) that happen before the IO manager commits their row. Each is k
 step's cache key, so a retry or a re-execution after a kill reuses what the first attempt
 made: report files live under the key, metrics already logged are not logged again, and
 the model version carries the key as a tag (`registry.operations.register_candidate`).
+
+The modules that bring in scikit-learn, matplotlib, LightGBM and MLflow are imported inside
+the assets (`definitions.STEP_MODULES`): loading the code location skips them.
 """
 
 import base64
@@ -24,26 +27,9 @@ from trainflow.defs.io_manager import DeltaInput, LakeOutput, stored_object_link
 from trainflow.defs.pods import step_tags
 from trainflow.defs.resources import ExperimentConfigResource, LakeResource, MlflowResource
 from trainflow.defs.retries import IO_RETRY, fail_fast
-from trainflow.evaluation.model_card import MODEL_CARD_FILE, ModelCardFacts, render_model_card
-from trainflow.evaluation.plots import bar_plot, calibration_plot, roc_plot
-from trainflow.evaluation.report import metric_rows, render_html, render_markdown
-from trainflow.evaluation.scorecard import (
-    BASELINE,
-    CANDIDATE_ON_CHAMPION_ROWS,
-    CHAMPION_ROLE,
-    MODEL,
-    ChampionScores,
-    decision_columns,
-    decision_from_report,
-    evaluate,
-)
 from trainflow.features.flights import LABEL
-from trainflow.models.baseline import fit_calendar_baseline, predict_baseline
-from trainflow.models.families import load_scorer
 from trainflow.promotion import ChampionResult
 from trainflow.registry import DAGSTER_RUN_ID_TAG
-from trainflow.registry.champion import compare_with_champion
-from trainflow.registry.operations import register_candidate
 
 REJECTED_RUN_TAG = "trainflow/model_rejected"
 
@@ -90,6 +76,22 @@ def evaluation_report(
     The cache key leaves out the registry: a hit keeps the report as it was computed,
     against the champion of that time (named in the report); force a run to re-compare.
     """
+    from trainflow.evaluation.model_card import MODEL_CARD_FILE, ModelCardFacts, render_model_card
+    from trainflow.evaluation.plots import bar_plot, calibration_plot, roc_plot
+    from trainflow.evaluation.report import metric_rows, render_html, render_markdown
+    from trainflow.evaluation.scorecard import (
+        BASELINE,
+        CANDIDATE_ON_CHAMPION_ROWS,
+        CHAMPION_ROLE,
+        MODEL,
+        ChampionScores,
+        decision_columns,
+        evaluate,
+    )
+    from trainflow.models.baseline import fit_calendar_baseline, predict_baseline
+    from trainflow.models.families import load_scorer
+    from trainflow.registry.champion import compare_with_champion
+
     config = experiment.load()
     key = cache_key(
         code_version_of(context),
@@ -309,6 +311,8 @@ def _metric(report: pl.DataFrame, role: str, metric: str) -> float | None:
 
 def champion_result(report: pl.DataFrame) -> ChampionResult:
     """What the evaluation found about the champion, read back from its report."""
+    from trainflow.evaluation.scorecard import CANDIDATE_ON_CHAMPION_ROWS, CHAMPION_ROLE
+
     version = report["champion_version"][0] if "champion_version" in report.columns else None
     refused = report["champion_refused"][0] if "champion_refused" in report.columns else None
     return ChampionResult(
@@ -345,6 +349,9 @@ def registry_entry(
     alias `challenger`, and `champion` too if the decision promotes (`trainflow.promotion`).
 
     A cache hit (same model, same evaluation, same gate) registers nothing new."""
+    from trainflow.evaluation.scorecard import decision_from_report
+    from trainflow.registry.operations import register_candidate
+
     config = experiment.load()
     key = cache_key(
         code_version_of(context),

@@ -36,8 +36,6 @@ from trainflow.defs.resources import (
 )
 from trainflow.defs.training import model
 from trainflow.freshness import Freshness
-from trainflow.registry.versions import current_champion
-from trainflow.reproduce import manifest_of_run
 from trainflow.settings import Settings
 from trainflow.warehouse import landing
 from trainflow.warehouse.base import WarehouseUnavailableError
@@ -78,6 +76,10 @@ def champion_freshness(
     mlflow_tracking: MlflowResource,
 ) -> Freshness:
     """The champion's newest test day (from its manifest) against the landed days."""
+    # Imported here: MLflow is left out of the code location's load (definitions.STEP_MODULES).
+    from trainflow.registry.versions import current_champion
+    from trainflow.reproduce import manifest_of_run
+
     name = experiment.load().registered_model_name
     client = mlflow_tracking.client()
     version = current_champion(client, name)

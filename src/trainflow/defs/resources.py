@@ -15,12 +15,11 @@ import shutil
 import urllib.parse
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import mlflow
 import polars as pl
 from dagster_aws.s3 import S3Resource
-from mlflow import MlflowClient
 
 from trainflow.config import ExperimentConfig, load_config
 from trainflow.contracts.contract import Contract, load_contract
@@ -40,6 +39,9 @@ from trainflow.warehouse.base import MODEL_SCHEMA, Warehouse, warehouse_at
 from trainflow.warehouse.dbt_profile import write_profile
 from trainflow.warehouse.dbt_state import dbt_build_key
 from trainflow.warehouse.landing import landed_days
+
+if TYPE_CHECKING:  # MLflow is imported where a step uses it (definitions.STEP_MODULES)
+    from mlflow import MlflowClient
 
 WAREHOUSE_MODEL = f"{MODEL_SCHEMA}.flights_enriched"
 
@@ -223,8 +225,10 @@ class MlflowResource(dg.ConfigurableResource):
     lock_dir: str
 
     def client(self) -> MlflowClient:
+        import mlflow
+
         mlflow.set_tracking_uri(self.tracking_uri)
-        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        return mlflow.MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
     def experiment_id(self, name: str) -> str:
         client = self.client()

@@ -1,5 +1,9 @@
 """Training: the configured dataset windows, then a model of the configured family (LightGBM
-or the MLP) logged to MLflow."""
+or the MLP) logged to MLflow.
+
+The modules that bring in LightGBM, scikit-learn, MLflow and torch are imported inside the
+assets (`definitions.STEP_MODULES`): loading the code location skips them.
+"""
 
 import datetime as dt
 import functools
@@ -12,7 +16,6 @@ import polars as pl
 
 from trainflow.cache import cache_key, window_versions, with_bookkeeping
 from trainflow.config import ExperimentConfig
-from trainflow.datasets import SPLITS, select_splits, train_on_dataset
 from trainflow.defs.caching import (
     CachePolicyResource,
     code_version_of,
@@ -34,11 +37,7 @@ from trainflow.features import catalog
 from trainflow.features.flights import HISTORY_COLUMNS, LABEL, LOOKBACK_DAYS
 from trainflow.lineage import upstream_lineage
 from trainflow.manifest import build_manifest, dumps
-from trainflow.models.families import training_columns
-from trainflow.models.lightgbm_model import TrainedModel, training_params
-from trainflow.models.mlp_model import MLP_LIBRARIES, mlp_seeds
 from trainflow.registry import DAGSTER_RUN_ID_TAG
-from trainflow.registry.runs import log_model_run, model_run_once
 from trainflow.settings import LOCK_FILE, REPO_ROOT, Settings
 
 
@@ -62,6 +61,8 @@ def training_dataset(
     Fails, naming the days, if any configured day has no feature partition. Its cache key
     covers the data version of every feature day in the configured span.
     """
+    from trainflow.datasets import SPLITS, select_splits
+
     config = experiment.load()
     span = config.windows.span.days()
     refuse_mixed_code(
@@ -139,6 +140,12 @@ def model(
     Stored as one row (model text + lineage) in the lake and logged to MLflow. A cache hit
     (same code, same model config, same dataset version) trains nothing and logs nothing.
     """
+    from trainflow.datasets import train_on_dataset
+    from trainflow.models.families import training_columns
+    from trainflow.models.lightgbm_model import TrainedModel
+    from trainflow.models.mlp_model import MLP_LIBRARIES
+    from trainflow.registry.runs import log_model_run, model_run_once
+
     config = experiment.load()
     refuse_if_stale(config, warehouse.newest_landed_day())
     key = cache_key(
@@ -325,6 +332,9 @@ def model(
 
 def _seeds(config: ExperimentConfig) -> dict[str, Any]:
     """Every seed and determinism setting of the configured family, for the manifest."""
+    from trainflow.models.lightgbm_model import training_params
+    from trainflow.models.mlp_model import mlp_seeds
+
     if config.model.family == "mlp":
         return {"seed": config.seed, "mlp": mlp_seeds(config.seed, config.model.num_threads)}
     return {
