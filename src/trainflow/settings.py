@@ -252,20 +252,17 @@ def s3_timeout_options(seconds: int) -> dict[str, str]:
     return {"timeout": f"{seconds}s", "retry_timeout": f"{seconds}s"}
 
 
-def _positive_int(name: str, value: str | None) -> int | None:
+def _positive_int(name: str, value: str | None, unit: str = "") -> int | None:
     if not value:
         return None
     if not value.isdigit() or int(value) == 0:
-        raise SettingsError(f"{name}={value!r} must be a whole number above 0")
+        what = f"a whole number of {unit}" if unit else "a whole number"
+        raise SettingsError(f"{name}={value!r} must be {what} above 0")
     return int(value)
 
 
 def _positive_seconds(name: str, value: str | None) -> int | None:
-    if not value:
-        return None
-    if not value.isdigit() or int(value) == 0:
-        raise SettingsError(f"{name}={value!r} must be a whole number of seconds above 0")
-    return int(value)
+    return _positive_int(name, value, unit="seconds")
 
 
 BUILD_COMMIT_FILE = PACKAGE_DIR / "BUILD_COMMIT"

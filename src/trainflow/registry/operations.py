@@ -192,13 +192,7 @@ def promote(
         current = current_champion(client, name)
         if current == str(target.version):
             return Outcome(None, f"{name} v{current} is already champion: nothing to do")
-        _refuse_if_rejected(target, name, force, reason)
-        client.set_registered_model_alias(name, CHAMPION, str(target.version))
-        event = _record(
-            client, name, action=PROMOTE, from_version=current, to_version=str(target.version),
-            reason=reason or "", forced=force and target.tags.get("rejected") == "true",
-        )  # fmt: skip
-    return Outcome(event, f"{name}@{CHAMPION}: {event.line()}")
+        return _move_champion(client, name, PROMOTE, current, target, reason, force)
 
 
 def rollback(
@@ -226,12 +220,26 @@ def rollback(
         target = model_version(client, name, to)
         if str(target.version) == current:
             return Outcome(None, f"{name} v{current} is already champion: nothing to do")
-        _refuse_if_rejected(target, name, force, reason)
-        client.set_registered_model_alias(name, CHAMPION, str(target.version))
-        event = _record(
-            client, name, action=ROLLBACK, from_version=current, to_version=str(target.version),
-            reason=reason or "", forced=force and target.tags.get("rejected") == "true",
-        )  # fmt: skip
+        return _move_champion(client, name, ROLLBACK, current, target, reason, force)
+
+
+def _move_champion(
+    client: MlflowClient,
+    name: str,
+    action: str,
+    current: str | None,
+    target: ModelVersion,
+    reason: str | None,
+    force: bool,
+) -> Outcome:
+    """Point the champion alias at `target` and record the move (the caller holds the
+    registry lock); a rejected version moves only with `force` and a reason."""
+    _refuse_if_rejected(target, name, force, reason)
+    client.set_registered_model_alias(name, CHAMPION, str(target.version))
+    event = _record(
+        client, name, action=action, from_version=current, to_version=str(target.version),
+        reason=reason or "", forced=force and target.tags.get("rejected") == "true",
+    )  # fmt: skip
     return Outcome(event, f"{name}@{CHAMPION}: {event.line()}")
 
 
