@@ -68,18 +68,22 @@ def sorted_columns(columns: list[pl.Series], key: str) -> pl.DataFrame:
     return pl.DataFrame(out)
 
 
-def train_on_dataset(dataset: pl.DataFrame, config: ExperimentConfig) -> TrainedModel | TrainedMlp:
+def train_on_dataset(
+    dataset: pl.DataFrame | pl.LazyFrame, config: ExperimentConfig
+) -> TrainedModel | TrainedMlp:
     """Train the configured family on a dataset's train split, early-stopping on validation.
 
     The one training entry point: the `model` asset and `trainflow reproduce` both call it,
-    so a reproduction runs exactly the code path of the original.
+    so a reproduction runs exactly the code path of the original. LightGBM reads the
+    splits a column at a time (`to_matrix`): given a lazy scan of the table, the rows are
+    never held as a frame at all.
     """
-    train = dataset.filter(pl.col("split") == "train")
-    validation = dataset.filter(pl.col("split") == "validation")
+    train = dataset.lazy().filter(pl.col("split") == "train")
+    validation = dataset.lazy().filter(pl.col("split") == "validation")
     if config.model.family == "mlp":
         return train_mlp(
-            train,
-            validation,
+            train.collect(),
+            validation.collect(),
             features=config.features,
             label=LABEL,
             params=config.model.mlp_params(),
