@@ -100,7 +100,7 @@ def evaluation_report(
         return LakeOutput(frame=None)
     threshold = config.evaluation.decision_threshold
     # The test split is held; the train split (most of the dataset) stays a lazy scan: the
-    # baseline reads its calendar columns, drift one feature at a time (1.50 -> 1.01 GiB
+    # baseline reads its calendar columns, drift one feature at a time (1.50 -> 0.96 GiB
     # peak at scale 10, docs/benchmarks.md).
     train = training_dataset.lazy.filter(pl.col("split") == "train")
     test = training_dataset.lazy.filter(pl.col("split") == "test").collect()

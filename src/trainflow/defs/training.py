@@ -149,7 +149,7 @@ def model(
     if table_hit(context, cache_policy, lake.lake(), "model", key):
         return LakeOutput(frame=None)
     # Only what training reads: the features, the label and the split, left as a lazy scan:
-    # LightGBM reads it a column at a time into its matrices (2.50 -> 1.25 GiB peak at
+    # LightGBM reads it a column at a time into its matrices (2.50 -> 1.21 GiB peak at
     # scale 10, docs/benchmarks.md); the MLP collects its two splits.
     data = training_dataset.lazy.select(
         *training_columns(config.model.family, config.features), LABEL, "split"
