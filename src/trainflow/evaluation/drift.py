@@ -38,18 +38,26 @@ def population_stability_index(
     return float(((q - p) * np.log(q / p)).sum())
 
 
-def _as_float(frame: pl.DataFrame, column: str) -> np.ndarray:
-    return frame[column].cast(pl.Float64).fill_nan(None).to_numpy().astype(float)
+def _as_float(frame: pl.DataFrame | pl.LazyFrame, column: str) -> np.ndarray:
+    values = frame.lazy().select(column).collect().to_series()
+    return values.cast(pl.Float64).fill_nan(None).to_numpy().astype(float)
 
 
 def feature_drift(
-    reference: pl.DataFrame, current: pl.DataFrame, features: Sequence[str]
+    reference: pl.DataFrame | pl.LazyFrame,
+    current: pl.DataFrame | pl.LazyFrame,
+    features: Sequence[str],
 ) -> pl.DataFrame:
     """PSI per numeric feature of `current` (the test window) against `reference` (the
-    training window), with each side's share of missing values."""
+    training window), with each side's share of missing values.
+
+    Either side may be a lazy scan, read one feature at a time: the training window is
+    most of the dataset, and the evaluation need not hold it as a frame.
+    """
+    columns = reference.lazy().collect_schema()
     rows = []
     for feature in features:
-        if feature not in reference.columns or not reference[feature].dtype.is_numeric():
+        if feature not in columns or not columns[feature].is_numeric():
             continue
         before, after = _as_float(reference, feature), _as_float(current, feature)
         rows.append(

@@ -117,7 +117,7 @@ class Evaluation:
 def evaluate(
     *,
     test: pl.DataFrame,
-    train: pl.DataFrame,
+    train: pl.DataFrame | pl.LazyFrame,
     label: str,
     scores: dict[str, np.ndarray],
     champion: ChampionScores,

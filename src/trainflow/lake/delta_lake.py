@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, write_deltalake
@@ -133,7 +134,7 @@ class DeltaLake:
         if isinstance(frame, Spool) and window is not None and self._same_columns(table, schema):
             self._commit_spool(table, frame, replaced, creating, properties)
             return self._written(table, frame)
-        data = frame.reader() if isinstance(frame, Spool) else frame.to_arrow()
+        data = frame.reader() if isinstance(frame, Spool) else _to_arrow(frame, window)
         if creating:
             write_deltalake(
                 uri,
@@ -363,6 +364,22 @@ class DeltaLake:
         self, table: str, window: DayWindow | None = None, version: int | None = None
     ) -> pl.DataFrame:
         return self.scan(table, window, version).collect()
+
+
+def _to_arrow(frame: pl.DataFrame, window: DayWindow | None) -> pa.Table:
+    """The frame for `write_deltalake`; a whole (unpartitioned) table's strings as Arrow
+    string views, which is how polars holds them, so nothing is copied.
+
+    Why: the default export copies every string into a large_string array, and a whole
+    table's two bookkeeping columns (`cache.with_bookkeeping`) are literals polars keeps as
+    one value: exported, 64 characters on every row, twice. At scale 10 the training set's
+    write took 0.74 GiB above the frame that way, 0.24 GiB as views (measured). The Delta
+    schema, the Parquet types and the rows read back are the same. (Not as a stream of
+    batches: deltalake's writer reordered the rows of a stream, and row order is data here.)
+    """
+    if window is None:
+        return frame.to_arrow(compat_level=pl.CompatLevel.newest())
+    return frame.to_arrow()
 
 
 def _days_predicate(days: list[dt.date], window: DayWindow) -> str:
