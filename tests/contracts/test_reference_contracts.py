@@ -8,11 +8,8 @@ import pytest
 
 from trainflow.contracts.contract import ContractViolation, validate_table
 from trainflow.defs.resources import ContractsResource, WarehouseResource
-from trainflow.defs.warehouse import (
-    REFERENCE_TABLES,
-    check_reference_tables,
-    reference_table_contracts,
-)
+from trainflow.defs.warehouse import reference_table_contracts
+from trainflow.stages.reference_tables import REFERENCE_TABLES, check_reference_tables
 
 CONTRACTS = ContractsResource()
 
@@ -24,7 +21,9 @@ def tables(built_warehouse) -> dict[str, pl.DataFrame]:
 
 
 def test_every_real_reference_table_meets_its_contract(built_warehouse, tables) -> None:
-    outcomes = check_reference_tables(WarehouseResource(url=str(built_warehouse)), CONTRACTS)
+    outcomes = check_reference_tables(
+        WarehouseResource(url=str(built_warehouse)).models(), CONTRACTS.reference_contracts()
+    )
     assert set(outcomes) == {"weather", "planes", "airports", "airlines"}
     for table, report in outcomes.items():
         assert not isinstance(report, ContractViolation), report

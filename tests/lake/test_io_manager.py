@@ -9,10 +9,11 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from trainflow.defs.io_manager import DeltaInput, DeltaLakeIOManager
+from trainflow.defs.io_manager import DeltaLakeIOManager
 from trainflow.defs.partitions import daily_2013, day_window
 from trainflow.defs.resources import LakeResource
 from trainflow.lake.delta_lake import DeltaLake
+from trainflow.lake.tables import DeltaInput
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 

@@ -18,10 +18,10 @@ from tests.conftest import run_dbt_build
 from trainflow.cli import main
 from trainflow.contracts.contract import TableReport, validate_partitions
 from trainflow.defs.resources import ContractsResource, WarehouseResource
-from trainflow.defs.warehouse import check_reference_tables
 from trainflow.lake.delta_lake import DayWindow
 from trainflow.manifest import content_hash
 from trainflow.sources import nycflights13
+from trainflow.stages.reference_tables import check_reference_tables
 from trainflow.warehouse import landing, scale
 from trainflow.warehouse.base import warehouse_at
 
@@ -162,7 +162,9 @@ def test_synthetic_rows_pass_the_data_contracts_with_nothing_quarantined(tmp_pat
     outcome = validate_partitions(frame, contract, DAYS, run_id="test-scale")
     assert outcome.quarantine.height == 0
     assert outcome.valid.height == 3 * REAL_ROWS
-    for table_name, report in check_reference_tables(warehouse, ContractsResource()).items():
+    for table_name, report in check_reference_tables(
+        warehouse.models(), ContractsResource().reference_contracts()
+    ).items():
         assert isinstance(report, TableReport), f"{table_name}: {report}"
         assert report.rejected_rows == 0
     # The plane joins find a synthetic flight's plane exactly where they find the real one's.

@@ -8,8 +8,11 @@ from collections.abc import Mapping
 import dagster as dg
 
 from trainflow.lake.delta_lake import DayWindow
+from trainflow.sources.nycflights13 import FIRST_DAY, LAST_DAY
 
-daily_2013 = dg.DailyPartitionsDefinition(start_date="2013-01-01", end_date="2014-01-01")
+daily_2013 = dg.DailyPartitionsDefinition(
+    start_date=FIRST_DAY.isoformat(), end_date=(LAST_DAY + dt.timedelta(days=1)).isoformat()
+)
 
 
 def day_window(time_window: dg.TimeWindow) -> DayWindow:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-import urllib.parse
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,25 +24,24 @@ from trainflow.config import ExperimentConfig, load_config
 from trainflow.contracts.contract import Contract, load_contract
 from trainflow.lake.delta_lake import DayWindow, DeltaLake
 from trainflow.lake.object_store import ObjectStore
+from trainflow.registry.tracking import MlflowTracking
 from trainflow.settings import (
     DBT_PROJECT_DIR,
     DEFAULT_CHUNK_ROWS,
     MLFLOW_TRACKING_URI_VAR,
     PACKAGED_CONTRACTS_DIR,
     Settings,
-    redact_userinfo,
     s3_timeout_options,
 )
 from trainflow.sources.nycflights13 import TABLES
-from trainflow.warehouse.base import MODEL_SCHEMA, Warehouse, warehouse_at
+from trainflow.stages.reference_tables import REFERENCE_TABLES
+from trainflow.warehouse.base import Warehouse, warehouse_at
 from trainflow.warehouse.dbt_profile import write_profile
 from trainflow.warehouse.dbt_state import dbt_build_key
-from trainflow.warehouse.landing import landed_days
+from trainflow.warehouse.models import WarehouseModels
 
 if TYPE_CHECKING:  # MLflow is imported where a step uses it (definitions.STEP_MODULES)
     from mlflow import MlflowClient
-
-WAREHOUSE_MODEL = f"{MODEL_SCHEMA}.flights_enriched"
 
 
 class ExperimentConfigResource(dg.ConfigurableResource):
@@ -65,6 +63,10 @@ class ContractsResource(dg.ConfigurableResource):
         if not path.exists():
             raise FileNotFoundError(f"no data contract for table {table!r}: {path} is missing")
         return load_contract(path)
+
+    def reference_contracts(self) -> dict[str, Contract]:
+        """The contract of every reference table a flight joins (stages/reference_tables.py)."""
+        return {table: self.load(table) for table in REFERENCE_TABLES}
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -114,39 +116,24 @@ class WarehouseResource(dg.ConfigurableResource):
             [f"raw.{table}" for table in (*TABLES, "landings")],
         )  # fmt: skip
 
+    def models(self) -> WarehouseModels:
+        """The dbt models as the stages read them (trainflow/warehouse/models.py)."""
+        return WarehouseModels(self.connect())
+
     def read_flights(self, window: DayWindow) -> pl.DataFrame:
-        """The dbt model's rows for the window, sorted by flight_id (a stable order)."""
-        return self.connect().read(
-            f"select * from {WAREHOUSE_MODEL} where day between ? and ? order by flight_id",
-            [window.first, window.last],
-        )
+        return self.models().read_flights(window)
 
     def flight_counts(self, window: DayWindow) -> dict[dt.date, int]:
-        """Rows per day of the window in the warehouse (how a step sizes its chunks)."""
-        counts = self.connect().read(
-            f"select day, count(*) as n_rows from {MODEL_SCHEMA}.stg_flights "
-            "where day between ? and ? group by day",
-            [window.first, window.last],
-        )
-        return {day: int(n) for day, n in counts.iter_rows()}
+        return self.models().flight_counts(window)
 
     def landed_rows(self, window: DayWindow) -> dict[dt.date, int]:
-        """Flight rows the landing log records for each day of the window (its latest
-        landing; days whose count predates the log's column are left out)."""
-        landed = self.connect().read(
-            f"select day, landed_rows from {MODEL_SCHEMA}.stg_landings "
-            "where day between ? and ? and landed_rows is not null",
-            [window.first, window.last],
-        )
-        return {day: int(n) for day, n in landed.iter_rows()}
+        return self.models().landed_rows(window)
 
     def read_model(self, model: str) -> pl.DataFrame:
-        """A whole (small) warehouse model, e.g. a reference table such as `stg_planes`."""
-        return self.connect().read(f"select * from {MODEL_SCHEMA}.{model}")
+        return self.models().read_model(model)
 
     def newest_landed_day(self) -> dt.date | None:
-        days = landed_days(self.connect())
-        return days[-1] if days else None
+        return self.models().newest_landed_day()
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -224,35 +211,25 @@ class MlflowResource(dg.ConfigurableResource):
     # Where registrations take their lock (settings.registry_lock_dir).
     lock_dir: str
 
-    def client(self) -> MlflowClient:
-        import mlflow
+    def tracking(self) -> MlflowTracking:
+        """The server as the stages use it (trainflow/registry/tracking.py)."""
+        return MlflowTracking(self.tracking_uri, self.artifact_uri, self.lock_dir)
 
-        mlflow.set_tracking_uri(self.tracking_uri)
-        return mlflow.MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+    def client(self) -> MlflowClient:
+        return self.tracking().client()
 
     def experiment_id(self, name: str) -> str:
-        client = self.client()
-        found = client.get_experiment_by_name(name)
-        if found is not None:
-            return str(found.experiment_id)
-        if self.artifact_uri is None:  # the server's default artifact root
-            return str(client.create_experiment(name))
-        return str(client.create_experiment(name, artifact_location=f"{self.artifact_uri}/{name}"))
+        return self.tracking().experiment_id(name)
 
     @property
     def ui_url(self) -> str | None:
-        """The tracking server's web UI, without credentials; None for a local store."""
-        uri = redact_userinfo(self.tracking_uri).rstrip("/")
-        return uri if uri.startswith(("http://", "https://")) else None
+        return self.tracking().ui_url
 
     def run_url(self, experiment_id: str, run_id: str) -> str | None:
-        """A link to the MLflow run for the Dagster UI (the server's own URL layout)."""
-        return f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}" if self.ui_url else None
+        return self.tracking().run_url(experiment_id, run_id)
 
     def model_version_url(self, name: str, version: str) -> str | None:
-        if self.ui_url is None:
-            return None
-        return f"{self.ui_url}/#/models/{urllib.parse.quote(name, safe='')}/versions/{version}"
+        return self.tracking().model_version_url(name, version)
 
 
 def lake_resource(settings: Settings) -> LakeResource:

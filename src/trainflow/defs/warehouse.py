@@ -18,8 +18,6 @@ from trainflow.contracts.contract import (
     TABLE_EXPECTATIONS,
     TABLE_MIN_ROWS_RULE,
     ContractViolation,
-    TableReport,
-    validate_table,
 )
 from trainflow.defs.caching import CachePolicyResource
 from trainflow.defs.dbt import dbt_cli, dbt_project, ensure_manifest
@@ -28,6 +26,7 @@ from trainflow.defs.pods import step_tags
 from trainflow.defs.resources import ContractsResource, WarehouseResource
 from trainflow.lake.delta_lake import DayWindow
 from trainflow.sources.nycflights13 import TABLES
+from trainflow.stages.reference_tables import REFERENCE_TABLES, check_reference_tables
 from trainflow.warehouse.dbt_state import days_label, dbt_vars, label_covers
 
 
@@ -196,24 +195,6 @@ def _reused(
         )  # fmt: skip
 
 
-# Reference tables with a contract `<name>.yaml`, checked whole as the dbt model stg_<name>.
-REFERENCE_TABLES = ("weather", "planes", "airports", "airlines")
-
-
-def check_reference_tables(
-    warehouse: WarehouseResource, contracts: ContractsResource
-) -> dict[str, TableReport | ContractViolation]:
-    """Each reference table against its contract: the report, or the violation."""
-    outcomes: dict[str, TableReport | ContractViolation] = {}
-    for table in REFERENCE_TABLES:
-        contract = contracts.load(table)
-        try:
-            outcomes[table] = validate_table(warehouse.read_model(f"stg_{table}"), contract)
-        except ContractViolation as violation:
-            outcomes[table] = violation
-    return outcomes
-
-
 TABLE_CHECKS = {
     SCHEMA_RULE: "Every contract column is present with its type.",
     TABLE_MIN_ROWS_RULE: "The table has at least the contract's minimum rows.",
@@ -251,7 +232,8 @@ def reference_table_contracts(
     `raw_snapshot` enforces the same contracts itself before it snapshots any flight.
     """
     selected = context.selected_asset_check_keys
-    for table, outcome in check_reference_tables(warehouse, contracts).items():
+    outcomes = check_reference_tables(warehouse.models(), contracts.reference_contracts())
+    for table, outcome in outcomes.items():
         key = dg.AssetKey(f"stg_{table}")
         if isinstance(outcome, ContractViolation):
             failed = TABLE_EXPECTATIONS.index(outcome.expectation)

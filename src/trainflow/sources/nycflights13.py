@@ -6,6 +6,7 @@ folder is located with importlib without importing the package. Nothing is downl
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.util
 import io
 import zipfile
@@ -14,6 +15,9 @@ from pathlib import Path
 import polars as pl
 
 TABLES = ("flights", "weather", "planes", "airports", "airlines")
+# The data's first and last day: history before FIRST_DAY cannot exist and is never "missing".
+FIRST_DAY = dt.date(2013, 1, 1)
+LAST_DAY = dt.date(2013, 12, 31)
 # Tables that arrive day by day, and the name of the date column landing adds to each.
 DATED_TABLES = {"flights": "flight_date", "weather": "weather_date"}
 
