@@ -16,7 +16,7 @@ from trainflow.cache import (
     stamp_days,
     stamp_first_row,
 )
-from trainflow.contracts.contract import (
+from trainflow.contracts import (
     DISTRIBUTION_RULE,
     LATE_ARRIVAL_RULE,
     MIN_ROWS_RULE,
