@@ -29,7 +29,7 @@ from typing import TypedDict
 import polars as pl
 
 from trainflow.config import load_config
-from trainflow.contracts.contract import load_contract, validate_partitions, validate_table
+from trainflow.contracts import load_contract, validate_partitions, validate_table
 from trainflow.datasets import select_splits, train_on_dataset
 from trainflow.evaluation.metrics import binary_metrics
 from trainflow.features.flights import LABEL, features_for_days

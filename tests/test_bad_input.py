@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 
 from tests.conftest import BIN, thin_history_config
-from trainflow.contracts.contract import load_contract
+from trainflow.contracts import load_contract
 from trainflow.contracts.quarantine import visible
 from trainflow.defs.caching import CachePolicyResource
 from trainflow.defs.features import flight_features

@@ -60,8 +60,8 @@ def test_comments_docstrings_and_formatting_change_nothing(source_copy: Path) ->
     edit(source_copy, FEATURES, '"""Point-in-time flight features', '"""Reworded: features')
     edit(source_copy, FEATURES, "    targets = sorted(set(days))\n",
          "    # a new comment\n    targets = sorted(\n        set(days)\n    )  # trailing\n")  # fmt: skip
-    edit(source_copy, Path("trainflow/defs/features.py"), "    window = day_window(",
-         "    # why: the partition's days\n    window = day_window(")  # fmt: skip
+    edit(source_copy, Path("trainflow/defs/features.py"), "    return compute_features(",
+         "    # why: the stage does the work\n    return compute_features(")  # fmt: skip
     assert versions(source_copy) == before
 
 
@@ -85,11 +85,17 @@ def test_an_edit_deep_in_a_helper_module_counts(source_copy: Path) -> None:
 
 def test_another_asset_in_the_same_module_does_not_count(source_copy: Path) -> None:
     before = versions(source_copy)
-    edit(source_copy, Path("trainflow/defs/ingest.py"), "    contract = contracts.load(\"flights\")",
-         "    contract = contracts.load(\"flights\")\n    assert contract.version > 0")  # fmt: skip
+    edit(source_copy, Path("trainflow/defs/ingest.py"), "    yield from _quarantine_written(",
+         "    assert validation.quarantine_uri\n    yield from _quarantine_written(")  # fmt: skip
     after = versions(source_copy)
     assert after["validated_flights"] != before["validated_flights"]
     assert after["raw_snapshot"] == before["raw_snapshot"]
+    # ... nor does another stage's module, imported beside it.
+    edit(source_copy, Path("trainflow/stages/validation.py"), "    stored = lake.stored_versions(TABLE, window)",
+         "    stored = lake.stored_versions(TABLE, window)\n    assert stored is not None")  # fmt: skip
+    again = versions(source_copy)
+    assert again["validated_flights"] != after["validated_flights"]
+    assert again["raw_snapshot"] == before["raw_snapshot"]
 
 
 def test_library_upgrade_and_human_bump_change_the_version() -> None:

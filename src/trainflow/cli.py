@@ -396,7 +396,7 @@ def reproduce(
 
     from trainflow import reproduce as rep
     from trainflow.config import load_config
-    from trainflow.contracts.contract import load_contract
+    from trainflow.contracts import load_contract
     from trainflow.defs.resources import lake_resource
     from trainflow.lake.delta_lake import DeltaLake
     from trainflow.manifest import git_state

@@ -31,7 +31,7 @@ from mlflow.exceptions import MlflowException
 
 from trainflow.cache import day_content_hashes, without_bookkeeping
 from trainflow.config import ExperimentConfig
-from trainflow.contracts.contract import Contract, ContractViolation, validate_partitions
+from trainflow.contracts import Contract, ContractViolation, validate_partitions
 from trainflow.datasets import select_splits, train_on_dataset
 from trainflow.evaluation.metrics import binary_metrics
 from trainflow.features.flights import LABEL, features_for_days

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from tests.conftest import run_dbt_build
-from trainflow.contracts.contract import (
+from trainflow.contracts import (
     Contract,
     ContractViolation,
     WindowTable,

@@ -6,7 +6,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from trainflow.contracts.contract import ContractViolation, validate_table
+from trainflow.contracts import ContractViolation, validate_table
 from trainflow.defs.resources import ContractsResource, WarehouseResource
 from trainflow.defs.warehouse import reference_table_contracts
 from trainflow.stages.reference_tables import REFERENCE_TABLES, check_reference_tables

@@ -7,7 +7,7 @@ import dagster as dg
 import pytest
 
 from tests.conftest import REPO_ROOT, thin_history_config
-from trainflow.contracts.contract import load_contract
+from trainflow.contracts import load_contract
 from trainflow.defs.caching import CachePolicyResource
 from trainflow.defs.features import flight_features
 from trainflow.defs.ingest import raw_snapshot, validated_flights

@@ -25,7 +25,7 @@ CHAIN = textwrap.dedent(
     from pathlib import Path
 
     from trainflow.config import load_config
-    from trainflow.contracts.contract import load_contract
+    from trainflow.contracts import load_contract
     from trainflow.lake.delta_lake import DayWindow, DeltaLake
     from trainflow.lake.object_store import ObjectStore
     from trainflow.lake.tables import commit_output, read_input

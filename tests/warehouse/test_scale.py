@@ -16,7 +16,7 @@ from polars.testing import assert_frame_equal
 
 from tests.conftest import run_dbt_build
 from trainflow.cli import main
-from trainflow.contracts.contract import TableReport, validate_partitions
+from trainflow.contracts import TableReport, validate_partitions
 from trainflow.defs.resources import ContractsResource, WarehouseResource
 from trainflow.lake.delta_lake import DayWindow
 from trainflow.manifest import content_hash

@@ -21,7 +21,7 @@ import polars as pl
 from dagster_aws.s3 import S3Resource
 
 from trainflow.config import ExperimentConfig, load_config
-from trainflow.contracts.contract import Contract, load_contract
+from trainflow.contracts import Contract, load_contract
 from trainflow.lake.delta_lake import DayWindow, DeltaLake
 from trainflow.lake.object_store import ObjectStore
 from trainflow.registry.tracking import MlflowTracking

@@ -12,7 +12,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, dbt_assets
 
-from trainflow.contracts.contract import (
+from trainflow.contracts import (
     REJECT_RULE,
     SCHEMA_RULE,
     TABLE_EXPECTATIONS,

@@ -6,7 +6,7 @@ asset checks (`defs/warehouse.py`) show the same outcomes in the UI.
 
 from __future__ import annotations
 
-from trainflow.contracts.contract import Contract, ContractViolation, TableReport, validate_table
+from trainflow.contracts import Contract, ContractViolation, TableReport, validate_table
 from trainflow.warehouse.models import WarehouseModels
 
 # Reference tables with a contract `<name>.yaml`, checked whole as the dbt model stg_<name>.

@@ -13,7 +13,7 @@ import time
 import polars as pl
 
 from trainflow.cache import cache_key, split_days, stamp_days
-from trainflow.contracts.contract import ROWS_LANDED_RULE, Contract, ContractViolation
+from trainflow.contracts import ROWS_LANDED_RULE, Contract, ContractViolation
 from trainflow.lake.delta_lake import DayWindow, DeltaLake
 from trainflow.lake.spool import OutputRows, chunk_days
 from trainflow.lake.tables import LakeOutput

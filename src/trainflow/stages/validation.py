@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 
 from trainflow.cache import PROFILE_COLUMN, CachePlan, stamp_days, stamp_first_row
-from trainflow.contracts.contract import (
+from trainflow.contracts import (
     DISTRIBUTION_RULE,
     LATE_ARRIVAL_RULE,
     MIN_ROWS_RULE,
