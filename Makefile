@@ -4,7 +4,6 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export TRAINFLOW_HOME ?= $(CURDIR)/.trainflow
 export DAGSTER_HOME ?= $(TRAINFLOW_HOME)/dagster
-export PYTHONWARNINGS ?= ignore::DeprecationWarning,ignore::UserWarning
 FULL_YEAR := 2013-01-01...2013-12-31
 
 .PHONY: help install install-mlp pipeline land materialize dev status test lint typecheck unit bench bench-cache bench-pods wheel lock clean \
@@ -59,16 +58,19 @@ instance:
 land: install
 	$(BIN)/trainflow land --all
 
+# `dg launch` runs what `dagster asset materialize -m trainflow.definitions --select` runs,
+# without the latter's notice that dg supersedes it (docs/runbook.md).
 materialize: install instance
-	$(BIN)/dagster asset materialize -m trainflow.definitions --select '*' --partition-range $(FULL_YEAR) -c configs/run/terminal.yaml
+	$(BIN)/dg launch --assets '*' --partition-range $(FULL_YEAR) -c configs/run/terminal.yaml
 
 pipeline: land materialize status
 
 status: install
 	@$(BIN)/trainflow status
 
+# workspace.yaml: the location runs on this venv's python, whatever VENV names.
 dev: install instance
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/dg dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks deploy
@@ -102,9 +104,11 @@ bench-pods: install
 wheel: install
 	$(BIN)/python -m trainflow.packaging --out dist
 
+# The dev lock keeps the bootstrap's setuptools (dagster-dg-cli's tools depend on setuptools):
+# one setuptools builds trainflow and stays in the venv.
 lock:
 	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 \
-	  --python-platform x86_64-manylinux_2_28 -o requirements.lock
+	  --python-platform x86_64-manylinux_2_28 -c requirements-bootstrap.in -o requirements.lock
 	uv pip compile pyproject.toml --generate-hashes --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 -c requirements.lock -o requirements-runtime.lock
 	uv pip compile requirements-bootstrap.in --generate-hashes --python-version 3.11 \

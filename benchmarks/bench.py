@@ -123,7 +123,6 @@ def run_sampled(args: list[str], env: dict[str, str]) -> tuple[float, int, int]:
 def home_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TRAINFLOW_", "MLFLOW_"))}
     env.update(TRAINFLOW_HOME=str(home), DAGSTER_HOME=str(home / "dagster"))
-    env.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning,ignore::UserWarning")
     return env
 
 

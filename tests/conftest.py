@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import boto3
 import pytest
 
+from trainflow import quiet_warnings
 from trainflow.settings import DBT_PROJECT_DIR
 from trainflow.warehouse import landing
 from trainflow.warehouse.dbt_profile import DBT_EXECUTABLE, write_profile
@@ -208,6 +209,16 @@ LONGEST_FILES_FIRST = (
     "test_champion.py",
     "test_guides.py",
 )
+
+
+# pytest restores the warning filters after each phase (collecting, each test): trainflow's
+# (installed when it is first imported) go back in for each, as in any trainflow process.
+def pytest_collection(session: pytest.Session) -> None:
+    quiet_warnings.install()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    quiet_warnings.install()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -32,14 +32,19 @@ def post_graphql(url: str, query: str, variables: dict[str, Any]) -> dict[str, A
 
 
 class DagsterDev:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        log: Path,
+        command: tuple[str, ...] = ("dagster", "dev", "-w", "workspace.yaml"),
+    ) -> None:
+        """`command` (a venv command and its arguments; `("dg", "dev")` too) on a free port."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         with log.open("w") as out:
             self.proc = subprocess.Popen(
-                [str(BIN / "dagster"), "dev", "-w", "workspace.yaml",
-                 "-h", "127.0.0.1", "-p", str(self.port)],
+                [str(BIN / command[0]), *command[1:], "-h", "127.0.0.1", "-p", str(self.port)],
                 env=env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip

@@ -175,7 +175,13 @@ print(forkserver._forkserver._forkserver_pid)
 
 @pytest.mark.parametrize(
     ("command", "starts"),
-    [(["asset", "materialize"], True), (["api", "execute_run"], True), (["api", "grpc"], False)],
+    [
+        (["asset", "materialize"], True),
+        (["launch", "--partition", "2013-01-01", "--assets", "*"], True),  # dg launch
+        (["api", "execute_run"], True),
+        (["api", "grpc"], False),
+        (["list", "defs"], False),  # dg list defs
+    ],
 )
 def test_a_run_process_starts_the_forkserver_when_its_config_resolves(
     command: list[str], starts: bool

@@ -114,9 +114,15 @@ STEP_MODULES = [
 PRELOADED_MODULES = ["trainflow.definitions", *STEP_MODULES]
 
 
-# Commands whose own process executes the run: the terminal's, and the run worker a run
+# Commands whose own process executes the run: the terminal's (`dagster asset materialize`,
+# `dg launch`, which runs the same code in its own process), and the run worker a run
 # launcher starts for the UI, sensors and schedules.
-RUN_EXECUTING_COMMANDS = {("asset", "materialize"), ("job", "execute"), ("api", "execute_run")}
+RUN_EXECUTING_COMMANDS: set[tuple[str, ...]] = {
+    ("asset", "materialize"),
+    ("job", "execute"),
+    ("api", "execute_run"),
+    ("launch",),  # with its options in any order
+}
 
 
 def _forkserver_unless_chosen(config: dict[str, Any]) -> dict[str, Any]:
@@ -145,7 +151,7 @@ def start_forkserver_early() -> None:
     """
     if multiprocessing.parent_process() is not None:
         return
-    if tuple(sys.argv[1:3]) not in RUN_EXECUTING_COMMANDS:
+    if not {tuple(sys.argv[1:2]), tuple(sys.argv[1:3])} & RUN_EXECUTING_COMMANDS:
         return
     context = multiprocessing.get_context("forkserver")
     # The list Dagster's multiprocess executor sets: its own module first, then ours.

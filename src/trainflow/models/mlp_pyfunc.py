@@ -29,7 +29,13 @@ class MlpPyfunc(PythonModel):
     def load_context(self, context: Any) -> None:
         self.model = MlpModel.from_text(Path(context.artifacts[MODEL_ARTIFACT_KEY]).read_text())
 
-    # No type hints: MLflow would read them as an input schema it cannot express.
+    # MLflow's own switch (its ChatModel sets it) to leave `predict` unwrapped: without type
+    # hints its wrapper only passes the call through, but defining the class would print a
+    # UserWarning asking for hints from inside MLflow's `simplefilter("once")`, past any
+    # filter, in every process that imports this module. No hints: MLflow would read them as
+    # an input schema it cannot express (a `pd.DataFrame` hint logs a warning per model).
+    _skip_type_hint_validation = True
+
     def predict(self, context, model_input, params=None):
         frame = (
             pl.from_pandas(model_input) if isinstance(model_input, pd.DataFrame) else model_input
