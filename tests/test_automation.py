@@ -30,7 +30,6 @@ from trainflow.defs.automation import (
 from trainflow.defs.resources import WarehouseResource
 from trainflow.lake.delta_lake import DayWindow
 from trainflow.warehouse import landing
-from trainflow.warehouse.base import warehouse_at
 from trainflow.warehouse.changes import (
     ChangeSet,
     DayFingerprint,
@@ -40,6 +39,7 @@ from trainflow.warehouse.changes import (
     dump_fingerprints,
     load_fingerprints,
 )
+from trainflow.warehouse.factory import warehouse_at
 
 D = dt.date
 

@@ -13,7 +13,7 @@ from trainflow.defs.caching import FORCE_TAG
 from trainflow.defs.warehouse import warehouse_models
 from trainflow.settings import Settings
 from trainflow.warehouse import landing
-from trainflow.warehouse.base import warehouse_at
+from trainflow.warehouse.factory import warehouse_at
 
 
 def build(settings: Settings, instance: dg.DagsterInstance, **tags: str) -> dict[str, str]:

@@ -17,8 +17,8 @@ from trainflow.defs.warehouse import warehouse_models
 from trainflow.lake.delta_lake import DayWindow
 from trainflow.settings import Settings
 from trainflow.warehouse import landing
-from trainflow.warehouse.base import warehouse_at
 from trainflow.warehouse.dbt_state import days_label, label_covers
+from trainflow.warehouse.factory import warehouse_at
 
 DAYS = [dt.date(2013, 1, 1) + dt.timedelta(days=i) for i in range(4)]
 DBT_TESTS = {

@@ -30,7 +30,7 @@ from trainflow.defs.warehouse import warehouse_models
 from trainflow.lake.delta_lake import DayWindow, DeltaLake
 from trainflow.settings import Settings
 from trainflow.warehouse import landing
-from trainflow.warehouse.base import warehouse_at
+from trainflow.warehouse.factory import warehouse_at
 
 JAN_2_4 = DayWindow(dt.date(2013, 1, 2), dt.date(2013, 1, 4))
 # The forwarder to stop once dbt has built the models (set by the test).

@@ -40,7 +40,7 @@ CHAIN = textwrap.dedent(
     from trainflow.stages.step import Step
     from trainflow.stages.training import train_model
     from trainflow.stages.validation import QUARANTINE_TABLE, validate_flights
-    from trainflow.warehouse.base import warehouse_at
+    from trainflow.warehouse.factory import warehouse_at
     from trainflow.warehouse.models import WarehouseModels
 
     warehouse_path, home, config_path, out = (Path(a) for a in sys.argv[1:5])

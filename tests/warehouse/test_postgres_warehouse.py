@@ -21,7 +21,8 @@ from trainflow.lake.delta_lake import DayWindow
 from trainflow.settings import Settings, SettingsError
 from trainflow.sources import nycflights13
 from trainflow.warehouse import landing
-from trainflow.warehouse.base import WarehouseUnavailableError, warehouse_at
+from trainflow.warehouse.base import WarehouseUnavailableError
+from trainflow.warehouse.factory import warehouse_at
 
 JAN_3_TO_9 = [dt.date(2013, 1, d) for d in range(3, 10)]
 

@@ -23,7 +23,7 @@ from trainflow.manifest import content_hash
 from trainflow.sources import nycflights13
 from trainflow.stages.reference_tables import check_reference_tables
 from trainflow.warehouse import landing, scale
-from trainflow.warehouse.base import warehouse_at
+from trainflow.warehouse.factory import warehouse_at
 
 DAYS = [dt.date(2013, 1, 2), dt.date(2013, 1, 3)]
 REAL_ROWS = 943 + 914  # flights on Jan 2 and 3, 2013 in the shipped data

@@ -35,9 +35,10 @@ from trainflow.settings import (
 )
 from trainflow.sources.nycflights13 import TABLES
 from trainflow.stages.reference_tables import REFERENCE_TABLES
-from trainflow.warehouse.base import Warehouse, warehouse_at
+from trainflow.warehouse.base import Warehouse
 from trainflow.warehouse.dbt_profile import write_profile
 from trainflow.warehouse.dbt_state import dbt_build_key
+from trainflow.warehouse.factory import warehouse_at
 from trainflow.warehouse.models import WarehouseModels
 
 if TYPE_CHECKING:  # MLflow is imported where a step uses it (definitions.STEP_MODULES)

@@ -2,8 +2,8 @@
 
 Landing, the reads of `raw_snapshot` and the reference-table contracts, and dbt's profile go
 through this small interface, so no asset knows which warehouse it talks to. One module per
-kind implements it (`duckdb_warehouse.py`, `postgres_warehouse.py`); `warehouse_at` picks by
-the location's form. SQL passed to `read` and `execute` uses `?` placeholders and the subset of
+kind implements it (`duckdb_warehouse.py`, `postgres_warehouse.py`); `factory.warehouse_at`
+picks by the location's form. SQL passed to `read` and `execute` uses `?` placeholders and the subset of
 SQL both dialects share.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Any, Protocol
 
 import polars as pl
@@ -82,15 +81,3 @@ def table_exists(tx: WarehouseWriter, schema: str, table: str) -> bool:
 
 def is_postgres_url(location: str) -> bool:
     return location.startswith(POSTGRES_SCHEMES)
-
-
-def warehouse_at(location: str | Path) -> Warehouse:
-    """The warehouse at a location: a PostgreSQL URL, or a DuckDB file path."""
-    text = str(location)
-    if is_postgres_url(text):
-        from trainflow.warehouse.postgres_warehouse import PostgresWarehouse
-
-        return PostgresWarehouse(text)
-    from trainflow.warehouse.duckdb_warehouse import DuckDBWarehouse
-
-    return DuckDBWarehouse(Path(text))

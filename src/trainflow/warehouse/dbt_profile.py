@@ -16,7 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from trainflow.warehouse.base import Warehouse, warehouse_at
+from trainflow.warehouse.base import Warehouse
+from trainflow.warehouse.factory import warehouse_at
 
 # The dbt executable of this interpreter's environment, so nothing depends on PATH.
 DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")

