@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 export TRAINFLOW_HOME ?= $(CURDIR)/.trainflow
 export DAGSTER_HOME ?= $(TRAINFLOW_HOME)/dagster
 FULL_YEAR := 2013-01-01...2013-12-31
+DEV_PORT ?= 3000
 
 .PHONY: help install install-mlp pipeline land materialize dev status test lint typecheck unit bench bench-cache bench-pods wheel lock clean \
 	image image-base image-test image-ci
@@ -70,7 +71,7 @@ status: install
 
 # workspace.yaml: the location runs on this venv's python, whatever VENV names.
 dev: install instance
-	$(BIN)/dg dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/dg dev -w workspace.yaml -h 127.0.0.1 -p $(DEV_PORT)
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks deploy

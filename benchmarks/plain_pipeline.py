@@ -134,6 +134,9 @@ def flights_enriched(
         tolerance=WEATHER_MAX_AGE,
         allow_exact_matches=False,
         coalesce=False,
+        # Both sides are sorted on the key as a whole, so within each origin too; polars
+        # cannot check sortedness per `by` group and would warn that it did not.
+        check_sortedness=False,
     )
     plane = planes.select(
         "tailnum",

@@ -197,6 +197,7 @@ def warehouse_copy(built_warehouse: Path, tmp_path: Path) -> Path:
 # hands whole files to 2 workers in collection order, and a long file collected last would
 # run alone at the end while the other worker idles.
 LONGEST_FILES_FIRST = (
+    "test_docs_run.py",  # every local block of the docs, the full year first
     "test_reproduce.py",
     "test_promote_rollback.py",
     "test_backfills.py",
@@ -208,6 +209,8 @@ LONGEST_FILES_FIRST = (
     "test_cache.py",
     "test_champion.py",
     "test_guides.py",
+    "test_docs_prod.py",
+    "test_daemon.py",
 )
 
 

@@ -26,7 +26,7 @@ from tests.test_cache import copy_of_the_code, run_code_in
 from trainflow.lake.delta_lake import DeltaLake
 from trainflow.settings import Settings
 
-STEP = re.compile(r"<!-- (file|edit|run)(?:: (\S+))? -->\n```\w*\n(.*?)```", re.S)
+STEP = re.compile(r"<!-- (file|edit|run)(?:: (\S+))? -->\n```[^\n]*\n(.*?)```", re.S)
 
 
 @dataclass(frozen=True)

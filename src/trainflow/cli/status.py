@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import click
 
+from trainflow.cli.group import LAKE_TABLES, main
 from trainflow.settings import SOURCE_CHECKOUT, Settings
 from trainflow.warehouse import landing
 from trainflow.warehouse.base import WarehouseUnavailableError
-
-if TYPE_CHECKING:
-    pass
-
-from trainflow.cli.group import LAKE_TABLES, main
 
 
 @main.command()
@@ -96,11 +90,19 @@ def _print_slis(settings: Settings, runs: int) -> None:
         return
     import dagster as dg
 
+    from trainflow.definitions import defs
+    from trainflow.defs.instigators import instigator_lines, served_locations
     from trainflow.defs.observability import recent_runs
+    from trainflow.settings import REPO_ROOT
     from trainflow.slis import summarise
 
+    workspace = REPO_ROOT / "workspace.yaml" if REPO_ROOT else None
     with dg.DagsterInstance.get() as instance:
         facts = recent_runs(instance, runs)
+        instigators = instigator_lines(instance, defs, served_locations(workspace))
+    click.echo("automation   sensors and schedules (start: docs/automation.md)")
+    for instigator in instigators:
+        click.echo(f"  {instigator.describe()}")
     click.echo(
         f"SLIs         over the last {len(facts)} finished run(s) in {settings.dagster_home}"
     )
