@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from trainflow.credentials import DAGSTER_INSTANCE, refused_login
 from trainflow.settings import SOURCE_CHECKOUT, Settings
 from trainflow.warehouse import landing
 from trainflow.warehouse.base import WarehouseUnavailableError
@@ -99,8 +100,14 @@ def _print_slis(settings: Settings, runs: int) -> None:
     from trainflow.defs.observability import recent_runs
     from trainflow.slis import summarise
 
-    with dg.DagsterInstance.get() as instance:
-        facts = recent_runs(instance, runs)
+    try:
+        with dg.DagsterInstance.get() as instance:
+            facts = recent_runs(instance, runs)
+    except Exception as exc:  # prod: the instance's PostgreSQL may refuse its login
+        refused = refused_login(exc, postgres=DAGSTER_INSTANCE)
+        if refused is None:
+            raise
+        raise refused from exc
     click.echo(
         f"SLIs         over the last {len(facts)} finished run(s) in {settings.dagster_home}"
     )
