@@ -59,6 +59,7 @@ from trainflow.warehouse.base import WarehouseUnavailableError
 RIGHT_PASSWORD = "the-right-password"
 WRONG_PASSWORD = "a-wrong-password"
 ADMIN_PASSWORD = "the-admin-password"
+WRONG_KEY_ID = "not-a-key-id"
 WAREHOUSE_USER = "warehouse"
 
 
@@ -355,9 +356,9 @@ def test_s3_refusing_a_key_is_a_credentials_error_for_deltalake_and_boto3(
     right.write("t", pl.DataFrame({"x": [1, 2]}), None)
     assert right.version("t") == 0  # the key moto made works
 
-    wrong_key = DeltaLake(right.root, keyed_s3.options(key_id="AKIAWRONGKEY0000"))
+    wrong_key = DeltaLake(right.root, keyed_s3.options(key_id=WRONG_KEY_ID))
     wrong_secret = DeltaLake(right.root, keyed_s3.options(secret=WRONG_PASSWORD))
-    store = ObjectStore(right.root, lambda: _boto(keyed_s3, key_id="AKIAWRONGKEY0000"))
+    store = ObjectStore(right.root, lambda: _boto(keyed_s3, key_id=WRONG_KEY_ID))
     cases = {
         "InvalidAccessKeyId (403 Forbidden)": lambda: wrong_key.version("t"),
         "SignatureDoesNotMatch (403 Forbidden)": lambda: wrong_secret.version("t"),
@@ -380,7 +381,7 @@ def test_a_step_reading_s3_with_a_wrong_key_fails_at_once(
 ) -> None:
     """validated_flights loads its input through the IO manager: S3's 403 fails the step on
     the first attempt, naming the variables, and moto got one refused request for it."""
-    for key, value in keyed_s3.options(key_id="AKIAWRONGKEY0000").items():
+    for key, value in keyed_s3.options(key_id=WRONG_KEY_ID).items():
         monkeypatch.setenv(key, value)
     settings = Settings.from_env(
         {
@@ -519,6 +520,29 @@ def test_mlflow_refusing_a_login_is_a_credentials_error_asked_once(
         assert "MLFLOW_TRACKING_TOKEN" in text
         assert WRONG_PASSWORD not in text and RIGHT_PASSWORD not in text
         assert not is_transient(caught.value)
+
+
+def test_mlflow_s_artifact_proxy_refusing_a_login_is_a_credentials_error(
+    refusing_mlflow: RefusingMlflow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tracking server's `mlflow-artifacts:/` proxy answers with requests' HTTPError, not
+    an MlflowException: recognised by MLflow's path in the URL."""
+    from mlflow.store.artifact.http_artifact_repo import HttpArtifactRepository
+
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", MLFLOW_USER)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", WRONG_PASSWORD)
+    report = tmp_path / "report.md"
+    report.write_text("# report\n")
+    repo = HttpArtifactRepository(f"{refusing_mlflow.uri}/api/2.0/mlflow-artifacts/artifacts/1/r")
+    refusing_mlflow.requests.clear()
+    with pytest.raises(Exception) as caught:
+        repo.log_artifact(str(report))
+    assert type(caught.value).__name__ == "HTTPError"
+    assert len(refusing_mlflow.requests) == 1
+    refused = refused_login(caught.value)
+    assert refused is not None and refused.service == MLFLOW
+    assert "401 Client Error: Unauthorized" in str(refused)
+    assert not is_transient(caught.value)
 
 
 @dg.asset(retry_policy=IO_RETRY, config_schema={"tracking_uri": str})
