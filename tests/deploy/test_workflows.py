@@ -78,3 +78,13 @@ def test_ci_installs_chromium_and_keeps_the_ui_screenshots() -> None:
     assert "apt-get install -y -qq chromium" in ci_run
     folder = upload[0]["with"]["path"].rstrip("/")
     assert f'TRAINFLOW_UI_SCREENSHOTS="${{TRAINFLOW_UI_SCREENSHOTS:-$PWD/{folder}}}"' in ci_run
+
+
+def test_ci_installs_the_postgresql_server_the_credentials_tests_start() -> None:
+    """tests/test_credentials.py starts a PostgreSQL server that checks passwords (the
+    service container trusts every login): `.ci/run` installs Debian's server programs
+    without letting the package create and start a cluster of its own."""
+    ci_run = (REPO_ROOT / ".ci" / "run").read_text()
+    assert "ls /usr/lib/postgresql/*/bin/initdb" in ci_run  # where the test looks first
+    assert "create_main_cluster = false" in ci_run
+    assert "apt-get install -y -qq postgresql" in ci_run

@@ -39,6 +39,7 @@ def _registry_errors() -> Iterator[None]:
     """Refusals and registry errors as a message and exit status 1, without a traceback."""
     from mlflow.exceptions import MlflowException
 
+    from trainflow.credentials import refused_login
     from trainflow.registry import RegistryError
     from trainflow.settings import redact_userinfo
 
@@ -47,6 +48,9 @@ def _registry_errors() -> Iterator[None]:
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from exc
     except MlflowException as exc:
+        refused = refused_login(exc)
+        if refused is not None:
+            raise click.ClickException(str(refused)) from exc
         raise click.ClickException(f"MLflow registry: {redact_userinfo(exc.message)}") from exc
 
 

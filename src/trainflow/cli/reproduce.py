@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from trainflow.credentials import refused_login
 from trainflow.settings import Settings
 
 if TYPE_CHECKING:
@@ -167,7 +168,8 @@ def reproduce(
             else None,
         )
     except rep.ReproduceError as exc:
-        raise click.ClickException(str(exc)) from exc
+        # "no model version 'v3'" raised from MLflow's 401 is a refused login, not a typo.
+        raise click.ClickException(str(refused_login(exc) or exc)) from exc
     for line in comparison.lines:
         click.echo(line)
     if not comparison.matches:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from trainflow.cli.group import LAKE_TABLES, main
+from trainflow.credentials import DAGSTER_INSTANCE, refused_login
 from trainflow.settings import SOURCE_CHECKOUT, Settings
 from trainflow.warehouse import landing
 from trainflow.warehouse.base import WarehouseUnavailableError
@@ -97,9 +98,15 @@ def _print_slis(settings: Settings, runs: int) -> None:
     from trainflow.slis import summarise
 
     workspace = REPO_ROOT / "workspace.yaml" if REPO_ROOT else None
-    with dg.DagsterInstance.get() as instance:
-        facts = recent_runs(instance, runs)
-        instigators = instigator_lines(instance, defs, served_locations(workspace))
+    try:
+        with dg.DagsterInstance.get() as instance:
+            facts = recent_runs(instance, runs)
+            instigators = instigator_lines(instance, defs, served_locations(workspace))
+    except Exception as exc:  # prod: the instance's PostgreSQL may refuse its login
+        refused = refused_login(exc, postgres=DAGSTER_INSTANCE)
+        if refused is None:
+            raise
+        raise refused from exc
     click.echo("automation   sensors and schedules (start: docs/automation.md)")
     for instigator in instigators:
         click.echo(f"  {instigator.describe()}")

@@ -10,17 +10,22 @@ of exceptions (`raise ... from ...`), and lets only transient ones reach the ret
 - failed at once, with the original message: a missing input ("materialize it first"), a
   schema mismatch, a contract violation, a config error, a refused request (4xx, a missing
   registry entry) and programming errors (assertions, type and key errors, ...). They
-  would fail the same way again, and three retries (16 to 28 s) would only hide the cause.
+  would fail the same way again, and three retries (16 to 28 s) would only hide the cause;
+- failed at once, saying so: a refused login (the warehouse's password, S3's keys, MLflow's
+  user or token; `trainflow.credentials`), even where the driver calls it an operational
+  error. The message names the service and the variables to check.
 An error nobody listed is deterministic by default: a retry has to be earned.
 """
 
 import errno
 import functools
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import dagster as dg
+
+from trainflow.credentials import causes, refused_login
 
 # 3 retries, after (2^n - 1) * 2 s +/- 2 s: about 2, 6 and 14 s, 16 to 28 s in all (Dagster's
 # exponential backoff). Rides out an object store or warehouse restart of about 20 seconds;
@@ -71,16 +76,6 @@ _TRANSIENT_HTTP_CODES = {
 _TRANSIENT_MLFLOW_CODES = {"TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"}
 
 
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """The exception and everything it was raised from, outermost first."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
 def _is_transient_one(exc: BaseException) -> bool:
     name = type(exc).__name__
     module = type(exc).__module__ or ""
@@ -119,8 +114,12 @@ def _is_transient_one(exc: BaseException) -> bool:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether waiting and trying again can make this failure go away."""
-    return any(_is_transient_one(cause) for cause in _causes(exc))
+    """Whether waiting and trying again can make this failure go away. A refused login
+    never does, whatever the driver calls it (psycopg2's OperationalError, deltalake's
+    OSError)."""
+    if refused_login(exc) is not None:
+        return False
+    return any(_is_transient_one(cause) for cause in causes(exc))
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -128,7 +127,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _deterministic(exc: Exception) -> dg.Failure:
     """trainflow's own errors already name partition, column and rule; a library's error
-    gets its class name, which says what kind of failure it is (SchemaMismatchError, ...)."""
+    gets its class name, which says what kind of failure it is (SchemaMismatchError, ...).
+    A refused login says so, naming the service and the variables to check."""
+    refused = refused_login(exc)
+    if refused is not None:
+        return dg.Failure(description=str(refused), allow_retries=False)
     own = type(exc).__module__.startswith("trainflow")
     message = str(exc) if own else f"{type(exc).__name__}: {exc}"
     return dg.Failure(description=message, allow_retries=False)

@@ -23,7 +23,8 @@ MODEL_SCHEMA = "main"
 
 class WarehouseUnavailableError(ConnectionError):
     """The warehouse cannot be reached (server down, database gone, network): transient for
-    the retry policy; the message names the warehouse (never its password)."""
+    the retry policy; the message names the warehouse (never its password). A refused
+    login is `credentials.CredentialsRefusedError` instead: no retry heals it."""
 
 
 class WarehouseWriter(Protocol):
@@ -56,7 +57,8 @@ class Warehouse(Protocol):
 
     def is_initialised(self) -> bool:
         """Whether anything was ever landed here (a DuckDB file exists, a database has the
-        `raw` schema); raises WarehouseUnavailableError when it cannot be asked."""
+        `raw` schema); raises WarehouseUnavailableError when it cannot be asked,
+        CredentialsRefusedError when it refuses the login."""
         ...
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> pl.DataFrame: ...

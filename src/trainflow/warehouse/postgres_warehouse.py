@@ -19,6 +19,12 @@ import polars as pl
 import psycopg2
 import psycopg2.extensions
 
+from trainflow.credentials import (
+    WAREHOUSE,
+    CredentialsRefusedError,
+    postgres_login_refused,
+    postgres_reason,
+)
 from trainflow.warehouse.base import MODEL_SCHEMA, WarehouseUnavailableError
 
 # Seconds to wait for a connection: a server that stops answering fails the step (and
@@ -135,6 +141,10 @@ class PostgresWarehouse:
         try:
             return psycopg2.connect(application_name="trainflow", **parts)
         except psycopg2.OperationalError as exc:
+            if postgres_login_refused(exc):  # a wrong password is no outage: never retried
+                raise CredentialsRefusedError(
+                    WAREHOUSE, postgres_reason(exc), where=self.describe()
+                ) from exc
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise WarehouseUnavailableError(
                 f"warehouse {self.describe()} is unreachable: {reason}"
