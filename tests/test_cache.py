@@ -54,9 +54,11 @@ def run_graph(
     assets: list = LAKE_ASSETS,
     tags: dict[str, str] | None = None,
     raise_on_error: bool = True,
+    instance: dg.DagsterInstance | None = None,
 ) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         assets,
+        instance=instance,
         resources=build_resources(settings),
         tags={
             "dagster/asset_partition_range_start": days[0],

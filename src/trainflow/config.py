@@ -64,6 +64,30 @@ class Windows(_Strict):
         return DateWindow(start=self.train.start, end=self.test.end)
 
 
+class RollingWindows(_Strict):
+    """Window lengths in days that end at a run's as-of day: the test window ends on it, the
+    validation window before it and the train window before that, `gap_days` apart. The
+    as-of day is resolved once per run from the data (`trainflow.as_of`), never the clock,
+    and the resolved dates are what every output, cache key and manifest records."""
+
+    train_days: int = Field(ge=1)
+    validation_days: int = Field(ge=1)
+    test_days: int = Field(ge=1)
+    gap_days: int = Field(default=0, ge=0)
+
+    def at(self, as_of: dt.date) -> Windows:
+        """The dated windows of a run whose as-of day is `as_of`."""
+
+        def ending(end: dt.date, days: int) -> DateWindow:
+            return DateWindow(start=end - dt.timedelta(days=days - 1), end=end)
+
+        gap = dt.timedelta(days=self.gap_days + 1)
+        test = ending(as_of, self.test_days)
+        validation = ending(test.start - gap, self.validation_days)
+        train = ending(validation.start - gap, self.train_days)
+        return Windows(train=train, validation=validation, test=test)
+
+
 MODEL_FAMILIES = ("lightgbm", "mlp")
 
 
@@ -139,7 +163,8 @@ class ExperimentConfig(_Strict):
     name: str
     registered_model_name: str
     seed: int
-    windows: Windows
+    # Dates, or lengths that move with the data (resolved per run by `at`).
+    windows: Windows | RollingWindows
     features: list[str]
     model: ModelConfig
     evaluation: EvaluationConfig = EvaluationConfig()
@@ -156,6 +181,27 @@ class ExperimentConfig(_Strict):
         unknown = sorted(set(self.gate.drift_exempt_features) - set(self.features))
         if unknown:
             raise ValueError(f"gate.drift_exempt_features names no feature: {', '.join(unknown)}")
+        return self
+
+    @property
+    def is_rolling(self) -> bool:
+        return isinstance(self.windows, RollingWindows)
+
+    @property
+    def dated_windows(self) -> Windows:
+        """The windows as dates; a rolling config must be resolved with `at` first."""
+        if isinstance(self.windows, RollingWindows):
+            raise ConfigError(
+                f"experiment {self.name}: rolling windows have no dates until a run's as-of "
+                "day resolves them (ExperimentConfig.at)"
+            )
+        return self.windows
+
+    def at(self, as_of: dt.date) -> ExperimentConfig:
+        """This config as a run with as-of day `as_of` trains it: a rolling config's windows
+        become dates; a dated config is returned unchanged (its as-of day plays no part)."""
+        if isinstance(self.windows, RollingWindows):
+            return self.model_copy(update={"windows": self.windows.at(as_of)})
         return self
 
     @property

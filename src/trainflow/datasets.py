@@ -25,7 +25,7 @@ def select_splits(features: pl.DataFrame | pl.LazyFrame, config: ExperimentConfi
     unknown = sorted(set(config.features) - set(ALL_FEATURES))
     if unknown:
         raise DatasetError(f"config {config.name}: unknown feature(s) {', '.join(unknown)}")
-    windows = config.windows
+    windows = config.dated_windows
     split = (
         pl.when(pl.col("day").is_between(windows.train.start, windows.train.end))
         .then(pl.lit("train"))

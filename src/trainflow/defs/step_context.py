@@ -63,6 +63,8 @@ def step_of(
         job_name=context.job_name,
         upstream_code_versions=dict(versions),
         code_versions=versions,
+        # The tags the run was launched with (a run may name its as-of day: trainflow.as_of).
+        run_tags=dict(context.run.tags),
         context=context,
         output_name=output_name,
     )

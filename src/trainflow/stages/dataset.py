@@ -9,6 +9,7 @@ from typing import Any
 
 import polars as pl
 
+from trainflow.as_of import AS_OF_TAG, resolve_as_of
 from trainflow.cache import cache_key, window_versions, with_bookkeeping
 from trainflow.config import ExperimentConfig
 from trainflow.features import catalog
@@ -20,6 +21,8 @@ from trainflow.stages.step import Json, Step, refuse_mixed_code, table_hit
 TABLE = "training_dataset"
 # The Delta commit property that carries the dataset's lineage (what the model reads back).
 LINEAGE_KEY = "trainflow.lineage"
+# In that lineage, for a rolling config: the as-of day the windows end at.
+AS_OF_KEY = "as_of"
 
 
 def build_training_dataset(
@@ -27,16 +30,37 @@ def build_training_dataset(
 ) -> LakeOutput:
     """The configured splits of the feature days, or the stored table reused (cache hit).
 
-    Fails, naming the days, if any configured day has no feature partition. Its cache key
-    covers the data version of every feature day in the configured span.
+    A rolling config's windows end at the run's as-of day (`trainflow.as_of`), resolved here
+    once per run and recorded as a run tag, in the output's metadata and in the lineage the
+    model and the report read back. Fails, naming the days, if any configured day has no
+    feature partition. Its cache key covers the dated windows and the data version of every
+    feature day in them.
     """
     from trainflow.datasets import SPLITS, select_splits
 
-    span = config.windows.span.days()
+    pinned: dict[str, Any] = {}
+    if config.is_rolling:
+        named = step.run_tags.get(AS_OF_TAG)
+        as_of = resolve_as_of(named, flight_features.day_versions)
+        config = config.at(as_of)
+        pinned = {AS_OF_KEY: as_of.isoformat()}
+        w = config.dated_windows
+        source = "named by the run" if named else "the newest feature day"
+        step.info(
+            f"training_dataset: as-of day {as_of} ({source}): train {w.train.start}.."
+            f"{w.train.end}, validation {w.validation.start}..{w.validation.end}, "
+            f"test {w.test.start}..{w.test.end}"
+        )
+        step.tag_run({AS_OF_TAG: as_of.isoformat()})
+        step.add_output_metadata({"as_of": as_of.isoformat()})
+    span = config.dated_windows.span.days()
     refuse_mixed_code(step, flight_features, [d for d in span if d in flight_features.day_versions])
     inputs = {"flight_features": window_versions(flight_features.day_versions, span)}
     key = cache_key(step.code_version, config.hash_of("windows", "features"), inputs)
-    lineage = {"flight_features": _feature_lineage(flight_features, inputs["flight_features"])}
+    lineage = {
+        **pinned,
+        "flight_features": _feature_lineage(flight_features, inputs["flight_features"]),
+    }
     step.add_output_metadata(
         {
             "config_hash": config.config_hash,
@@ -54,7 +78,7 @@ def build_training_dataset(
             "dagster/row_count": dataset.height,
             **{f"rows_{s}": int(counts.get(s, 0)) for s in SPLITS},
             **{f"positive_rate_{s}": round(float(rates.get(s, 0.0)), 4) for s in SPLITS},
-            "windows": Json(config.windows.model_dump(mode="json")),
+            "windows": Json(config.dated_windows.model_dump(mode="json")),
         }
     )
     return LakeOutput(
@@ -107,3 +131,19 @@ def history_per_day(features: pl.LazyFrame) -> dict[str, dict[str, int]]:
         row["day"].isoformat(): {c: int(row[c]) for c in HISTORY_COLUMNS}
         for row in per_day.iter_rows(named=True)
     }
+
+
+def config_of_dataset(
+    config: ExperimentConfig, lake: DeltaLake, training_dataset_version: int
+) -> ExperimentConfig:
+    """The config as the stored dataset was built with it: a rolling config at the as-of
+    day recorded in the dataset's lineage, a dated config as it is."""
+    if not config.is_rolling:
+        return config
+    as_of = dataset_lineage(lake, training_dataset_version).get(AS_OF_KEY)
+    if as_of is None:
+        raise ValueError(
+            f"training_dataset version {training_dataset_version} records no as-of day, and "
+            f"experiment {config.name} has rolling windows: re-materialize training_dataset"
+        )
+    return config.at(dt.date.fromisoformat(as_of))

@@ -28,6 +28,7 @@ from trainflow.lake.delta_lake import DeltaLake
 from trainflow.lake.object_store import ObjectStore
 from trainflow.lake.tables import DeltaInput, LakeOutput
 from trainflow.promotion import ChampionResult
+from trainflow.stages.dataset import config_of_dataset
 from trainflow.stages.step import Json, Link, Markdown, Step, Table, table_hit
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ def evaluate_model(
     from trainflow.models.families import load_scorer
     from trainflow.registry.champion import compare_with_champion
 
+    config = config_of_dataset(config, lake, training_dataset.version)
     key = cache_key(
         step.code_version,
         config.hash_of("evaluation", "windows", "registered_model_name", "seed", "gate"),
@@ -128,7 +130,7 @@ def evaluate_model(
         "training_dataset_delta_version": training_dataset.version,
         "training_dataset_data_version": training_dataset.data_version,
         "test_rows": test.height,
-        "test_window": f"{config.windows.test.start} .. {config.windows.test.end}",
+        "test_window": f"{config.dated_windows.test.start} .. {config.dated_windows.test.end}",
     }
     lineage = json.loads(row["lineage_json"])
     manifest = json.loads(row["manifest_json"])
@@ -141,9 +143,9 @@ def evaluate_model(
             windows={
                 split: f"{window.start} .. {window.end}"
                 for split, window in (
-                    ("train", config.windows.train),
-                    ("validation", config.windows.validation),
-                    ("test", config.windows.test),
+                    ("train", config.dated_windows.train),
+                    ("validation", config.dated_windows.validation),
+                    ("test", config.dated_windows.test),
                 )
             },
             split_rows=split_rows,

@@ -27,7 +27,7 @@ from trainflow.manifest import build_manifest, dumps
 from trainflow.registry import DAGSTER_RUN_ID_TAG
 from trainflow.registry.tracking import MlflowTracking
 from trainflow.settings import LOCK_FILE, REPO_ROOT
-from trainflow.stages.dataset import dataset_lineage
+from trainflow.stages.dataset import AS_OF_KEY, config_of_dataset, dataset_lineage
 from trainflow.stages.features import DATA_START
 from trainflow.stages.step import Json, Link, Markdown, Step, Url, table_hit
 
@@ -60,6 +60,7 @@ def train_model(
     from trainflow.datasets import train_on_dataset
     from trainflow.models.families import training_columns
 
+    config = config_of_dataset(config, lake, training_dataset.version)
     refuse_if_stale(config, newest_landed)
     key = cache_key(
         step.code_version,
@@ -78,9 +79,10 @@ def train_model(
     started = time.perf_counter()  # wall clock for the reported duration only
     trained = train_on_dataset(data, config)
     train_seconds = time.perf_counter() - started
-    features_read = dataset_lineage(lake, training_dataset.version)["flight_features"]
+    dataset_read = dataset_lineage(lake, training_dataset.version)
+    features_read = dataset_read["flight_features"]
     manifest = _manifest(
-        step, config, trained, training_dataset, features_read, lake, key, baked_commit
+        step, config, trained, training_dataset, dataset_read, lake, key, baked_commit
     )
     lineage = {
         "dagster_run_id": step.run_id,
@@ -143,13 +145,17 @@ def _manifest(
     config: ExperimentConfig,
     trained: Any,
     training_dataset: DeltaInput,
-    features_read: dict[str, Any],
+    dataset_read: dict[str, Any],
     lake: DeltaLake,
     key: str,
     baked_commit: str | None,
 ) -> dict[str, Any]:
-    """The run manifest: code, lock, config, seeds, every input down to the raw snapshots."""
+    """The run manifest: code, lock, config (a rolling one as dated windows, with its as-of
+    day), seeds, every input down to the raw snapshots."""
     from trainflow.models.mlp_model import MLP_LIBRARIES
+
+    features_read = dataset_read["flight_features"]
+    pinned = {AS_OF_KEY: dataset_read[AS_OF_KEY]} if AS_OF_KEY in dataset_read else {}
 
     return build_manifest(
         repo=REPO_ROOT,
@@ -170,6 +176,7 @@ def _manifest(
                 "delta_version": training_dataset.version,
                 "data_version": training_dataset.data_version,
                 "content_hash": training_dataset.table_content_hash,
+                **pinned,
             },
             "flight_features": {
                 "delta_version": features_read["delta_version"],
@@ -297,7 +304,7 @@ def refuse_if_stale(config: ExperimentConfig, newest_landed: dt.date | None) -> 
     """Refuse a training run on data older than what has landed (landed data is the clock;
     the wall clock never is)."""
     limit = config.max_input_lag_days
-    newest_input = config.windows.test.end
+    newest_input = config.dated_windows.test.end
     if limit is None or newest_landed is None:
         return
     lag = (newest_landed - newest_input).days
