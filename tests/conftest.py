@@ -12,7 +12,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,14 +23,16 @@ from urllib.parse import urlsplit, urlunsplit
 import boto3
 import pytest
 
+# The fresh user environment lives in tests/helpers/environment.py; these names stay
+# importable from here (`from tests.conftest import user_environment`).
+from tests.helpers.environment import BIN as BIN
+from tests.helpers.environment import QUICK_CONFIG as QUICK_CONFIG
+from tests.helpers.environment import REPO_ROOT as REPO_ROOT
+from tests.helpers.environment import user_environment as user_environment
 from trainflow import quiet_warnings
 from trainflow.settings import DBT_PROJECT_DIR
 from trainflow.warehouse import landing
 from trainflow.warehouse.dbt_profile import DBT_EXECUTABLE, write_profile
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-QUICK_CONFIG = REPO_ROOT / "configs" / "quick.yaml"
 
 
 def thin_history_config(folder: Path) -> Path:
@@ -43,24 +44,6 @@ def thin_history_config(folder: Path) -> Path:
 
 
 S3_TEST_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-
-
-def user_environment(home: Path, config: Path = QUICK_CONFIG) -> dict[str, str]:
-    """A user's shell over a fresh trainflow home: the local profile's Dagster instance
-    settings in `home/dagster`, the venv's commands first on PATH, and no TRAINFLOW_,
-    MLFLOW_ or AWS_ variable inherited from the machine (or from CI)."""
-    (home / "dagster").mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster" / "dagster.yaml")
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("TRAINFLOW_", "MLFLOW_", "AWS_"))
-    }
-    env.update(
-        TRAINFLOW_HOME=str(home),
-        DAGSTER_HOME=str(home / "dagster"),
-        TRAINFLOW_CONFIG=str(config),
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-    )
-    return env
 
 
 def free_port() -> int:

@@ -2,7 +2,6 @@
 event log (each materialization event says `cache: hit` or `miss`), never from timing."""
 
 import datetime as dt
-import os
 import shutil
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from tests.conftest import QUICK_CONFIG, REPO_ROOT
+from tests.helpers.environment import QUICK_CONFIG, REPO_ROOT, user_environment
 from trainflow.definitions import build_resources
 from trainflow.defs.caching import FORCE_TAG
 from trainflow.defs.evaluation import evaluation_report, registry_entry
@@ -157,14 +156,7 @@ def test_a_real_feature_code_edit_recomputes_features_and_downstream_only(
 ) -> None:
     """No version string is touched: the code itself is edited, in a copy of the tree."""
     code = copy_of_the_code(tmp_path / "code")
-    (tmp_path / "dagster").mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRAINFLOW_", "MLFLOW_"))}
-    env.update(
-        TRAINFLOW_HOME=str(tmp_path / "home"),
-        TRAINFLOW_WAREHOUSE_URL=str(warehouse_copy),
-        TRAINFLOW_CONFIG=str(QUICK_CONFIG),
-        DAGSTER_HOME=str(tmp_path / "dagster"),
-    )
+    env = user_environment(tmp_path / "home", warehouse=warehouse_copy, instance="default")
     first, _ = run_code_in(code, env)
     assert {n: c["miss"] for n, c in first.items()} == {
         **{n: 59 for n in DAILY},

@@ -17,7 +17,6 @@ import datetime as dt
 import json
 import os
 import select
-import shutil
 import signal
 import struct
 import subprocess
@@ -36,6 +35,7 @@ import pytest
 from deltalake import DeltaTable
 
 from tests.conftest import BIN, QUICK_CONFIG, REPO_ROOT, S3_TEST_ENV, free_port
+from tests.helpers.environment import user_environment
 from tests.test_cache import run_graph, settings_for
 from trainflow.definitions import build_resources
 from trainflow.defs.caching import FORCE_TAG
@@ -65,20 +65,6 @@ def assert_each_flight_once(frame: pl.DataFrame, expected: dict[dt.date, int], t
     assert rows == flights, f"{table}: {rows} rows for {flights} flights (duplicates)"
     assert rows == sum(expected.values()), f"{table}: {rows} rows, warehouse has {expected}"
     assert dict(frame.group_by("day").len().iter_rows()) == expected, table
-
-
-def cli_env(home: Path, warehouse: Path) -> dict[str, str]:
-    """The environment a user's terminal has: trainflow and Dagster homes, no leftovers."""
-    (home / "dagster").mkdir(parents=True)
-    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster" / "dagster.yaml")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRAINFLOW_", "MLFLOW_"))}
-    env.update(
-        TRAINFLOW_HOME=str(home),
-        DAGSTER_HOME=str(home / "dagster"),
-        TRAINFLOW_WAREHOUSE_URL=str(warehouse),
-        TRAINFLOW_CONFIG=str(QUICK_CONFIG),
-    )
-    return env
 
 
 # --- 1. SIGKILL inside a Delta write -------------------------------------------------------
@@ -146,7 +132,7 @@ def test_sigkill_inside_a_delta_write_keeps_the_previous_version_and_rerun_write
     did land mid-write is asserted: after the kill there are new data files that no Delta
     version references, and no commit.
     """
-    env = cli_env(tmp_path / "home", warehouse_copy)
+    env = user_environment(tmp_path / "home", warehouse=warehouse_copy)
     settings = Settings.from_env(env)
     lake = DeltaLake(settings.lake_uri)
     table = Path(settings.lake_uri) / "raw_snapshot"

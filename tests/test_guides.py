@@ -9,10 +9,8 @@ does exactly what a reader would.
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from tests.conftest import BIN, REPO_ROOT
+from tests.helpers.environment import BIN, REPO_ROOT, user_environment
 from tests.test_cache import copy_of_the_code, run_code_in
 from trainflow.lake.delta_lake import DeltaLake
 from trainflow.settings import Settings
@@ -77,16 +75,10 @@ def follow(guide: str, root: Path, env: dict[str, str]) -> list[subprocess.Compl
 def repository(warehouse_copy: Path, tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """A copy of the code, a warehouse and a lake the unchanged code has already built."""
     root = copy_of_the_code(tmp_path / "repo")
-    (tmp_path / "dagster").mkdir()
-    shutil.copy(REPO_ROOT / "dagster.yaml", tmp_path / "dagster" / "dagster.yaml")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRAINFLOW_", "MLFLOW_"))}
-    env.update(
-        TRAINFLOW_HOME=str(tmp_path / "home"),
-        TRAINFLOW_WAREHOUSE_URL=str(warehouse_copy),
-        TRAINFLOW_CONFIG=str(root / "configs" / "quick.yaml"),
-        DAGSTER_HOME=str(tmp_path / "dagster"),
-        PYTHONPATH=str(root / "src"),
+    env = user_environment(
+        tmp_path / "home", root / "configs" / "quick.yaml", warehouse=warehouse_copy
     )
+    env["PYTHONPATH"] = str(root / "src")
     before, _ = run_code_in(root, env)
     assert before["flight_features"]["miss"] == 59
     return root, env

@@ -43,6 +43,7 @@ from tests.conftest import (
     free_port,
     fresh_postgres_database,
 )
+from tests.helpers.environment import user_environment
 from tests.test_reproduce import trainflow
 from trainflow.config import load_config
 from trainflow.definitions import build_resources
@@ -229,24 +230,18 @@ def trained(
     shutil.copy(built_warehouse, warehouse)
     lake_bucket = f"lake-{uuid.uuid4().hex[:12]}"
     s3_client(moto_endpoint).create_bucket(Bucket=lake_bucket)
-    (home / "dagster").mkdir()
     host = mlflow_server.removeprefix("http://")
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("TRAINFLOW_", "MLFLOW_", "AWS_"))
-    }
+    # The local profile with the MLflow server and an S3 lake (prod also needs the
+    # PostgreSQL warehouse, which tests/test_prod_end_to_end.py covers).
+    env = user_environment(
+        home / "home",
+        warehouse=warehouse,
+        lake=f"s3://{lake_bucket}/lake",
+        mlflow_tracking_uri=f"http://trainflow:{SECRET}@{host}",
+        instance="default",
+    )
     env.update(
-        S3_TEST_ENV,
-        AWS_ENDPOINT_URL=moto_endpoint,
-        AWS_ALLOW_HTTP="true",
-        AWS_REGION="us-east-1",
-        # The local profile with the MLflow server and an S3 lake (prod also needs the
-        # PostgreSQL warehouse, which tests/test_prod_end_to_end.py covers).
-        TRAINFLOW_HOME=str(home / "home"),
-        TRAINFLOW_LAKE_URI=f"s3://{lake_bucket}/lake",
-        TRAINFLOW_WAREHOUSE_URL=str(warehouse),
-        TRAINFLOW_CONFIG=str(QUICK_CONFIG),
-        DAGSTER_HOME=str(home / "dagster"),
-        MLFLOW_TRACKING_URI=f"http://trainflow:{SECRET}@{host}",
+        S3_TEST_ENV, AWS_ENDPOINT_URL=moto_endpoint, AWS_ALLOW_HTTP="true", AWS_REGION="us-east-1"
     )
     done = subprocess.run(
         [sys.executable, str(REPO_ROOT / "tests" / "graph_runner.py"), *JAN_FEB],

@@ -25,6 +25,7 @@ from deltalake import write_deltalake
 from mlflow import MlflowClient
 
 from tests.conftest import QUICK_CONFIG, REPO_ROOT, free_port
+from tests.helpers.environment import user_environment
 from tests.test_cache import settings_for
 from trainflow.config import load_config
 from trainflow.definitions import build_resources
@@ -229,15 +230,10 @@ def test_a_read_cut_short_is_retried_and_heals(warehouse_copy, s3_environ, tmp_p
     """A validated_flights object on S3 is half there while flight_features reads it: the
     read fails (Parquet footer missing), is retried, and succeeds once the object is whole."""
     bucket = s3_environ["BUCKET"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRAINFLOW_", "MLFLOW_"))}
-    env.update(
-        TRAINFLOW_HOME=str(tmp_path / "home"),
-        TRAINFLOW_LAKE_URI=f"s3://{bucket}/lake",
-        TRAINFLOW_WAREHOUSE_URL=str(warehouse_copy),
-        TRAINFLOW_CONFIG=str(QUICK_CONFIG),
-        DAGSTER_HOME=str(tmp_path / "dagster"),
+    env = user_environment(
+        tmp_path / "home", warehouse=warehouse_copy, lake=f"s3://{bucket}/lake", instance="default"
     )
-    (tmp_path / "dagster").mkdir()
+    env.update({k: v for k, v in s3_environ.items() if k.startswith("AWS_")})
     runner = [
         sys.executable,
         str(REPO_ROOT / "tests" / "graph_runner.py"),
@@ -259,7 +255,7 @@ def test_a_read_cut_short_is_retried_and_heals(warehouse_copy, s3_environ, tmp_p
         text=True,
     )  # fmt: skip
     try:
-        with dg.DagsterInstance.from_config(str(tmp_path / "dagster")) as instance:
+        with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
             deadline = time.monotonic() + 120
             retried: list = []
             while not retried:

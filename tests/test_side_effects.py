@@ -5,7 +5,6 @@ an attempt whose validated rows were not committed."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import signal
@@ -17,7 +16,7 @@ import duckdb
 import polars as pl
 from mlflow import MlflowClient
 
-from tests.conftest import BIN, QUICK_CONFIG, REPO_ROOT
+from tests.helpers.environment import BIN, QUICK_CONFIG, REPO_ROOT, user_environment
 from trainflow.config import load_config
 from trainflow.lake.delta_lake import DeltaLake
 from trainflow.registry.operations import history
@@ -25,18 +24,6 @@ from trainflow.settings import PACKAGED_CONTRACTS_DIR, Settings
 
 JAN_FEB = ("2013-01-01", "2013-02-28")
 BAD_DAY = "2013-02-03"
-
-
-def environment(tmp_path: Path, warehouse: Path) -> dict[str, str]:
-    (tmp_path / "dagster").mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRAINFLOW_", "MLFLOW_"))}
-    env.update(
-        TRAINFLOW_HOME=str(tmp_path / "home"),
-        TRAINFLOW_WAREHOUSE_URL=str(warehouse),
-        TRAINFLOW_CONFIG=str(QUICK_CONFIG),
-        DAGSTER_HOME=str(tmp_path / "dagster"),
-    )
-    return env
 
 
 def run_graph(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -49,7 +36,7 @@ def run_graph(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[st
 def test_a_step_killed_before_its_commit_reuses_its_run_and_its_model_version(
     warehouse_copy: Path, tmp_path: Path
 ) -> None:
-    env = environment(tmp_path, warehouse_copy)
+    env = user_environment(tmp_path / "home", warehouse=warehouse_copy, instance="default")
     settings = Settings.from_env(env)
     lake = DeltaLake(settings.lake_uri)
     client = MlflowClient(settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
@@ -109,7 +96,7 @@ def test_quarantine_and_validated_rows_are_never_seen_apart(
             f"update raw.flights set carrier = 'ZZ' where flight_date = date '{BAD_DAY}' "
             "and source_row % 50 = 0"
         )
-    env = environment(tmp_path, warehouse_copy)
+    env = user_environment(tmp_path / "home", warehouse=warehouse_copy, instance="default")
     lake = DeltaLake(Settings.from_env(env).lake_uri)
     feb = ("2013-02-01", "2013-02-05", "raw_snapshot", "validated_flights")
     assert run_graph(env, *feb).returncode == 0

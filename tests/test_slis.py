@@ -5,7 +5,6 @@ finished run once as Prometheus text; `trainflow status` summarises the SLIs."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -15,7 +14,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from tests.conftest import BIN, REPO_ROOT
+from tests.helpers.environment import BIN, REPO_ROOT, user_environment
 from trainflow.defs.caching import CachePolicyResource
 from trainflow.defs.ingest import raw_snapshot, validated_flights
 from trainflow.defs.io_manager import DeltaLakeIOManager
@@ -155,12 +154,8 @@ def test_the_sensor_writes_each_finished_run_once(three_runs, tmp_path, monkeypa
 
 def test_status_prints_the_slis(three_runs) -> None:
     _, home, _ = three_runs
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRAINFLOW_", "MLFLOW_"))}
-    env.update(
-        TRAINFLOW_HOME=str(home),
-        TRAINFLOW_WAREHOUSE_URL=str(home / "warehouse.duckdb"),
-        DAGSTER_HOME=str(home / "dagster"),
-    )
+    # The instance the three runs were recorded in, as it is (Dagster's default settings).
+    env = user_environment(home, warehouse=home / "warehouse.duckdb", instance="default")
     done = subprocess.run(
         [str(BIN / "trainflow"), "status", "--runs", "5"],
         env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
