@@ -29,8 +29,9 @@ from tests.helpers.environment import BIN as BIN
 from tests.helpers.environment import QUICK_CONFIG as QUICK_CONFIG
 from tests.helpers.environment import REPO_ROOT as REPO_ROOT
 from tests.helpers.environment import user_environment as user_environment
+from tests.helpers.http_receiver import WebhookReceiver
 from trainflow import quiet_warnings
-from trainflow.settings import DBT_PROJECT_DIR
+from trainflow.settings import ALERT_WEBHOOK_URL_VAR, DBT_PROJECT_DIR
 from trainflow.warehouse import landing
 from trainflow.warehouse.dbt_profile import DBT_EXECUTABLE, write_profile
 
@@ -95,6 +96,15 @@ def s3_environ(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str,
         Bucket=bucket
     )
     return {**env, "BUCKET": bucket}
+
+
+@pytest.fixture
+def webhook_receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[WebhookReceiver]:
+    """A webhook receiver on loopback, its URL in the alert webhook variable for this test."""
+    receiver = WebhookReceiver()
+    monkeypatch.setenv(ALERT_WEBHOOK_URL_VAR, receiver.url)
+    yield receiver
+    receiver.close()
 
 
 # The PostgreSQL server the tests create their databases on: 127.0.0.1:5432 on these
