@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from mlflow import MlflowClient
 
 from tests.conftest import QUICK_CONFIG, REPO_ROOT, free_port
 from tests.helpers.environment import user_environment
+from tests.helpers.graph import graph_command
 from trainflow.config import load_config
 from trainflow.defs.retries import is_transient
 from trainflow.features.flights import LABEL
@@ -58,7 +58,7 @@ def environment(home: Path, warehouse: Path, config_path: Path, store: Path) -> 
 
 def graph(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, str(REPO_ROOT / "tests" / "graph_runner.py"), *args],
+        graph_command(*args),
         env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 

@@ -36,7 +36,7 @@ from deltalake import DeltaTable
 
 from tests.conftest import BIN, QUICK_CONFIG, REPO_ROOT, S3_TEST_ENV, free_port
 from tests.helpers.environment import user_environment
-from tests.test_cache import run_graph, settings_for
+from tests.helpers.graph import run_graph, settings_for
 from trainflow.definitions import build_resources
 from trainflow.defs.caching import FORCE_TAG
 from trainflow.defs.ingest import QUARANTINE_TABLE, raw_snapshot, validated_flights

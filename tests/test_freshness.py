@@ -11,8 +11,8 @@ import dagster as dg
 import duckdb
 
 from tests.conftest import thin_history_config
+from tests.helpers.graph import partition_range_tags, settings_for
 from tests.helpers.http_receiver import WebhookReceiver
-from tests.test_cache import settings_for
 from trainflow.definitions import build_definitions, build_resources
 from trainflow.defs.caching import CachePolicyResource
 from trainflow.defs.features import flight_features
@@ -49,10 +49,7 @@ def test_the_sensor_records_each_change_and_alerts_once_per_breach(
     result = dg.materialize(
         [raw_snapshot, validated_flights, flight_features],
         resources={**resources, "cache_policy": CachePolicyResource()},
-        tags={
-            "dagster/asset_partition_range_start": "2013-02-01",
-            "dagster/asset_partition_range_end": "2013-02-05",
-        },
+        tags=partition_range_tags("2013-02-01", "2013-02-05"),
     )
     assert result.success
     with dg.instance_for_test() as instance:

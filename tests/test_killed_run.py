@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 
 from tests.helpers.environment import BIN, REPO_ROOT, user_environment
-from tests.test_cache import run_graph, settings_for
+from tests.helpers.graph import run_graph, settings_for
 from trainflow.lake.delta_lake import DeltaLake
 from trainflow.settings import Settings
 

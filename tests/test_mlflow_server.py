@@ -18,7 +18,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -38,12 +37,12 @@ from mlflow import MlflowClient
 from tests.conftest import (
     BIN,
     QUICK_CONFIG,
-    REPO_ROOT,
     S3_TEST_ENV,
     free_port,
     fresh_postgres_database,
 )
 from tests.helpers.environment import user_environment
+from tests.helpers.graph import JAN_FEB, materializations_in_run, printed_run_id, run_graph_process
 from tests.test_reproduce import trainflow
 from trainflow.config import load_config
 from trainflow.definitions import build_resources
@@ -52,7 +51,6 @@ from trainflow.manifest import MANIFEST_ARTIFACT
 from trainflow.registry import CHALLENGER, CHAMPION, DAGSTER_RUN_ID_TAG, MODEL_TEXT_ARTIFACT
 from trainflow.settings import Settings, redact_userinfo
 
-JAN_FEB = ("2013-01-01", "2013-02-28")
 # What a careless deployment puts in MLFLOW_TRACKING_URI; it must never be seen again.
 SECRET = f"s3cret-{uuid.uuid4().hex[:12]}"
 
@@ -222,7 +220,7 @@ def trained(
     built_warehouse: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, Any]:
-    """The graph over Jan-Feb in its own process (tests/graph_runner.py, the real assets and
+    """The graph over Jan-Feb in its own process (tests/helpers/graph.py, the real assets and
     resources), with MLflow on the server, by a URI that carries a password, and the lake,
     reports and manifests on S3."""
     home = tmp_path_factory.mktemp("mlflow-prod")
@@ -243,20 +241,13 @@ def trained(
     env.update(
         S3_TEST_ENV, AWS_ENDPOINT_URL=moto_endpoint, AWS_ALLOW_HTTP="true", AWS_REGION="us-east-1"
     )
-    done = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "tests" / "graph_runner.py"), *JAN_FEB],
-        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    done = run_graph_process(env, *JAN_FEB)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
-    run_id = done.stdout.split("run ")[-1].strip()
+    run_id = printed_run_id(done.stdout)
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         events = [dg.serialize_value(entry) for entry in instance.all_logs(run_id)]
         materializations = {
-            entry.asset_materialization.asset_key.to_user_string(): entry.asset_materialization
-            for entry in instance.all_logs(
-                run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
-            )
-            if entry.asset_materialization is not None
+            mat.asset_key.to_user_string(): mat for mat in materializations_in_run(instance, run_id)
         }
     settings = Settings.from_env(env)
     return {

@@ -23,7 +23,7 @@ from mlflow import MlflowClient
 
 from tests.conftest import QUICK_CONFIG, REPO_ROOT
 from tests.helpers.environment import user_environment
-from tests.test_cache import run_graph, settings_for
+from tests.helpers.graph import run_graph, settings_for
 from tests.test_reproduce import trainflow
 from trainflow.config import ConfigError, load_config
 from trainflow.datasets import select_splits, train_on_dataset

@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 
 from tests.conftest import BIN, REPO_ROOT
 from tests.helpers.environment import user_environment
-from tests.test_cache import copy_of_the_code, recomputed, run_graph, settings_for
+from tests.helpers.graph import copy_of_the_code, recomputed, run_graph, settings_for
 from trainflow.lake.delta_lake import DeltaLake
 from trainflow.lake.retention import NEVER_EXPIRE_LOG
 from trainflow.warehouse import landing

@@ -26,7 +26,13 @@ from mlflow import MlflowClient
 
 from tests.conftest import QUICK_CONFIG, REPO_ROOT, free_port
 from tests.helpers.environment import user_environment
-from tests.test_cache import settings_for
+from tests.helpers.graph import (
+    graph_command,
+    partition_range_tags,
+    printed_run_id,
+    run_graph_process,
+    settings_for,
+)
 from trainflow.config import load_config
 from trainflow.definitions import build_resources
 from trainflow.defs.features import flight_features
@@ -36,10 +42,7 @@ from trainflow.defs.retries import IO_RETRY, fail_fast, is_transient
 from trainflow.defs.training import training_dataset
 from trainflow.lake.delta_lake import DayWindow, DeltaLake
 
-JAN_1_3 = {
-    "dagster/asset_partition_range_start": "2013-01-01",
-    "dagster/asset_partition_range_end": "2013-01-03",
-}
+JAN_1_3 = partition_range_tags("2013-01-01", "2013-01-03")
 
 
 def raised(action) -> BaseException:
@@ -234,15 +237,8 @@ def test_a_read_cut_short_is_retried_and_heals(warehouse_copy, s3_environ, tmp_p
         tmp_path / "home", warehouse=warehouse_copy, lake=f"s3://{bucket}/lake", instance="default"
     )
     env.update({k: v for k, v in s3_environ.items() if k.startswith("AWS_")})
-    runner = [
-        sys.executable,
-        str(REPO_ROOT / "tests" / "graph_runner.py"),
-        "2013-01-01",
-        "2013-01-03",
-    ]
-    prepared = subprocess.run(
-        [*runner, "raw_snapshot", "validated_flights"], env=env, capture_output=True, text=True
-    )
+    days = ("2013-01-01", "2013-01-03")
+    prepared = run_graph_process(env, *days, "raw_snapshot", "validated_flights")
     assert prepared.returncode == 0, prepared.stderr[-3000:]
     s3 = boto3.client("s3", endpoint_url=s3_environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
     listed = s3.list_objects_v2(Bucket=bucket, Prefix="lake/validated_flights/day=2013-01-02/")
@@ -251,8 +247,8 @@ def test_a_read_cut_short_is_retried_and_heals(warehouse_copy, s3_environ, tmp_p
     s3.put_object(Bucket=bucket, Key=key, Body=whole[: len(whole) // 2])
 
     features = subprocess.Popen(
-        [*runner, "flight_features"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
+        graph_command(*days, "flight_features"), env=env, cwd=REPO_ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
@@ -271,7 +267,7 @@ def test_a_read_cut_short_is_retried_and_heals(warehouse_copy, s3_environ, tmp_p
             s3.put_object(Bucket=bucket, Key=key, Body=whole)  # the object is whole again
             out, err = features.communicate(timeout=120)
             assert features.returncode == 0, err[-3000:]
-            run_id = out.split("run ")[-1].strip()
+            run_id = printed_run_id(out)
             error = retried[0].dagster_event.event_specific_data.error
             assert "magic bytes" in error.message or "magic bytes" in str(error.cause), error
             assert instance.get_run_by_id(run_id).is_success

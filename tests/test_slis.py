@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 
 from tests.helpers.environment import BIN, REPO_ROOT, user_environment
+from tests.helpers.graph import partition_range_tags
 from trainflow.defs.caching import CachePolicyResource
 from trainflow.defs.ingest import raw_snapshot, validated_flights
 from trainflow.defs.io_manager import DeltaLakeIOManager
@@ -42,10 +43,7 @@ def materialize(
             "lake": lake_resource,
             "cache_policy": CachePolicyResource(),
         },
-        tags={
-            "dagster/asset_partition_range_start": days[0],
-            "dagster/asset_partition_range_end": days[1],
-        },
+        tags=partition_range_tags(*days),
         raise_on_error=False,
     )
 
