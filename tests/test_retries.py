@@ -33,6 +33,7 @@ from tests.helpers.graph import (
     run_graph_process,
     settings_for,
 )
+from tests.helpers.reexecution import step_retries
 from trainflow.config import load_config
 from trainflow.definitions import build_resources
 from trainflow.defs.features import flight_features
@@ -49,10 +50,6 @@ def raised(action) -> BaseException:
     with pytest.raises(BaseException) as caught:
         action()
     return caught.value
-
-
-def retries_of(result: dg.ExecuteInProcessResult) -> list[dg.DagsterEvent]:
-    return [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
 
 
 def failure_of(result: dg.ExecuteInProcessResult) -> str:
@@ -153,7 +150,7 @@ def test_a_missing_input_fails_at_once_naming_it(warehouse_copy, tmp_path) -> No
     )
     assert "raw_snapshot has no Delta table yet" in failure_of(result)
     assert "materialize it first" in failure_of(result)
-    assert retries_of(result) == []
+    assert step_retries(result) == []
 
 
 def test_a_schema_mismatch_fails_at_once(warehouse_copy, tmp_path) -> None:
@@ -176,7 +173,7 @@ def test_a_schema_mismatch_fails_at_once(warehouse_copy, tmp_path) -> None:
         "raw_snapshot: schema mismatch, column type(s) changed (distance_miles String -> Float64)"
         in message
     )
-    assert retries_of(result) == []
+    assert step_retries(result) == []
 
 
 def test_a_config_error_fails_at_once(warehouse_copy, tmp_path) -> None:
@@ -196,7 +193,7 @@ def test_a_config_error_fails_at_once(warehouse_copy, tmp_path) -> None:
     message = failure_of(result)
     assert "experiment config bad.yaml is invalid" in message
     assert "time-ordered without overlap" in message
-    assert retries_of(result) == []
+    assert step_retries(result) == []
 
 
 @dg.asset(retry_policy=IO_RETRY)
@@ -219,14 +216,14 @@ def flaky_connection(context) -> None:  # (no annotation: this module defers the
 def test_a_programming_error_fails_at_once_and_a_refused_connection_heals(tmp_path) -> None:
     broken = dg.materialize([broken_code], raise_on_error=False)
     assert "KeyError: 'missing'" in failure_of(broken)
-    assert retries_of(broken) == []
+    assert step_retries(broken) == []
 
     healed = dg.materialize(
         [flaky_connection],
         run_config={"ops": {"flaky_connection": {"config": {"marker": str(tmp_path / "m")}}}},
     )
     assert healed.success
-    assert len(retries_of(healed)) == 1
+    assert len(step_retries(healed)) == 1
 
 
 def test_a_read_cut_short_is_retried_and_heals(warehouse_copy, s3_environ, tmp_path) -> None:
