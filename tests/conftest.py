@@ -10,9 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,13 +21,15 @@ from urllib.parse import urlsplit, urlunsplit
 import boto3
 import pytest
 
-# The fresh user environment lives in tests/helpers/environment.py; these names stay
-# importable from here (`from tests.conftest import user_environment`).
+# The fresh user environment (tests/helpers/environment.py) and free_port (servers.py):
+# these names stay importable from here (`from tests.conftest import user_environment`).
 from tests.helpers.environment import BIN as BIN
 from tests.helpers.environment import QUICK_CONFIG as QUICK_CONFIG
 from tests.helpers.environment import REPO_ROOT as REPO_ROOT
 from tests.helpers.environment import user_environment as user_environment
 from tests.helpers.http_receiver import WebhookReceiver
+from tests.helpers.servers import free_port as free_port
+from tests.helpers.servers import start_moto_server
 from trainflow import quiet_warnings
 from trainflow.settings import ALERT_WEBHOOK_URL_VAR, DBT_PROJECT_DIR
 from trainflow.warehouse import landing
@@ -47,37 +47,13 @@ def thin_history_config(folder: Path) -> Path:
 S3_TEST_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """moto's S3 server as a separate process on a free loopback port (fails if it can't start)."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"moto_server did not start on {endpoint}:\n{log.read_text()}")
-            time.sleep(0.2)
+    server, endpoint = start_moto_server(tmp_path_factory.mktemp("moto") / "moto.log")
     yield endpoint
-    proc.terminate()
-    proc.wait(timeout=10)
+    server.terminate()
+    server.wait(timeout=10)
 
 
 @pytest.fixture

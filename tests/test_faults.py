@@ -34,7 +34,7 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
-from tests.conftest import BIN, QUICK_CONFIG, REPO_ROOT, S3_TEST_ENV, free_port
+from tests.conftest import BIN, QUICK_CONFIG, REPO_ROOT, S3_TEST_ENV
 from tests.helpers.environment import user_environment
 from tests.helpers.graph import partition_range_tags, run_graph, settings_for
 from tests.helpers.reexecution import (
@@ -45,6 +45,7 @@ from tests.helpers.reexecution import (
     step_retries,
     stop_server_after,
 )
+from tests.helpers.servers import start_moto_server
 from trainflow.definitions import build_resources
 from trainflow.defs.caching import FORCE_TAG
 from trainflow.defs.ingest import QUARANTINE_TABLE, raw_snapshot, validated_flights
@@ -224,32 +225,8 @@ def ingest_on_s3() -> dg.JobDefinition:
 @pytest.fixture
 def pausable_s3(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """A moto S3 server of this test's own (pausing the session's would stall other tests)."""
-    port = free_port()
-    with (tmp_path / "moto.log").open("w") as log:
-        server = subprocess.Popen(
-            [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    endpoint = f"http://127.0.0.1:{port}"
+    server, endpoint = start_moto_server(tmp_path / "moto.log")
     try:
-        client = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                client.list_buckets()
-                break
-            except Exception:
-                assert server.poll() is None and time.monotonic() < deadline, (
-                    f"moto_server did not start:\n{(tmp_path / 'moto.log').read_text()}"
-                )
-                time.sleep(0.2)
         yield server, endpoint
     finally:
         server.send_signal(signal.SIGCONT)  # a stopped process ignores SIGTERM until resumed

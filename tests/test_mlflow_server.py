@@ -18,7 +18,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 import uuid
@@ -43,6 +42,7 @@ from tests.conftest import (
 )
 from tests.helpers.environment import user_environment
 from tests.helpers.graph import JAN_FEB, materializations_in_run, printed_run_id, run_graph_process
+from tests.helpers.servers import wait_for_http
 from tests.test_reproduce import trainflow
 from trainflow.config import load_config
 from trainflow.definitions import build_resources
@@ -183,18 +183,9 @@ def mlflow_server(
             command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180  # the first start migrates the database
     try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not start on {url}:\n{log.read_text()[-4000:]}")
-            time.sleep(0.5)
+        # The first start migrates the database: longer than the default wait.
+        wait_for_http(f"{url}/health", proc, log, seconds=180)
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
