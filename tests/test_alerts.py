@@ -10,13 +10,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from tests.helpers.graph import ingest_resources
 from tests.helpers.http_receiver import WebhookReceiver
 from trainflow.alerts import RUNBOOK_ENTRIES
 from trainflow.defs.alerts import alert_on_run_failure
-from trainflow.defs.caching import CachePolicyResource
 from trainflow.defs.ingest import raw_snapshot
-from trainflow.defs.io_manager import DeltaLakeIOManager
-from trainflow.defs.resources import ContractsResource, LakeResource, WarehouseResource
 from trainflow.settings import ALERT_WEBHOOK_URL_VAR as WEBHOOK_URL_VAR
 from trainflow.settings import Settings
 
@@ -42,18 +40,11 @@ def failed_snapshot(
     instance: dg.DagsterInstance, warehouse: Path, lake: Path, day: str
 ) -> dg.ExecuteInProcessResult:
     """A real failure: a snapshot of a day the warehouse never landed."""
-    lake_resource = LakeResource(lake_uri=str(lake))
     result = dg.materialize(
         [raw_snapshot],
         instance=instance,
         partition_key=day,
-        resources={
-            "warehouse": WarehouseResource(url=str(warehouse)),
-            "contracts": ContractsResource(),
-            "io_manager": DeltaLakeIOManager(lake=lake_resource),
-            "lake": lake_resource,
-            "cache_policy": CachePolicyResource(),
-        },
+        resources=ingest_resources(warehouse, lake),
         raise_on_error=False,
     )
     assert not result.success

@@ -33,6 +33,7 @@ import pytest
 
 from tests.conftest import BIN, QUICK_CONFIG, REPO_ROOT, free_port, fresh_postgres_database
 from tests.dagster_dev import post_graphql
+from tests.helpers.graph import partition_range_tags
 from tests.helpers.servers import wait_for_http
 from trainflow.config import load_config
 from trainflow.defs.code_versions import ASSET_CODE
@@ -360,11 +361,7 @@ def test_sixteen_runs_at_once_each_partition_stored_once_within_the_queue_limit(
     started = time.monotonic()
     run_ids = []
     for start, end in ranges:
-        tags = {
-            "dagster/asset_partition_range_start": start.isoformat(),
-            "dagster/asset_partition_range_end": end.isoformat(),
-            FORCE_TAG: "true",
-        }
+        tags = {**partition_range_tags(start, end), FORCE_TAG: "true"}
         params = {
             "selector": {
                 "repositoryLocationName": "trainflow",

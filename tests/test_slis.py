@@ -15,12 +15,9 @@ import polars as pl
 import pytest
 
 from tests.helpers.environment import BIN, REPO_ROOT, user_environment
-from tests.helpers.graph import partition_range_tags
-from trainflow.defs.caching import CachePolicyResource
+from tests.helpers.graph import ingest_resources, partition_range_tags
 from trainflow.defs.ingest import raw_snapshot, validated_flights
-from trainflow.defs.io_manager import DeltaLakeIOManager
 from trainflow.defs.observability import recent_runs, run_facts, run_metrics
-from trainflow.defs.resources import ContractsResource, LakeResource, WarehouseResource
 from trainflow.lake.delta_lake import DeltaLake
 from trainflow.slis import RunFacts, prometheus_text, summarise
 from trainflow.warehouse import landing
@@ -32,17 +29,10 @@ SAMPLE = re.compile(r'^([a-z_]+)\{((?:[a-z_]+="(?:[^"\\]|\\.)*",?)*)\} (-?[0-9.e
 def materialize(
     instance: dg.DagsterInstance, warehouse: Path, lake: Path, assets: list, days: tuple[str, str]
 ) -> dg.ExecuteInProcessResult:
-    lake_resource = LakeResource(lake_uri=str(lake))
     return dg.materialize(
         assets,
         instance=instance,
-        resources={
-            "warehouse": WarehouseResource(url=str(warehouse)),
-            "contracts": ContractsResource(),
-            "io_manager": DeltaLakeIOManager(lake=lake_resource),
-            "lake": lake_resource,
-            "cache_policy": CachePolicyResource(),
-        },
+        resources=ingest_resources(warehouse, lake),
         tags=partition_range_tags(*days),
         raise_on_error=False,
     )

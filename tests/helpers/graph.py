@@ -33,10 +33,17 @@ import dagster as dg
 import trainflow
 from tests.helpers.environment import QUICK_CONFIG, REPO_ROOT
 from trainflow.definitions import build_resources
+from trainflow.defs.caching import CachePolicyResource
 from trainflow.defs.evaluation import evaluation_report, registry_entry
 from trainflow.defs.features import flight_features
 from trainflow.defs.ingest import raw_snapshot, validated_flights
 from trainflow.defs.io_manager import DeltaLakeIOManager
+from trainflow.defs.resources import (
+    ContractsResource,
+    ExperimentConfigResource,
+    LakeResource,
+    WarehouseResource,
+)
 from trainflow.defs.training import model, training_dataset
 from trainflow.settings import Settings
 
@@ -88,6 +95,30 @@ def run_graph(
         tags={**partition_range_tags(*days), **(tags or {})},
         raise_on_error=raise_on_error,
     )
+
+
+def ingest_resources(
+    warehouse: Path | str,
+    lake: Path,
+    experiment: Path | None = None,
+    chunk_rows: int | None = None,
+) -> dict[str, Any]:
+    """The resources of the daily steps (raw_snapshot, validated_flights, flight_features)
+    over a warehouse and a local lake folder, set one by one: no Settings, so no home and
+    no MLflow. `experiment` is the config flight_features reads (it has no default)."""
+    lake_resource = LakeResource(
+        lake_uri=str(lake), **({"chunk_rows": chunk_rows} if chunk_rows else {})
+    )
+    resources: dict[str, Any] = {
+        "warehouse": WarehouseResource(url=str(warehouse)),
+        "contracts": ContractsResource(),
+        "io_manager": DeltaLakeIOManager(lake=lake_resource),
+        "lake": lake_resource,
+        "cache_policy": CachePolicyResource(),
+    }
+    if experiment is not None:
+        resources["experiment"] = ExperimentConfigResource(path=str(experiment))
+    return resources
 
 
 def cache_outcomes(materializations: Iterable[dg.AssetMaterialization]) -> dict[str, Counter]:
