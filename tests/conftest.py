@@ -10,10 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,14 +21,19 @@ from urllib.parse import urlsplit, urlunsplit
 import boto3
 import pytest
 
+# The fresh user environment (tests/helpers/environment.py) and free_port (servers.py):
+# these names stay importable from here (`from tests.conftest import user_environment`).
+from tests.helpers.environment import BIN as BIN
+from tests.helpers.environment import QUICK_CONFIG as QUICK_CONFIG
+from tests.helpers.environment import REPO_ROOT as REPO_ROOT
+from tests.helpers.environment import user_environment as user_environment
+from tests.helpers.http_receiver import WebhookReceiver
+from tests.helpers.servers import free_port as free_port
+from tests.helpers.servers import start_moto_server
 from trainflow import quiet_warnings
-from trainflow.settings import DBT_PROJECT_DIR
+from trainflow.settings import ALERT_WEBHOOK_URL_VAR, DBT_PROJECT_DIR
 from trainflow.warehouse import landing
 from trainflow.warehouse.dbt_profile import DBT_EXECUTABLE, write_profile
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-QUICK_CONFIG = REPO_ROOT / "configs" / "quick.yaml"
 
 
 def thin_history_config(folder: Path) -> Path:
@@ -45,55 +47,13 @@ def thin_history_config(folder: Path) -> Path:
 S3_TEST_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
-def user_environment(home: Path, config: Path = QUICK_CONFIG) -> dict[str, str]:
-    """A user's shell over a fresh trainflow home: the local profile's Dagster instance
-    settings in `home/dagster`, the venv's commands first on PATH, and no TRAINFLOW_,
-    MLFLOW_ or AWS_ variable inherited from the machine (or from CI)."""
-    (home / "dagster").mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster" / "dagster.yaml")
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("TRAINFLOW_", "MLFLOW_", "AWS_"))
-    }
-    env.update(
-        TRAINFLOW_HOME=str(home),
-        DAGSTER_HOME=str(home / "dagster"),
-        TRAINFLOW_CONFIG=str(config),
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-    )
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """moto's S3 server as a separate process on a free loopback port (fails if it can't start)."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"moto_server did not start on {endpoint}:\n{log.read_text()}")
-            time.sleep(0.2)
+    server, endpoint = start_moto_server(tmp_path_factory.mktemp("moto") / "moto.log")
     yield endpoint
-    proc.terminate()
-    proc.wait(timeout=10)
+    server.terminate()
+    server.wait(timeout=10)
 
 
 @pytest.fixture
@@ -112,6 +72,15 @@ def s3_environ(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str,
         Bucket=bucket
     )
     return {**env, "BUCKET": bucket}
+
+
+@pytest.fixture
+def webhook_receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[WebhookReceiver]:
+    """A webhook receiver on loopback, its URL in the alert webhook variable for this test."""
+    receiver = WebhookReceiver()
+    monkeypatch.setenv(ALERT_WEBHOOK_URL_VAR, receiver.url)
+    yield receiver
+    receiver.close()
 
 
 # The PostgreSQL server the tests create their databases on: 127.0.0.1:5432 on these

@@ -5,64 +5,20 @@ evaluates them (the cursor carried in between); a refused post is posted again, 
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import pytest
 
+from tests.helpers.graph import ingest_resources
+from tests.helpers.http_receiver import WebhookReceiver
 from trainflow.alerts import RUNBOOK_ENTRIES
 from trainflow.defs.alerts import alert_on_run_failure
-from trainflow.defs.caching import CachePolicyResource
 from trainflow.defs.ingest import raw_snapshot
-from trainflow.defs.io_manager import DeltaLakeIOManager
-from trainflow.defs.resources import ContractsResource, LakeResource, WarehouseResource
 from trainflow.settings import ALERT_WEBHOOK_URL_VAR as WEBHOOK_URL_VAR
 from trainflow.settings import Settings
 
 RUNBOOK = Path(__file__).resolve().parents[1] / "docs" / "runbook.md"
-
-
-class Receiver:
-    """An HTTP server on loopback that records every JSON body posted to it and answers
-    `status` (a chat tool's incoming webhook, as far as trainflow can tell)."""
-
-    def __init__(self) -> None:
-        self.posts: list[dict[str, Any]] = []
-        self.answers: list[int] = []  # the next answers, then 200
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                status = receiver.answers.pop(0) if receiver.answers else 200
-                if status == 200:
-                    receiver.posts.append(json.loads(body))
-                self.send_response(status)
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/T000/B000/secret"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
-    found = Receiver()
-    monkeypatch.setenv(WEBHOOK_URL_VAR, found.url)
-    yield found
-    found.close()
 
 
 class Ticks:
@@ -84,18 +40,11 @@ def failed_snapshot(
     instance: dg.DagsterInstance, warehouse: Path, lake: Path, day: str
 ) -> dg.ExecuteInProcessResult:
     """A real failure: a snapshot of a day the warehouse never landed."""
-    lake_resource = LakeResource(lake_uri=str(lake))
     result = dg.materialize(
         [raw_snapshot],
         instance=instance,
         partition_key=day,
-        resources={
-            "warehouse": WarehouseResource(url=str(warehouse)),
-            "contracts": ContractsResource(),
-            "io_manager": DeltaLakeIOManager(lake=lake_resource),
-            "lake": lake_resource,
-            "cache_policy": CachePolicyResource(),
-        },
+        resources=ingest_resources(warehouse, lake),
         raise_on_error=False,
     )
     assert not result.success
@@ -103,7 +52,7 @@ def failed_snapshot(
 
 
 def test_each_failed_run_is_posted_once_over_many_ticks(
-    built_warehouse: Path, tmp_path: Path, receiver: Receiver
+    built_warehouse: Path, tmp_path: Path, webhook_receiver: WebhookReceiver
 ) -> None:
     with dg.instance_for_test() as instance:
         ticks = Ticks(instance)
@@ -111,14 +60,14 @@ def test_each_failed_run_is_posted_once_over_many_ticks(
         first = failed_snapshot(instance, built_warehouse, tmp_path / "lake", "2013-03-05")
         for _ in range(3):
             ticks.tick()
-        assert len(receiver.posts) == 1
-        alert = receiver.posts[0]["trainflow"]
+        assert len(webhook_receiver.posts) == 1
+        alert = webhook_receiver.posts[0]["trainflow"]
         assert alert["key"] == f"run:{first.run_id}"
         assert alert["asset"] == "raw_snapshot"
         assert alert["partition"] == "2013-03-05"
         assert "no rows in the warehouse for partition(s) 2013-03-05" in alert["error"]
         assert alert["runbook"] == "docs/runbook.md#alert-a-run-failed-in-raw_snapshot"
-        payload = receiver.posts[0]
+        payload = webhook_receiver.posts[0]
         assert payload["text"].startswith("trainflow run failed (")
         assert "raw_snapshot 2013-03-05" in payload["text"]
         assert payload["blocks"][0]["type"] == "header"
@@ -127,23 +76,23 @@ def test_each_failed_run_is_posted_once_over_many_ticks(
         # the tick says so, and the next tick posts only the second, once.
         second = failed_snapshot(instance, built_warehouse, tmp_path / "lake", "2013-03-06")
         third = failed_snapshot(instance, built_warehouse, tmp_path / "lake", "2013-03-07")
-        receiver.answers = [200, 503]
+        webhook_receiver.answers = [200, 503]
         said = ticks.tick()
         assert said.endswith(
             f"alert run:{third.run_id}: the webhook answered 503: posted again next tick"
         )
         for _ in range(2):
             ticks.tick()
-        assert [p["trainflow"]["key"] for p in receiver.posts] == [
+        assert [p["trainflow"]["key"] for p in webhook_receiver.posts] == [
             f"run:{first.run_id}",
             f"run:{second.run_id}",
             f"run:{third.run_id}",
         ]
-        assert receiver.posts[2]["trainflow"]["partition"] == "2013-03-07"
+        assert webhook_receiver.posts[2]["trainflow"]["partition"] == "2013-03-07"
         # The webhook's token is never echoed, nor shown with the settings.
-        assert receiver.url not in json.dumps(receiver.posts)
-        assert Settings.from_env().alert_webhook_url == receiver.url
-        assert receiver.url not in repr(Settings.from_env())
+        assert webhook_receiver.url not in json.dumps(webhook_receiver.posts)
+        assert Settings.from_env().alert_webhook_url == webhook_receiver.url
+        assert webhook_receiver.url not in repr(Settings.from_env())
 
 
 def test_no_webhook_means_no_post_and_no_failure(

@@ -16,22 +16,15 @@ import polars as pl
 import pytest
 
 from tests.conftest import BIN, thin_history_config
+from tests.helpers.graph import ingest_resources, partition_range_tags
 from trainflow.contracts import load_contract
 from trainflow.contracts.quarantine import visible
-from trainflow.defs.caching import CachePolicyResource
 from trainflow.defs.features import flight_features
 from trainflow.defs.ingest import (
     CONTRACT_CHECKS,
     QUARANTINE_TABLE,
     raw_snapshot,
     validated_flights,
-)
-from trainflow.defs.io_manager import DeltaLakeIOManager
-from trainflow.defs.resources import (
-    ContractsResource,
-    ExperimentConfigResource,
-    LakeResource,
-    WarehouseResource,
 )
 from trainflow.lake.delta_lake import DeltaLake
 from trainflow.settings import PACKAGED_CONTRACTS_DIR
@@ -47,23 +40,12 @@ BAD_DAY = "2013-02-03"
 def materialize(
     warehouse: Path, lake: Path, days: tuple[str, str] = DAYS
 ) -> dg.ExecuteInProcessResult:
-    lake_resource = LakeResource(lake_uri=str(lake))
     lake.parent.mkdir(parents=True, exist_ok=True)
     return dg.materialize(
         [raw_snapshot, validated_flights, flight_features],
-        resources={
-            # A few February days: their January history was never validated.
-            "experiment": ExperimentConfigResource(path=str(thin_history_config(lake.parent))),
-            "warehouse": WarehouseResource(url=str(warehouse)),
-            "io_manager": DeltaLakeIOManager(lake=lake_resource),
-            "lake": lake_resource,
-            "cache_policy": CachePolicyResource(),
-            "contracts": ContractsResource(),
-        },
-        tags={
-            "dagster/asset_partition_range_start": days[0],
-            "dagster/asset_partition_range_end": days[1],
-        },
+        # A few February days: their January history was never validated.
+        resources=ingest_resources(warehouse, lake, thin_history_config(lake.parent)),
+        tags=partition_range_tags(*days),
         raise_on_error=False,
     )
 

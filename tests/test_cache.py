@@ -2,96 +2,33 @@
 event log (each materialization event says `cache: hit` or `miss`), never from timing."""
 
 import datetime as dt
-import os
-import shutil
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
-import dagster as dg
 import duckdb
 import pytest
 
-from tests.conftest import QUICK_CONFIG, REPO_ROOT
-from trainflow.definitions import build_resources
+from tests.helpers.environment import QUICK_CONFIG, user_environment
+from tests.helpers.graph import (
+    DAILY_ASSET_NAMES,
+    JAN_FEB,
+    LAKE_ASSET_NAMES,
+    WHOLE_TABLE_ASSET_NAMES,
+    copy_of_the_code,
+    data_versions,
+    outcomes,
+    recomputed,
+    run_graph,
+    run_graph_from_code,
+    settings_for,
+)
 from trainflow.defs.caching import FORCE_TAG
-from trainflow.defs.evaluation import evaluation_report, registry_entry
-from trainflow.defs.features import flight_features
-from trainflow.defs.ingest import raw_snapshot, validated_flights
-from trainflow.defs.training import model, training_dataset
+from trainflow.defs.ingest import raw_snapshot
 from trainflow.lake.delta_lake import DeltaLake
 from trainflow.settings import Settings
 from trainflow.warehouse import landing
-
-LAKE_ASSETS = [
-    raw_snapshot,
-    validated_flights,
-    flight_features,
-    training_dataset,
-    model,
-    evaluation_report,
-    registry_entry,
-]
-NAMES = [a.key.to_user_string() for a in LAKE_ASSETS]
-DAILY = NAMES[:3]
-JAN_FEB = ("2013-01-01", "2013-02-28")
-
-
-def settings_for(home: Path, warehouse: Path | str, config: Path = QUICK_CONFIG) -> Settings:
-    return Settings.from_env(
-        {
-            "TRAINFLOW_HOME": str(home),
-            "TRAINFLOW_WAREHOUSE_URL": str(warehouse),
-            "TRAINFLOW_CONFIG": str(config),
-        }
-    )
-
-
-def run_graph(
-    settings: Settings,
-    days: tuple[str, str] = JAN_FEB,
-    assets: list = LAKE_ASSETS,
-    tags: dict[str, str] | None = None,
-    raise_on_error: bool = True,
-    instance: dg.DagsterInstance | None = None,
-) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        assets,
-        instance=instance,
-        resources=build_resources(settings),
-        tags={
-            "dagster/asset_partition_range_start": days[0],
-            "dagster/asset_partition_range_end": days[1],
-            **(tags or {}),
-        },
-        raise_on_error=raise_on_error,
-    )
-
-
-def outcomes(result: dg.ExecuteInProcessResult) -> dict[str, Counter]:
-    """asset -> Counter of 'hit' / 'miss' over its materialization events in the run."""
-    counts: dict[str, Counter] = {name: Counter() for name in NAMES}
-    for event in result.get_asset_materialization_events():
-        mat = event.materialization
-        if mat.asset_key.to_user_string() in counts:  # not quarantine_flights (no cache key)
-            counts[mat.asset_key.to_user_string()][str(mat.metadata["cache"].value)] += 1
-    return counts
-
-
-def data_versions(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str | None], str]:
-    found = {}
-    for event in result.get_asset_materialization_events():
-        mat = event.materialization
-        if "data_version" in mat.metadata:  # not quarantine_flights (no cache key)
-            found[(mat.asset_key.to_user_string(), mat.partition)] = str(
-                mat.metadata["data_version"].value
-            )
-    return found
-
-
-def recomputed(result: dg.ExecuteInProcessResult) -> dict[str, int]:
-    return {name: c["miss"] for name, c in outcomes(result).items() if c["miss"]}
 
 
 @pytest.fixture
@@ -101,29 +38,22 @@ def settings(warehouse_copy: Path, tmp_path: Path) -> Settings:
 
 def test_second_run_recomputes_nothing_and_keeps_every_data_version(settings) -> None:
     first = run_graph(settings)
-    assert recomputed(first) == {**{n: 59 for n in DAILY}, **{n: 1 for n in NAMES[3:]}}
+    assert recomputed(first) == {
+        **{n: 59 for n in DAILY_ASSET_NAMES},
+        **{n: 1 for n in WHOLE_TABLE_ASSET_NAMES},
+    }
     lake = DeltaLake(settings.lake_uri)
-    delta_versions = {name: lake.version(name) for name in NAMES}
+    delta_versions = {name: lake.version(name) for name in LAKE_ASSET_NAMES}
 
     second = run_graph(settings)
     counts = outcomes(second)
     assert recomputed(second) == {}
     assert {n: c["hit"] for n, c in counts.items()} == {
-        **{n: 59 for n in DAILY},
-        **{n: 1 for n in NAMES[3:]},
+        **{n: 59 for n in DAILY_ASSET_NAMES},
+        **{n: 1 for n in WHOLE_TABLE_ASSET_NAMES},
     }
     assert data_versions(second) == data_versions(first)
-    assert {name: lake.version(name) for name in NAMES} == delta_versions
-
-
-def copy_of_the_code(target: Path) -> Path:
-    """What the code location imports and reads at load time: the package, the dbt
-    project, the configs and the lock (a manifest hashes it)."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "target", "logs")
-    for folder in ("src", "dbt_project", "configs"):
-        shutil.copytree(REPO_ROOT / folder, target / folder, ignore=ignore)
-    shutil.copy(REPO_ROOT / "requirements.lock", target / "requirements.lock")
-    return target
+    assert {name: lake.version(name) for name in LAKE_ASSET_NAMES} == delta_versions
 
 
 def run_code_in(
@@ -131,26 +61,9 @@ def run_code_in(
 ) -> tuple[dict[str, Counter], list[str]]:
     """Run the graph importing trainflow from `code`: cache outcomes per asset and step
     failure messages, both read from the run's event log."""
-    done = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "tests" / "graph_runner.py"), *days],
-        env={**env, "PYTHONPATH": str(code / "src")},
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    done, counts, failures = run_graph_from_code(code, env, days)
     assert (done.returncode == 0) == succeeds, done.stdout[-2000:] + done.stderr[-4000:]
     assert f"package {code / 'src' / 'trainflow' / '__init__.py'}" in done.stdout
-    run_id = done.stdout.split("run ")[-1].strip()
-    counts: dict[str, Counter] = {name: Counter() for name in NAMES}
-    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
-        for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
-            mat = entry.asset_materialization
-            assert mat is not None
-            if mat.asset_key.to_user_string() in counts:
-                counts[mat.asset_key.to_user_string()][str(mat.metadata["cache"].value)] += 1
-        failures = [
-            entry.dagster_event.step_failure_data.error.message
-            for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
-            if entry.dagster_event and entry.dagster_event.step_failure_data.error
-        ]
     return counts, failures
 
 
@@ -159,18 +72,11 @@ def test_a_real_feature_code_edit_recomputes_features_and_downstream_only(
 ) -> None:
     """No version string is touched: the code itself is edited, in a copy of the tree."""
     code = copy_of_the_code(tmp_path / "code")
-    (tmp_path / "dagster").mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRAINFLOW_", "MLFLOW_"))}
-    env.update(
-        TRAINFLOW_HOME=str(tmp_path / "home"),
-        TRAINFLOW_WAREHOUSE_URL=str(warehouse_copy),
-        TRAINFLOW_CONFIG=str(QUICK_CONFIG),
-        DAGSTER_HOME=str(tmp_path / "dagster"),
-    )
+    env = user_environment(tmp_path / "home", warehouse=warehouse_copy, instance="default")
     first, _ = run_code_in(code, env)
     assert {n: c["miss"] for n, c in first.items()} == {
-        **{n: 59 for n in DAILY},
-        **{n: 1 for n in NAMES[3:]},
+        **{n: 59 for n in DAILY_ASSET_NAMES},
+        **{n: 1 for n in WHOLE_TABLE_ASSET_NAMES},
     }
     features = code / "src" / "trainflow" / "features" / "flights.py"
     source = features.read_text()
@@ -182,8 +88,8 @@ def test_a_real_feature_code_edit_recomputes_features_and_downstream_only(
     )  # fmt: skip
     cosmetic, _ = run_code_in(code, env)
     assert {n: dict(c) for n, c in cosmetic.items()} == {
-        **{n: {"hit": 59} for n in DAILY},
-        **{n: {"hit": 1} for n in NAMES[3:]},
+        **{n: {"hit": 59} for n in DAILY_ASSET_NAMES},
+        **{n: {"hit": 1} for n in WHOLE_TABLE_ASSET_NAMES},
     }
 
     # A logic edit in a feature function: features and everything downstream recompute.
@@ -206,7 +112,7 @@ def test_a_real_feature_code_edit_recomputes_features_and_downstream_only(
     edited, _ = run_code_in(code, env)
     assert {n: c["miss"] for n, c in edited.items() if c["miss"]} == {
         "flight_features": 31,
-        **{n: 1 for n in NAMES[3:]},
+        **{n: 1 for n in WHOLE_TABLE_ASSET_NAMES},
     }
     assert edited["raw_snapshot"]["hit"] == edited["validated_flights"]["hit"] == 59
     assert edited["flight_features"]["hit"] == 28  # February, computed by the edited code
@@ -227,7 +133,7 @@ def test_a_real_feature_code_edit_recomputes_features_and_downstream_only(
     restored, _ = run_code_in(code, env)
     assert {n: c["miss"] for n, c in restored.items() if c["miss"]} == {
         "flight_features": 59,
-        **{n: 1 for n in NAMES[3:]},
+        **{n: 1 for n in WHOLE_TABLE_ASSET_NAMES},
     }
     clean = code_versions_in(code, env, "--check")
     assert clean.returncode == 0, clean.stdout + clean.stderr
@@ -313,5 +219,8 @@ def test_failed_run_leaves_no_stale_hit(settings, tmp_path: Path) -> None:
 def test_force_tag_recomputes_everything_to_the_same_versions(settings) -> None:
     first = run_graph(settings)
     forced = run_graph(settings, tags={FORCE_TAG: "true"})
-    assert recomputed(forced) == {**{n: 59 for n in DAILY}, **{n: 1 for n in NAMES[3:]}}
+    assert recomputed(forced) == {
+        **{n: 59 for n in DAILY_ASSET_NAMES},
+        **{n: 1 for n in WHOLE_TABLE_ASSET_NAMES},
+    }
     assert data_versions(forced) == data_versions(first)

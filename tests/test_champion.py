@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +16,8 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.conftest import QUICK_CONFIG, REPO_ROOT, free_port
+from tests.helpers.environment import user_environment
+from tests.helpers.graph import graph_command
 from trainflow.config import load_config
 from trainflow.defs.retries import is_transient
 from trainflow.features.flights import LABEL
@@ -46,21 +47,18 @@ def config(folder: Path, name: str, replacements: dict[str, str]) -> Path:
 
 def environment(home: Path, warehouse: Path, config_path: Path, store: Path) -> dict[str, str]:
     """A trainflow home of its own, sharing one MLflow store (and so one registry)."""
-    (home / "dagster").mkdir(parents=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRAINFLOW_", "MLFLOW_"))}
-    env.update(
-        TRAINFLOW_HOME=str(home),
-        TRAINFLOW_WAREHOUSE_URL=str(warehouse),
-        TRAINFLOW_CONFIG=str(config_path),
-        DAGSTER_HOME=str(home / "dagster"),
-        MLFLOW_TRACKING_URI=f"sqlite:///{store}",
+    return user_environment(
+        home,
+        config_path,
+        warehouse=warehouse,
+        mlflow_tracking_uri=f"sqlite:///{store}",
+        instance="default",
     )
-    return env
 
 
 def graph(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, str(REPO_ROOT / "tests" / "graph_runner.py"), *args],
+        graph_command(*args),
         env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 

@@ -43,7 +43,7 @@ from tests.conftest import (
     free_port,
     user_environment,
 )
-from tests.test_cache import settings_for
+from tests.helpers.graph import settings_for
 from tests.test_retries import JAN_1_3, failure_of, retries_of
 from trainflow.credentials import MLFLOW, S3, WAREHOUSE, CredentialsRefusedError, refused_login
 from trainflow.definitions import build_resources

@@ -14,8 +14,9 @@ import dagster as dg
 import pytest
 from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
 
-from tests.conftest import BIN, REPO_ROOT, run_dbt_build, user_environment
+from tests.conftest import BIN, REPO_ROOT, run_dbt_build
 from tests.doc_blocks import blocks
+from tests.helpers.environment import user_environment
 from trainflow.definitions import defs
 from trainflow.defs.instigators import instigator_lines, served_locations
 

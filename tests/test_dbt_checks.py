@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from tests.helpers.graph import partition_range_tags
 from trainflow.definitions import build_resources
 from trainflow.defs.partitions import daily_2013, run_day_window
 from trainflow.defs.warehouse import warehouse_models
@@ -29,14 +30,6 @@ DBT_TESTS = {
     "stg_landings:unique_stg_landings_day",
     "flights_enriched:not_null_flights_enriched_flight_id",
 }
-
-
-def days_tags(first: str, last: str) -> dict[str, str]:
-    """The tags of a run over a partition range (`--partition-range`, single-run backfills)."""
-    return {
-        "dagster/asset_partition_range_start": first,
-        "dagster/asset_partition_range_end": last,
-    }
 
 
 class Build:
@@ -115,7 +108,7 @@ def test_dbt_checks_read_the_days_of_the_run_and_never_reuse_untested_days(
     with dg.instance_for_test() as instance:
         # A range without the bad day: every test reads exactly its days (and rows without
         # a day), so the bad rows are never scanned and every check passes.
-        ranged = build(settings, instance, **days_tags("2013-01-01", "2013-01-03"))
+        ranged = build(settings, instance, **partition_range_tags("2013-01-01", "2013-01-03"))
         assert ranged.success and set(ranged.checks) == DBT_TESTS and not ranged.failed
         assert ranged.tested_days() == {"2013-01-01...2013-01-03"}
         assert {m["cache"] for m in ranged.models.values()} == {"miss"}
@@ -131,7 +124,7 @@ def test_dbt_checks_read_the_days_of_the_run_and_never_reuse_untested_days(
         assert hit.tested_days() == {"2013-01-01...2013-01-03"}  # what that build tested
 
         # Same rows, other days: not reused; dbt tests the run's days, finds the bad rows.
-        over = build(settings, instance, **days_tags("2013-01-03", "2013-01-04"))
+        over = build(settings, instance, **partition_range_tags("2013-01-03", "2013-01-04"))
         assert not over.success and over.test_sql is not None and over.failed == broken
         assert all(between("2013-01-03", "2013-01-04") in s for s in over.test_sql.values())
         # flights_enriched is not built over a failed test of stg_flights (dbt skips it).
@@ -155,11 +148,11 @@ def test_dbt_checks_read_the_days_of_the_run_and_never_reuse_untested_days(
 
 def test_the_days_of_a_run_come_from_dagsters_partition_tags() -> None:
     jan = DayWindow(dt.date(2013, 1, 2), dt.date(2013, 1, 5))
-    assert run_day_window(days_tags("2013-01-02", "2013-01-05")) == jan
+    assert run_day_window(partition_range_tags("2013-01-02", "2013-01-05")) == jan
     assert run_day_window({"dagster/partition": "2013-01-02"}) == DayWindow(jan.first, jan.first)
     assert run_day_window({}) is None
     assert run_day_window({"dagster/partition": "not a day"}) is None  # every day, then
-    assert run_day_window(days_tags("2013-01-05", "2013-01-02")) is None
+    assert run_day_window(partition_range_tags("2013-01-05", "2013-01-02")) is None
 
     assert days_label(None) == "all" and days_label(jan) == "2013-01-02...2013-01-05"
     assert label_covers("all", None) and label_covers("all", jan)

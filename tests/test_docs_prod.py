@@ -26,8 +26,9 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from tests.conftest import BIN, free_port
+from tests.conftest import BIN
 from tests.doc_blocks import REPO_ROOT, Block, blocks, doc_files
+from tests.helpers.servers import free_port
 from tests.test_docs_run import as_run, warnings_in
 
 pytestmark = pytest.mark.timeout(1800)

@@ -17,7 +17,6 @@ import datetime as dt
 import json
 import os
 import select
-import shutil
 import signal
 import struct
 import subprocess
@@ -35,8 +34,18 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
-from tests.conftest import BIN, QUICK_CONFIG, REPO_ROOT, S3_TEST_ENV, free_port
-from tests.test_cache import run_graph, settings_for
+from tests.conftest import BIN, QUICK_CONFIG, REPO_ROOT, S3_TEST_ENV
+from tests.helpers.environment import user_environment
+from tests.helpers.graph import partition_range_tags, run_graph, settings_for
+from tests.helpers.reexecution import (
+    error_text,
+    reexecute_from_failure,
+    run_with_outage,
+    started_steps,
+    step_retries,
+    stop_server_after,
+)
+from tests.helpers.servers import start_moto_server
 from trainflow.definitions import build_resources
 from trainflow.defs.caching import FORCE_TAG
 from trainflow.defs.ingest import QUARANTINE_TABLE, raw_snapshot, validated_flights
@@ -45,13 +54,6 @@ from trainflow.lake.delta_lake import DayWindow, DeltaLake
 from trainflow.settings import S3_TIMEOUT_VAR, Settings
 
 JAN_FEB = DayWindow(dt.date(2013, 1, 1), dt.date(2013, 2, 28))
-
-
-def range_tags(window: DayWindow) -> dict[str, str]:
-    return {
-        "dagster/asset_partition_range_start": window.first.isoformat(),
-        "dagster/asset_partition_range_end": window.last.isoformat(),
-    }
 
 
 def warehouse_rows_per_day(warehouse: Path, window: DayWindow) -> dict[dt.date, int]:
@@ -65,20 +67,6 @@ def assert_each_flight_once(frame: pl.DataFrame, expected: dict[dt.date, int], t
     assert rows == flights, f"{table}: {rows} rows for {flights} flights (duplicates)"
     assert rows == sum(expected.values()), f"{table}: {rows} rows, warehouse has {expected}"
     assert dict(frame.group_by("day").len().iter_rows()) == expected, table
-
-
-def cli_env(home: Path, warehouse: Path) -> dict[str, str]:
-    """The environment a user's terminal has: trainflow and Dagster homes, no leftovers."""
-    (home / "dagster").mkdir(parents=True)
-    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster" / "dagster.yaml")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRAINFLOW_", "MLFLOW_"))}
-    env.update(
-        TRAINFLOW_HOME=str(home),
-        DAGSTER_HOME=str(home / "dagster"),
-        TRAINFLOW_WAREHOUSE_URL=str(warehouse),
-        TRAINFLOW_CONFIG=str(QUICK_CONFIG),
-    )
-    return env
 
 
 # --- 1. SIGKILL inside a Delta write -------------------------------------------------------
@@ -146,7 +134,7 @@ def test_sigkill_inside_a_delta_write_keeps_the_previous_version_and_rerun_write
     did land mid-write is asserted: after the kill there are new data files that no Delta
     version references, and no commit.
     """
-    env = cli_env(tmp_path / "home", warehouse_copy)
+    env = user_environment(tmp_path / "home", warehouse=warehouse_copy)
     settings = Settings.from_env(env)
     lake = DeltaLake(settings.lake_uri)
     table = Path(settings.lake_uri) / "raw_snapshot"
@@ -212,18 +200,7 @@ def test_sigkill_inside_a_delta_write_keeps_the_previous_version_and_rerun_write
 # --- 2. The object store stops in the middle of a run -------------------------------------
 
 FEB_1_5 = DayWindow(dt.date(2013, 2, 1), dt.date(2013, 2, 5))
-# The process id of the S3 server to pause once raw_snapshot is committed (set by the test).
-PAUSE_PID_VAR = "TRAINFLOW_TEST_PAUSE_S3_PID"
 S3_TIMEOUT_S = 2
-
-
-@dg.success_hook
-def pause_s3_after_snapshot(context: dg.HookContext) -> None:
-    """The outage starts exactly between the steps: raw_snapshot has committed, and
-    validated_flights has not touched the store yet."""
-    pid = os.environ.get(PAUSE_PID_VAR)
-    if context.op.name == "raw_snapshot" and pid:
-        os.kill(int(pid), signal.SIGSTOP)
 
 
 def ingest_on_s3() -> dg.JobDefinition:
@@ -237,7 +214,9 @@ def ingest_on_s3() -> dg.JobDefinition:
                 "ingest_on_s3",
                 selection=[raw_snapshot, validated_flights],
                 executor_def=dg.in_process_executor,
-                hooks={pause_s3_after_snapshot},
+                # The outage starts exactly between the steps: raw_snapshot has
+                # committed, and validated_flights has not touched the store yet.
+                hooks={stop_server_after("raw_snapshot")},
             )
         ],
     ).resolve_job_def("ingest_on_s3")
@@ -246,43 +225,13 @@ def ingest_on_s3() -> dg.JobDefinition:
 @pytest.fixture
 def pausable_s3(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """A moto S3 server of this test's own (pausing the session's would stall other tests)."""
-    port = free_port()
-    with (tmp_path / "moto.log").open("w") as log:
-        server = subprocess.Popen(
-            [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    endpoint = f"http://127.0.0.1:{port}"
+    server, endpoint = start_moto_server(tmp_path / "moto.log")
     try:
-        client = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                client.list_buckets()
-                break
-            except Exception:
-                assert server.poll() is None and time.monotonic() < deadline, (
-                    f"moto_server did not start:\n{(tmp_path / 'moto.log').read_text()}"
-                )
-                time.sleep(0.2)
         yield server, endpoint
     finally:
         server.send_signal(signal.SIGCONT)  # a stopped process ignores SIGTERM until resumed
         server.terminate()
         server.wait(timeout=10)
-
-
-def error_text(event: dg.DagsterEvent) -> str:
-    data = event.event_specific_data
-    error = getattr(data, "error", None)
-    return error.to_string() if error is not None else ""
 
 
 def test_s3_stopped_mid_run_retries_then_fails_clearly_and_reexecution_completes(
@@ -320,18 +269,15 @@ def test_s3_stopped_mid_run_retries_then_fails_clearly_and_reexecution_completes
     lake = DeltaLake(settings.lake_uri, settings.storage_options)
     expected = warehouse_rows_per_day(warehouse_copy, FEB_1_5)
     job = dg.reconstructable(ingest_on_s3)
+    tags = partition_range_tags(FEB_1_5.first, FEB_1_5.last)
 
     with dg.instance_for_test() as instance:
-        monkeypatch.setenv(PAUSE_PID_VAR, str(server.pid))
         started = time.monotonic()
-        failed = dg.execute_job(job, instance=instance, tags=range_tags(FEB_1_5))
+        failed = run_with_outage(job, instance, tags, server, monkeypatch)  # then the store is back
         failed_after = time.monotonic() - started
-        server.send_signal(signal.SIGCONT)  # the store is back
-        monkeypatch.delenv(PAUSE_PID_VAR)
 
         assert not failed.success
-        events = failed.all_events
-        retries = [e for e in events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+        retries = step_retries(failed)
         failures = failed.get_step_failure_events()
         assert [e.step_key for e in failed.get_step_success_events()] == ["raw_snapshot"]
         assert [e.step_key for e in retries] == ["validated_flights"] * 3  # IO_RETRY's 3
@@ -351,19 +297,9 @@ def test_s3_stopped_mid_run_retries_then_fails_clearly_and_reexecution_completes
         assert lake.version("raw_snapshot") == 0  # committed before the outage, kept
         assert lake.version("validated_flights") is None
 
-        # The UI's "re-execute from failure" copies the run's tags (here the partition
-        # range); the Python API leaves that to the caller.
-        again = dg.execute_job(
-            job,
-            instance=instance,
-            tags=range_tags(FEB_1_5),
-            reexecution_options=dg.ReexecutionOptions.from_failure(failed.run_id, instance),
-        )
+        again = reexecute_from_failure(job, instance, failed, tags)
         assert again.success, [error_text(e) for e in again.get_step_failure_events()]
-        executed = {
-            e.step_key for e in again.all_events if e.event_type == dg.DagsterEventType.STEP_START
-        }
-        assert executed == {"validated_flights"}  # raw_snapshot is not run again
+        assert started_steps(again) == {"validated_flights"}  # raw_snapshot is not run again
         reexecuted_run = instance.get_run_by_id(again.run_id)
         assert reexecuted_run is not None and reexecuted_run.parent_run_id == failed.run_id
 
@@ -405,7 +341,10 @@ def race_worker(base: str, warehouse: str, who: str) -> None:
                 [raw_snapshot, validated_flights],
                 resources=build_resources(settings),
                 instance=instance,
-                tags={**range_tags(FEB_1_3), **({FORCE_TAG: "true"} if kind == "forced" else {})},
+                tags={
+                    **partition_range_tags(FEB_1_3.first, FEB_1_3.last),
+                    **({FORCE_TAG: "true"} if kind == "forced" else {}),
+                },
                 raise_on_error=False,
             )
             steps = [

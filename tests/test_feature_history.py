@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from tests.conftest import QUICK_CONFIG
-from tests.test_cache import settings_for
+from tests.helpers.graph import partition_range_tags, settings_for
 from trainflow.definitions import build_resources
 from trainflow.defs.features import flight_features
 from trainflow.defs.ingest import raw_snapshot, validated_flights
@@ -57,10 +57,7 @@ def run(settings, assets, first: str, last: str) -> dg.ExecuteInProcessResult:
         ASSETS,
         selection=[a.key for a in assets],
         resources=build_resources(settings),
-        tags={
-            "dagster/asset_partition_range_start": first,
-            "dagster/asset_partition_range_end": last,
-        },
+        tags=partition_range_tags(first, last),
         raise_on_error=False,
     )
 

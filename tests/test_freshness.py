@@ -9,11 +9,10 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
-import pytest
 
 from tests.conftest import thin_history_config
-from tests.test_alerts import WEBHOOK_URL_VAR, Receiver
-from tests.test_cache import settings_for
+from tests.helpers.graph import partition_range_tags, settings_for
+from tests.helpers.http_receiver import WebhookReceiver
 from trainflow.definitions import build_definitions, build_resources
 from trainflow.defs.caching import CachePolicyResource
 from trainflow.defs.features import flight_features
@@ -31,14 +30,6 @@ from trainflow.settings import Settings
 from trainflow.warehouse import landing
 
 
-@pytest.fixture
-def receiver(monkeypatch: pytest.MonkeyPatch):
-    found = Receiver()
-    monkeypatch.setenv(WEBHOOK_URL_VAR, found.url)
-    yield found
-    found.close()
-
-
 def test_lag_is_counted_in_landed_days() -> None:
     days = [dt.date(2013, 2, d) for d in (1, 2, 3, 5, 6)]  # Feb 4 never landed
     assert Freshness("x", days, dt.date(2013, 2, 3), 1).lag == 2
@@ -49,7 +40,7 @@ def test_lag_is_counted_in_landed_days() -> None:
 
 
 def test_the_sensor_records_each_change_and_alerts_once_per_breach(
-    warehouse_copy: Path, tmp_path: Path, receiver: Receiver
+    warehouse_copy: Path, tmp_path: Path, webhook_receiver: WebhookReceiver
 ) -> None:
     settings = settings_for(tmp_path / "home", warehouse_copy)
     resources = build_resources(settings)
@@ -58,10 +49,7 @@ def test_the_sensor_records_each_change_and_alerts_once_per_breach(
     result = dg.materialize(
         [raw_snapshot, validated_flights, flight_features],
         resources={**resources, "cache_policy": CachePolicyResource()},
-        tags={
-            "dagster/asset_partition_range_start": "2013-02-01",
-            "dagster/asset_partition_range_end": "2013-02-05",
-        },
+        tags=partition_range_tags("2013-02-01", "2013-02-05"),
     )
     assert result.success
     with dg.instance_for_test() as instance:
@@ -86,18 +74,18 @@ def test_the_sensor_records_each_change_and_alerts_once_per_breach(
             "day 2013-02-28: over the limit of 1"
         )
         assert not checks[CHAMPION_CHECK].passed  # no champion yet: nothing is fresh
-        keys = sorted(p["trainflow"]["key"] for p in receiver.posts)
+        keys = sorted(p["trainflow"]["key"] for p in webhook_receiver.posts)
         assert keys == [
             f"freshness:flight_features:{FEATURES_CHECK}:2013-02-28",
             f"freshness:registry_entry:{CHAMPION_CHECK}:2013-02-28",
         ]
         assert all(
             p["trainflow"]["runbook"] == "docs/runbook.md#alert-freshness-breach"
-            for p in receiver.posts
+            for p in webhook_receiver.posts
         )
         # Unchanged: no new verdict recorded, no new post.
         assert tick().asset_events == []
-        assert len(receiver.posts) == 2
+        assert len(webhook_receiver.posts) == 2
 
         # The days after Feb 6 are withdrawn from the warehouse: the features are fresh.
         with duckdb.connect(str(warehouse_copy)) as conn:
@@ -105,18 +93,18 @@ def test_the_sensor_records_each_change_and_alerts_once_per_breach(
         recovered = {e.check_name: e for e in tick().asset_events}
         assert recovered[FEATURES_CHECK].passed
         assert recovered[FEATURES_CHECK].metadata["lag_landed_days"].value == 1
-        assert len(receiver.posts) == 2
+        assert len(webhook_receiver.posts) == 2
 
         # Two more days land: a new breach, one more alert, and only for the features.
         landing.land(warehouse_copy, [dt.date(2013, 2, 7), dt.date(2013, 2, 8)])
         again = {e.check_name: e for e in tick().asset_events}
         assert not again[FEATURES_CHECK].passed
-        assert len(receiver.posts) == 3
-        assert receiver.posts[2]["trainflow"]["key"] == (
+        assert len(webhook_receiver.posts) == 3
+        assert webhook_receiver.posts[2]["trainflow"]["key"] == (
             f"freshness:flight_features:{FEATURES_CHECK}:2013-02-08"
         )
         tick()
-        assert len(receiver.posts) == 3
+        assert len(webhook_receiver.posts) == 3
     assert features_freshness(resources["warehouse"], resources["lake"]).lag == 3
 
 

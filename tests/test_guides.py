@@ -9,10 +9,8 @@ does exactly what a reader would.
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +19,13 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from tests.conftest import BIN, REPO_ROOT
-from tests.test_cache import copy_of_the_code, run_code_in
+from tests.helpers.environment import BIN, REPO_ROOT, user_environment
+from tests.helpers.graph import (
+    cache_outcomes,
+    copy_of_the_code,
+    materializations_in_run,
+    run_graph_from_code,
+)
 from trainflow.lake.delta_lake import DeltaLake
 from trainflow.settings import Settings
 
@@ -77,34 +80,22 @@ def follow(guide: str, root: Path, env: dict[str, str]) -> list[subprocess.Compl
 def repository(warehouse_copy: Path, tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """A copy of the code, a warehouse and a lake the unchanged code has already built."""
     root = copy_of_the_code(tmp_path / "repo")
-    (tmp_path / "dagster").mkdir()
-    shutil.copy(REPO_ROOT / "dagster.yaml", tmp_path / "dagster" / "dagster.yaml")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRAINFLOW_", "MLFLOW_"))}
-    env.update(
-        TRAINFLOW_HOME=str(tmp_path / "home"),
-        TRAINFLOW_WAREHOUSE_URL=str(warehouse_copy),
-        TRAINFLOW_CONFIG=str(root / "configs" / "quick.yaml"),
-        DAGSTER_HOME=str(tmp_path / "dagster"),
-        PYTHONPATH=str(root / "src"),
+    env = user_environment(
+        tmp_path / "home", root / "configs" / "quick.yaml", warehouse=warehouse_copy
     )
-    before, _ = run_code_in(root, env)
+    env["PYTHONPATH"] = str(root / "src")
+    done, before, _ = run_graph_from_code(root, env)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert f"package {root / 'src' / 'trainflow' / '__init__.py'}" in done.stdout
     assert before["flight_features"]["miss"] == 59
     return root, env
 
 
 def latest_run_cache(env: dict[str, str], asset: str) -> dict[str, int]:
     """hit / miss counts of `asset` in the newest run of the instance."""
-    counts: dict[str, int] = {}
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         (run,) = instance.get_runs(limit=1)
-        for entry in instance.all_logs(
-            run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
-        ):
-            mat = entry.asset_materialization
-            if mat is not None and mat.asset_key.to_user_string() == asset:
-                outcome = str(mat.metadata["cache"].value)
-                counts[outcome] = counts.get(outcome, 0) + 1
-    return counts
+        return dict(cache_outcomes(materializations_in_run(instance, run.run_id))[asset])
 
 
 def test_how_to_add_a_feature(repository) -> None:

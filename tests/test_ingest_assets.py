@@ -8,41 +8,21 @@ from pathlib import Path
 import dagster as dg
 
 from tests.conftest import thin_history_config
+from tests.helpers.graph import ingest_resources, partition_range_tags
 from trainflow.definitions import ALL_ASSETS, build_resources
-from trainflow.defs.caching import CachePolicyResource
 from trainflow.defs.features import flight_features
 from trainflow.defs.ingest import raw_snapshot, validated_flights
-from trainflow.defs.io_manager import DeltaLakeIOManager
-from trainflow.defs.resources import (
-    ContractsResource,
-    ExperimentConfigResource,
-    LakeResource,
-    WarehouseResource,
-)
 from trainflow.lake.delta_lake import DeltaLake
 from trainflow.settings import Settings
 from trainflow.warehouse import landing
 
-RANGE = {
-    "dagster/asset_partition_range_start": "2013-02-01",
-    "dagster/asset_partition_range_end": "2013-02-05",
-}
+RANGE = partition_range_tags("2013-02-01", "2013-02-05")
 
 
 def resources(warehouse: Path, lake: Path, chunk_rows: int | None = None) -> dict[str, object]:
-    lake_resource = LakeResource(
-        lake_uri=str(lake), **({"chunk_rows": chunk_rows} if chunk_rows else {})
-    )
     lake.parent.mkdir(parents=True, exist_ok=True)
-    return {
-        # February days: their January history was never validated.
-        "experiment": ExperimentConfigResource(path=str(thin_history_config(lake.parent))),
-        "warehouse": WarehouseResource(url=str(warehouse)),
-        "io_manager": DeltaLakeIOManager(lake=lake_resource),
-        "lake": lake_resource,
-        "cache_policy": CachePolicyResource(),
-        "contracts": ContractsResource(),
-    }
+    # February days: their January history was never validated.
+    return ingest_resources(warehouse, lake, thin_history_config(lake.parent), chunk_rows)
 
 
 def test_range_snapshot_validates_and_features_are_written(warehouse_copy, tmp_path) -> None:
@@ -76,7 +56,7 @@ def test_chunked_steps_write_what_whole_windows_write_in_one_commit(
     spools = tmp_path / "tmp"
     spools.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(spools))
-    ten_days = {**RANGE, "dagster/asset_partition_range_end": "2013-02-10"}
+    ten_days = partition_range_tags("2013-02-01", "2013-02-10")
     lakes = {"whole": tmp_path / "whole" / "lake", "chunked": tmp_path / "chunked" / "lake"}
     with dg.instance_for_test() as instance:
         for name, lake_path in lakes.items():
@@ -119,10 +99,7 @@ def test_upstream_selection_builds_every_model_it_reads_on_a_fresh_warehouse(tmp
         ALL_ASSETS,
         selection="*flight_features",
         resources=build_resources(settings),
-        tags={
-            "dagster/asset_partition_range_start": "2013-01-01",
-            "dagster/asset_partition_range_end": "2013-01-05",
-        },
+        tags=partition_range_tags("2013-01-01", "2013-01-05"),
     )
     assert result.success
     built = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}

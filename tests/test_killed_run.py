@@ -10,8 +10,8 @@ from pathlib import Path
 
 import polars as pl
 
-from tests.conftest import BIN, QUICK_CONFIG, REPO_ROOT
-from tests.test_cache import run_graph, settings_for
+from tests.helpers.environment import BIN, REPO_ROOT, user_environment
+from tests.helpers.graph import run_graph, settings_for
 from trainflow.lake.delta_lake import DeltaLake
 from trainflow.settings import Settings
 
@@ -23,15 +23,8 @@ COMMAND = [
 
 def test_killed_run_then_rerun_is_whole_and_correct(built_warehouse: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
-    (home / "dagster").mkdir(parents=True)
-    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster" / "dagster.yaml")
+    env = user_environment(home)
     shutil.copy(built_warehouse, home / "warehouse.duckdb")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRAINFLOW_", "MLFLOW_"))}
-    env.update(
-        TRAINFLOW_HOME=str(home),
-        DAGSTER_HOME=str(home / "dagster"),
-        TRAINFLOW_CONFIG=str(QUICK_CONFIG),
-    )
     lake = DeltaLake(Settings.from_env(env).lake_uri)
 
     run = subprocess.Popen(

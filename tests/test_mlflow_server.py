@@ -18,8 +18,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
-import time
 import urllib.parse
 import urllib.request
 import uuid
@@ -38,11 +36,13 @@ from mlflow import MlflowClient
 from tests.conftest import (
     BIN,
     QUICK_CONFIG,
-    REPO_ROOT,
     S3_TEST_ENV,
     free_port,
     fresh_postgres_database,
 )
+from tests.helpers.environment import user_environment
+from tests.helpers.graph import JAN_FEB, materializations_in_run, printed_run_id, run_graph_process
+from tests.helpers.servers import wait_for_http
 from tests.test_reproduce import trainflow
 from trainflow.config import load_config
 from trainflow.definitions import build_resources
@@ -51,7 +51,6 @@ from trainflow.manifest import MANIFEST_ARTIFACT
 from trainflow.registry import CHALLENGER, CHAMPION, DAGSTER_RUN_ID_TAG, MODEL_TEXT_ARTIFACT
 from trainflow.settings import Settings, redact_userinfo
 
-JAN_FEB = ("2013-01-01", "2013-02-28")
 # What a careless deployment puts in MLFLOW_TRACKING_URI; it must never be seen again.
 SECRET = f"s3cret-{uuid.uuid4().hex[:12]}"
 
@@ -184,18 +183,9 @@ def mlflow_server(
             command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180  # the first start migrates the database
     try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not start on {url}:\n{log.read_text()[-4000:]}")
-            time.sleep(0.5)
+        # The first start migrates the database: longer than the default wait.
+        wait_for_http(f"{url}/health", proc, log, seconds=180)
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -221,7 +211,7 @@ def trained(
     built_warehouse: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, Any]:
-    """The graph over Jan-Feb in its own process (tests/graph_runner.py, the real assets and
+    """The graph over Jan-Feb in its own process (tests/helpers/graph.py, the real assets and
     resources), with MLflow on the server, by a URI that carries a password, and the lake,
     reports and manifests on S3."""
     home = tmp_path_factory.mktemp("mlflow-prod")
@@ -229,39 +219,26 @@ def trained(
     shutil.copy(built_warehouse, warehouse)
     lake_bucket = f"lake-{uuid.uuid4().hex[:12]}"
     s3_client(moto_endpoint).create_bucket(Bucket=lake_bucket)
-    (home / "dagster").mkdir()
     host = mlflow_server.removeprefix("http://")
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("TRAINFLOW_", "MLFLOW_", "AWS_"))
-    }
-    env.update(
-        S3_TEST_ENV,
-        AWS_ENDPOINT_URL=moto_endpoint,
-        AWS_ALLOW_HTTP="true",
-        AWS_REGION="us-east-1",
-        # The local profile with the MLflow server and an S3 lake (prod also needs the
-        # PostgreSQL warehouse, which tests/test_prod_end_to_end.py covers).
-        TRAINFLOW_HOME=str(home / "home"),
-        TRAINFLOW_LAKE_URI=f"s3://{lake_bucket}/lake",
-        TRAINFLOW_WAREHOUSE_URL=str(warehouse),
-        TRAINFLOW_CONFIG=str(QUICK_CONFIG),
-        DAGSTER_HOME=str(home / "dagster"),
-        MLFLOW_TRACKING_URI=f"http://trainflow:{SECRET}@{host}",
+    # The local profile with the MLflow server and an S3 lake (prod also needs the
+    # PostgreSQL warehouse, which tests/test_prod_end_to_end.py covers).
+    env = user_environment(
+        home / "home",
+        warehouse=warehouse,
+        lake=f"s3://{lake_bucket}/lake",
+        mlflow_tracking_uri=f"http://trainflow:{SECRET}@{host}",
+        instance="default",
     )
-    done = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "tests" / "graph_runner.py"), *JAN_FEB],
-        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    env.update(
+        S3_TEST_ENV, AWS_ENDPOINT_URL=moto_endpoint, AWS_ALLOW_HTTP="true", AWS_REGION="us-east-1"
+    )
+    done = run_graph_process(env, *JAN_FEB)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
-    run_id = done.stdout.split("run ")[-1].strip()
+    run_id = printed_run_id(done.stdout)
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         events = [dg.serialize_value(entry) for entry in instance.all_logs(run_id)]
         materializations = {
-            entry.asset_materialization.asset_key.to_user_string(): entry.asset_materialization
-            for entry in instance.all_logs(
-                run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
-            )
-            if entry.asset_materialization is not None
+            mat.asset_key.to_user_string(): mat for mat in materializations_in_run(instance, run_id)
         }
     settings = Settings.from_env(env)
     return {

@@ -22,7 +22,8 @@ import torch
 from mlflow import MlflowClient
 
 from tests.conftest import QUICK_CONFIG, REPO_ROOT
-from tests.test_cache import run_graph, settings_for
+from tests.helpers.environment import user_environment
+from tests.helpers.graph import run_graph, settings_for
 from tests.test_reproduce import trainflow
 from trainflow.config import ConfigError, load_config
 from trainflow.datasets import select_splits, train_on_dataset
@@ -221,12 +222,7 @@ def test_the_mlp_goes_through_the_graph_registry_champion_and_reproduce(
     assert champion_auc["value"][0] == pytest.approx(model_auc)  # same rows: all of the test
 
     # `trainflow reproduce` retrains the MLP in another process, bit for bit.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRAINFLOW_", "MLFLOW_"))}
-    env.update(
-        TRAINFLOW_HOME=str(settings.home),
-        TRAINFLOW_WAREHOUSE_URL=str(warehouse),
-        TRAINFLOW_CONFIG=str(QUICK_MLP),
-    )
+    env = user_environment(settings.home, QUICK_MLP, warehouse=warehouse, instance=None)
     done = trainflow(env, "reproduce", row["mlflow_run_id"])
     assert done.returncode == 0, done.stdout + done.stderr
     sha = row["model_sha256"]

@@ -33,6 +33,8 @@ import pytest
 
 from tests.conftest import BIN, QUICK_CONFIG, REPO_ROOT, free_port, fresh_postgres_database
 from tests.dagster_dev import post_graphql
+from tests.helpers.graph import partition_range_tags
+from tests.helpers.servers import wait_for_http
 from trainflow.config import load_config
 from trainflow.defs.code_versions import ASSET_CODE
 from trainflow.lake.delta_lake import DeltaLake
@@ -63,21 +65,6 @@ class ProdStack:
     mlflow_url: str
     home: Path
     outputs: list[str]  # stdout and stderr of every command run against the stack
-
-
-def wait_for_http(url: str, proc: subprocess.Popen[bytes], log: Path, seconds: float = 90) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"{url} did not come up:\n{log.read_text()[-4000:]}")
-        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
@@ -374,11 +361,7 @@ def test_sixteen_runs_at_once_each_partition_stored_once_within_the_queue_limit(
     started = time.monotonic()
     run_ids = []
     for start, end in ranges:
-        tags = {
-            "dagster/asset_partition_range_start": start.isoformat(),
-            "dagster/asset_partition_range_end": end.isoformat(),
-            FORCE_TAG: "true",
-        }
+        tags = {**partition_range_tags(start, end), FORCE_TAG: "true"}
         params = {
             "selector": {
                 "repositoryLocationName": "trainflow",

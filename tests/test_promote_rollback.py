@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import getpass
 import hashlib
-import os
 import subprocess
 import time
 import uuid
@@ -26,6 +25,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.conftest import BIN, QUICK_CONFIG, REPO_ROOT
+from tests.helpers.environment import user_environment
 from tests.test_mlflow_server import (  # noqa: F401  (session fixtures, used by name)
     artifact_bucket,
     mlflow_database,
@@ -67,10 +67,8 @@ def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Registry:
             "registered_model_name: trainflow-flight-delay-quick", f"registered_model_name: {name}"
         )
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRAINFLOW_", "MLFLOW_"))}
-    env.update(TRAINFLOW_HOME=str(tmp_path / "home"), TRAINFLOW_CONFIG=str(config))
-    if request.param == "server":
-        env["MLFLOW_TRACKING_URI"] = request.getfixturevalue("mlflow_server")
+    server = request.getfixturevalue("mlflow_server") if request.param == "server" else None
+    env = user_environment(tmp_path / "home", config, mlflow_tracking_uri=server, instance=None)
     settings = Settings.from_env(env)
     client = MlflowClient(settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
     # What `models:/` URIs resolve against in this process (download, pyfunc.load_model):

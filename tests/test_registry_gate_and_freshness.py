@@ -11,16 +11,13 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from tests.conftest import QUICK_CONFIG
-from tests.test_cache import LAKE_ASSETS, settings_for
+from tests.helpers.graph import LAKE_ASSETS, partition_range_tags, settings_for
 from trainflow.definitions import build_resources
 from trainflow.defs.evaluation import REJECTED_RUN_TAG
 from trainflow.warehouse import landing
 
 MODEL = "trainflow-flight-delay-quick"
-RANGE = {
-    "dagster/asset_partition_range_start": "2013-01-01",
-    "dagster/asset_partition_range_end": "2013-02-28",
-}
+RANGE = partition_range_tags("2013-01-01", "2013-02-28")
 
 
 def config_with(tmp_path: Path, old: str, new: str) -> Path:

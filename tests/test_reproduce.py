@@ -13,8 +13,9 @@ import pytest
 from deltalake import DeltaTable
 from mlflow import MlflowClient
 
-from tests.conftest import BIN, QUICK_CONFIG, REPO_ROOT
-from tests.test_cache import copy_of_the_code, recomputed, run_graph, settings_for
+from tests.conftest import BIN, REPO_ROOT
+from tests.helpers.environment import user_environment
+from tests.helpers.graph import copy_of_the_code, recomputed, run_graph, settings_for
 from trainflow.lake.delta_lake import DeltaLake
 from trainflow.lake.retention import NEVER_EXPIRE_LOG
 from trainflow.warehouse import landing
@@ -62,12 +63,7 @@ def trained_then_moved_on(built_warehouse: Path, tmp_path_factory: pytest.TempPa
         )
     later = run_graph(settings, days=("2013-01-01", "2013-03-14"))
     assert recomputed(later)["model"] == 1  # the restated day changed the training data
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRAINFLOW_", "MLFLOW_"))}
-    env.update(
-        TRAINFLOW_HOME=str(settings.home),
-        TRAINFLOW_WAREHOUSE_URL=str(warehouse),
-        TRAINFLOW_CONFIG=str(QUICK_CONFIG),
-    )
+    env = user_environment(settings.home, warehouse=warehouse, instance=None)
     return env, settings, run_a
 
 

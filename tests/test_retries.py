@@ -25,7 +25,15 @@ from deltalake import write_deltalake
 from mlflow import MlflowClient
 
 from tests.conftest import QUICK_CONFIG, REPO_ROOT, free_port
-from tests.test_cache import settings_for
+from tests.helpers.environment import user_environment
+from tests.helpers.graph import (
+    graph_command,
+    partition_range_tags,
+    printed_run_id,
+    run_graph_process,
+    settings_for,
+)
+from tests.helpers.reexecution import step_retries
 from trainflow.config import load_config
 from trainflow.definitions import build_resources
 from trainflow.defs.features import flight_features
@@ -35,20 +43,13 @@ from trainflow.defs.retries import IO_RETRY, fail_fast, is_transient
 from trainflow.defs.training import training_dataset
 from trainflow.lake.delta_lake import DayWindow, DeltaLake
 
-JAN_1_3 = {
-    "dagster/asset_partition_range_start": "2013-01-01",
-    "dagster/asset_partition_range_end": "2013-01-03",
-}
+JAN_1_3 = partition_range_tags("2013-01-01", "2013-01-03")
 
 
 def raised(action) -> BaseException:
     with pytest.raises(BaseException) as caught:
         action()
     return caught.value
-
-
-def retries_of(result: dg.ExecuteInProcessResult) -> list[dg.DagsterEvent]:
-    return [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
 
 
 def failure_of(result: dg.ExecuteInProcessResult) -> str:
@@ -149,7 +150,7 @@ def test_a_missing_input_fails_at_once_naming_it(warehouse_copy, tmp_path) -> No
     )
     assert "raw_snapshot has no Delta table yet" in failure_of(result)
     assert "materialize it first" in failure_of(result)
-    assert retries_of(result) == []
+    assert step_retries(result) == []
 
 
 def test_a_schema_mismatch_fails_at_once(warehouse_copy, tmp_path) -> None:
@@ -172,7 +173,7 @@ def test_a_schema_mismatch_fails_at_once(warehouse_copy, tmp_path) -> None:
         "raw_snapshot: schema mismatch, column type(s) changed (distance_miles String -> Float64)"
         in message
     )
-    assert retries_of(result) == []
+    assert step_retries(result) == []
 
 
 def test_a_config_error_fails_at_once(warehouse_copy, tmp_path) -> None:
@@ -192,7 +193,7 @@ def test_a_config_error_fails_at_once(warehouse_copy, tmp_path) -> None:
     message = failure_of(result)
     assert "experiment config bad.yaml is invalid" in message
     assert "time-ordered without overlap" in message
-    assert retries_of(result) == []
+    assert step_retries(result) == []
 
 
 @dg.asset(retry_policy=IO_RETRY)
@@ -215,38 +216,26 @@ def flaky_connection(context) -> None:  # (no annotation: this module defers the
 def test_a_programming_error_fails_at_once_and_a_refused_connection_heals(tmp_path) -> None:
     broken = dg.materialize([broken_code], raise_on_error=False)
     assert "KeyError: 'missing'" in failure_of(broken)
-    assert retries_of(broken) == []
+    assert step_retries(broken) == []
 
     healed = dg.materialize(
         [flaky_connection],
         run_config={"ops": {"flaky_connection": {"config": {"marker": str(tmp_path / "m")}}}},
     )
     assert healed.success
-    assert len(retries_of(healed)) == 1
+    assert len(step_retries(healed)) == 1
 
 
 def test_a_read_cut_short_is_retried_and_heals(warehouse_copy, s3_environ, tmp_path) -> None:
     """A validated_flights object on S3 is half there while flight_features reads it: the
     read fails (Parquet footer missing), is retried, and succeeds once the object is whole."""
     bucket = s3_environ["BUCKET"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRAINFLOW_", "MLFLOW_"))}
-    env.update(
-        TRAINFLOW_HOME=str(tmp_path / "home"),
-        TRAINFLOW_LAKE_URI=f"s3://{bucket}/lake",
-        TRAINFLOW_WAREHOUSE_URL=str(warehouse_copy),
-        TRAINFLOW_CONFIG=str(QUICK_CONFIG),
-        DAGSTER_HOME=str(tmp_path / "dagster"),
+    env = user_environment(
+        tmp_path / "home", warehouse=warehouse_copy, lake=f"s3://{bucket}/lake", instance="default"
     )
-    (tmp_path / "dagster").mkdir()
-    runner = [
-        sys.executable,
-        str(REPO_ROOT / "tests" / "graph_runner.py"),
-        "2013-01-01",
-        "2013-01-03",
-    ]
-    prepared = subprocess.run(
-        [*runner, "raw_snapshot", "validated_flights"], env=env, capture_output=True, text=True
-    )
+    env.update({k: v for k, v in s3_environ.items() if k.startswith("AWS_")})
+    days = ("2013-01-01", "2013-01-03")
+    prepared = run_graph_process(env, *days, "raw_snapshot", "validated_flights")
     assert prepared.returncode == 0, prepared.stderr[-3000:]
     s3 = boto3.client("s3", endpoint_url=s3_environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
     listed = s3.list_objects_v2(Bucket=bucket, Prefix="lake/validated_flights/day=2013-01-02/")
@@ -255,11 +244,11 @@ def test_a_read_cut_short_is_retried_and_heals(warehouse_copy, s3_environ, tmp_p
     s3.put_object(Bucket=bucket, Key=key, Body=whole[: len(whole) // 2])
 
     features = subprocess.Popen(
-        [*runner, "flight_features"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
+        graph_command(*days, "flight_features"), env=env, cwd=REPO_ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        with dg.DagsterInstance.from_config(str(tmp_path / "dagster")) as instance:
+        with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
             deadline = time.monotonic() + 120
             retried: list = []
             while not retried:
@@ -275,7 +264,7 @@ def test_a_read_cut_short_is_retried_and_heals(warehouse_copy, s3_environ, tmp_p
             s3.put_object(Bucket=bucket, Key=key, Body=whole)  # the object is whole again
             out, err = features.communicate(timeout=120)
             assert features.returncode == 0, err[-3000:]
-            run_id = out.split("run ")[-1].strip()
+            run_id = printed_run_id(out)
             error = retried[0].dagster_event.event_specific_data.error
             assert "magic bytes" in error.message or "magic bytes" in str(error.cause), error
             assert instance.get_run_by_id(run_id).is_success

@@ -16,7 +16,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.conftest import BIN, REPO_ROOT, run_dbt_build
-from tests.test_cache import recomputed, run_graph, settings_for
+from tests.helpers.graph import recomputed, run_graph, settings_for
 from tests.test_reproduce import ALLOW_DIRTY
 from trainflow.as_of import AS_OF_TAG, AsOfError, resolve_as_of
 from trainflow.config import ConfigError, load_config

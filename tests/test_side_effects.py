@@ -5,58 +5,37 @@ an attempt whose validated rows were not committed."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import polars as pl
 from mlflow import MlflowClient
 
-from tests.conftest import BIN, QUICK_CONFIG, REPO_ROOT
+from tests.helpers.environment import BIN, QUICK_CONFIG, user_environment
+from tests.helpers.graph import JAN_FEB, run_graph_process
 from trainflow.config import load_config
 from trainflow.lake.delta_lake import DeltaLake
 from trainflow.registry.operations import history
 from trainflow.settings import PACKAGED_CONTRACTS_DIR, Settings
 
-JAN_FEB = ("2013-01-01", "2013-02-28")
 BAD_DAY = "2013-02-03"
-
-
-def environment(tmp_path: Path, warehouse: Path) -> dict[str, str]:
-    (tmp_path / "dagster").mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRAINFLOW_", "MLFLOW_"))}
-    env.update(
-        TRAINFLOW_HOME=str(tmp_path / "home"),
-        TRAINFLOW_WAREHOUSE_URL=str(warehouse),
-        TRAINFLOW_CONFIG=str(QUICK_CONFIG),
-        DAGSTER_HOME=str(tmp_path / "dagster"),
-    )
-    return env
-
-
-def run_graph(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(REPO_ROOT / "tests" / "graph_runner.py"), *args],
-        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
 
 
 def test_a_step_killed_before_its_commit_reuses_its_run_and_its_model_version(
     warehouse_copy: Path, tmp_path: Path
 ) -> None:
-    env = environment(tmp_path, warehouse_copy)
+    env = user_environment(tmp_path / "home", warehouse=warehouse_copy, instance="default")
     settings = Settings.from_env(env)
     lake = DeltaLake(settings.lake_uri)
     client = MlflowClient(settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
     config = load_config(QUICK_CONFIG)
 
     # Killed after the MLflow run was logged, before the model was committed to the lake.
-    killed = run_graph(env, *JAN_FEB, "--kill-before-commit", "model")
+    killed = run_graph_process(env, *JAN_FEB, "--kill-before-commit", "model")
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert lake.version("model") is None
     experiment = client.get_experiment_by_name(config.name)
@@ -64,14 +43,14 @@ def test_a_step_killed_before_its_commit_reuses_its_run_and_its_model_version(
     (logged,) = client.search_runs([experiment.experiment_id])
 
     # Re-executed, and killed after registering and moving the aliases, before the commit.
-    killed = run_graph(env, *JAN_FEB, "--kill-before-commit", "registry_entry")
+    killed = run_graph_process(env, *JAN_FEB, "--kill-before-commit", "registry_entry")
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert lake.read("model")["mlflow_run_id"][0] == logged.info.run_id  # reused, not re-logged
     (version,) = client.search_model_versions(f"name = '{config.registered_model_name}'")
     assert lake.version("registry_entry") is None
 
     # Re-executed to the end: one MLflow run, one model version, its aliases, its row.
-    done = run_graph(env, *JAN_FEB)
+    done = run_graph_process(env, *JAN_FEB)
     assert done.returncode == 0, done.stderr[-3000:]
     assert [r.info.run_id for r in client.search_runs([experiment.experiment_id])] == [
         logged.info.run_id
@@ -109,10 +88,10 @@ def test_quarantine_and_validated_rows_are_never_seen_apart(
             f"update raw.flights set carrier = 'ZZ' where flight_date = date '{BAD_DAY}' "
             "and source_row % 50 = 0"
         )
-    env = environment(tmp_path, warehouse_copy)
+    env = user_environment(tmp_path / "home", warehouse=warehouse_copy, instance="default")
     lake = DeltaLake(Settings.from_env(env).lake_uri)
     feb = ("2013-02-01", "2013-02-05", "raw_snapshot", "validated_flights")
-    assert run_graph(env, *feb).returncode == 0
+    assert run_graph_process(env, *feb).returncode == 0
     rows_in = lake.read("raw_snapshot").filter(pl.col("day").cast(pl.String) == BAD_DAY).height
     held = quarantined(env, BAD_DAY)
     validated = lake.read("validated_flights").filter(pl.col("day").cast(pl.String) == BAD_DAY)
@@ -124,14 +103,14 @@ def test_quarantine_and_validated_rows_are_never_seen_apart(
     bumped = re.sub(r"^version: (\d+)$", lambda m: f"version: {int(m[1]) + 1}", text, flags=re.M)
     (contracts / "flights.yaml").write_text(bumped.replace("VX, WN, YV]", "VX, WN, YV, ZZ]"))
     env["TRAINFLOW_CONTRACTS_DIR"] = str(contracts)
-    killed = run_graph(env, *feb, "--kill-before-commit", "validated_flights")
+    killed = run_graph_process(env, *feb, "--kill-before-commit", "validated_flights")
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     # The quarantine table was rewritten, the validated rows were not: the pair still adds up.
     assert quarantined(env, BAD_DAY) == held
     still = lake.read("validated_flights").filter(pl.col("day").cast(pl.String) == BAD_DAY)
     assert still.height + held == rows_in
 
-    assert run_graph(env, *feb).returncode == 0
+    assert run_graph_process(env, *feb).returncode == 0
     assert quarantined(env, BAD_DAY) == 0
     now = lake.read("validated_flights").filter(pl.col("day").cast(pl.String) == BAD_DAY)
     assert now.height == rows_in == now["flight_id"].n_unique()

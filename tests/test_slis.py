@@ -5,7 +5,6 @@ finished run once as Prometheus text; `trainflow status` summarises the SLIs."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -15,12 +14,10 @@ import duckdb
 import polars as pl
 import pytest
 
-from tests.conftest import BIN, REPO_ROOT
-from trainflow.defs.caching import CachePolicyResource
+from tests.helpers.environment import BIN, REPO_ROOT, user_environment
+from tests.helpers.graph import ingest_resources, partition_range_tags
 from trainflow.defs.ingest import raw_snapshot, validated_flights
-from trainflow.defs.io_manager import DeltaLakeIOManager
 from trainflow.defs.observability import recent_runs, run_facts, run_metrics
-from trainflow.defs.resources import ContractsResource, LakeResource, WarehouseResource
 from trainflow.lake.delta_lake import DeltaLake
 from trainflow.slis import RunFacts, prometheus_text, summarise
 from trainflow.warehouse import landing
@@ -32,21 +29,11 @@ SAMPLE = re.compile(r'^([a-z_]+)\{((?:[a-z_]+="(?:[^"\\]|\\.)*",?)*)\} (-?[0-9.e
 def materialize(
     instance: dg.DagsterInstance, warehouse: Path, lake: Path, assets: list, days: tuple[str, str]
 ) -> dg.ExecuteInProcessResult:
-    lake_resource = LakeResource(lake_uri=str(lake))
     return dg.materialize(
         assets,
         instance=instance,
-        resources={
-            "warehouse": WarehouseResource(url=str(warehouse)),
-            "contracts": ContractsResource(),
-            "io_manager": DeltaLakeIOManager(lake=lake_resource),
-            "lake": lake_resource,
-            "cache_policy": CachePolicyResource(),
-        },
-        tags={
-            "dagster/asset_partition_range_start": days[0],
-            "dagster/asset_partition_range_end": days[1],
-        },
+        resources=ingest_resources(warehouse, lake),
+        tags=partition_range_tags(*days),
         raise_on_error=False,
     )
 
@@ -155,12 +142,8 @@ def test_the_sensor_writes_each_finished_run_once(three_runs, tmp_path, monkeypa
 
 def test_status_prints_the_slis(three_runs) -> None:
     _, home, _ = three_runs
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRAINFLOW_", "MLFLOW_"))}
-    env.update(
-        TRAINFLOW_HOME=str(home),
-        TRAINFLOW_WAREHOUSE_URL=str(home / "warehouse.duckdb"),
-        DAGSTER_HOME=str(home / "dagster"),
-    )
+    # The instance the three runs were recorded in, as it is (Dagster's default settings).
+    env = user_environment(home, warehouse=home / "warehouse.duckdb", instance="default")
     done = subprocess.run(
         [str(BIN / "trainflow"), "status", "--runs", "5"],
         env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,

@@ -11,8 +11,6 @@ Dagster's re-execution from failure runs raw_snapshot only, and every flight lan
 from __future__ import annotations
 
 import datetime as dt
-import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,7 +21,16 @@ import dagster as dg
 import pytest
 
 from tests.conftest import QUICK_CONFIG, REPO_ROOT, free_port
-from tests.test_faults import assert_each_flight_once, error_text, range_tags
+from tests.helpers.graph import partition_range_tags
+from tests.helpers.reexecution import (
+    error_text,
+    reexecute_from_failure,
+    run_with_outage,
+    started_steps,
+    step_retries,
+    stop_server_after,
+)
+from tests.test_faults import assert_each_flight_once
 from trainflow.definitions import build_resources
 from trainflow.defs.ingest import raw_snapshot
 from trainflow.defs.warehouse import warehouse_models
@@ -33,16 +40,7 @@ from trainflow.warehouse import landing
 from trainflow.warehouse.factory import warehouse_at
 
 JAN_2_4 = DayWindow(dt.date(2013, 1, 2), dt.date(2013, 1, 4))
-# The forwarder to stop once dbt has built the models (set by the test).
-PAUSE_PID_VAR = "TRAINFLOW_TEST_PAUSE_WAREHOUSE_PID"
 CONNECT_TIMEOUT_S = 2
-
-
-@dg.success_hook
-def stop_warehouse_after_dbt(context: dg.HookContext) -> None:
-    pid = os.environ.get(PAUSE_PID_VAR)
-    if context.op.name == warehouse_models.op.name and pid:
-        os.kill(int(pid), signal.SIGSTOP)
 
 
 def warehouse_then_snapshot() -> dg.JobDefinition:
@@ -57,7 +55,7 @@ def warehouse_then_snapshot() -> dg.JobDefinition:
                 "warehouse_then_snapshot",
                 selection=dg.AssetSelection.assets(*assets),
                 executor_def=dg.in_process_executor,
-                hooks={stop_warehouse_after_dbt},
+                hooks={stop_server_after(warehouse_models.op.name)},  # the forwarder
             )
         ],
     ).resolve_job_def("warehouse_then_snapshot")
@@ -105,17 +103,13 @@ def test_warehouse_down_mid_run_retries_names_it_and_reexecution_completes(
         monkeypatch.setenv(key, value)
     settings = Settings.from_env()
     job = dg.reconstructable(warehouse_then_snapshot)
+    tags = partition_range_tags(JAN_2_4.first, JAN_2_4.last)
 
     with dg.instance_for_test() as instance:
-        monkeypatch.setenv(PAUSE_PID_VAR, str(proxy.pid))
-        failed = dg.execute_job(job, instance=instance, tags=range_tags(JAN_2_4))
-        proxy.send_signal(signal.SIGCONT)  # the warehouse is back
-        monkeypatch.delenv(PAUSE_PID_VAR)
+        failed = run_with_outage(job, instance, tags, proxy, monkeypatch)  # then it is back
 
         assert not failed.success
-        retries = [
-            e for e in failed.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY
-        ]
+        retries = step_retries(failed)
         failures = failed.get_step_failure_events()
         assert [e.step_key for e in failed.get_step_success_events()] == ["warehouse_models"]
         assert [e.step_key for e in retries] == ["raw_snapshot"] * 3  # IO_RETRY's 3
@@ -126,17 +120,9 @@ def test_warehouse_down_mid_run_retries_names_it_and_reexecution_completes(
             assert "timeout expired" in text, text
         assert DeltaLake(settings.lake_uri).version("raw_snapshot") is None
 
-        again = dg.execute_job(
-            job,
-            instance=instance,
-            tags=range_tags(JAN_2_4),
-            reexecution_options=dg.ReexecutionOptions.from_failure(failed.run_id, instance),
-        )
+        again = reexecute_from_failure(job, instance, failed, tags)
         assert again.success, [error_text(e) for e in again.get_step_failure_events()]
-        started = {
-            e.step_key for e in again.all_events if e.event_type == dg.DagsterEventType.STEP_START
-        }
-        assert started == {"raw_snapshot"}  # dbt's models are not built again
+        assert started_steps(again) == {"raw_snapshot"}  # dbt's models are not built again
 
     stored = DeltaLake(settings.lake_uri).read("raw_snapshot")
     expected = dict(

@@ -7,17 +7,10 @@ import dagster as dg
 import pytest
 
 from tests.conftest import REPO_ROOT, thin_history_config
+from tests.helpers.graph import ingest_resources, partition_range_tags
 from trainflow.contracts import load_contract
-from trainflow.defs.caching import CachePolicyResource
 from trainflow.defs.features import flight_features
 from trainflow.defs.ingest import raw_snapshot, validated_flights
-from trainflow.defs.io_manager import DeltaLakeIOManager
-from trainflow.defs.resources import (
-    ContractsResource,
-    ExperimentConfigResource,
-    LakeResource,
-    WarehouseResource,
-)
 from trainflow.features.catalog import CATALOG, describe, lineage, missing_entries, render_markdown
 from trainflow.features.flights import ALL_FEATURES, LABEL
 from trainflow.settings import PACKAGED_CONTRACTS_DIR
@@ -38,21 +31,12 @@ def test_every_source_is_a_column_of_the_validated_table() -> None:
 
 
 def test_the_ui_shows_descriptions_and_column_lineage(warehouse_copy: Path, tmp_path: Path) -> None:
-    lake = LakeResource(lake_uri=str(tmp_path / "lake"))
     result = dg.materialize(
         [raw_snapshot, validated_flights, flight_features],
-        resources={
-            "experiment": ExperimentConfigResource(path=str(thin_history_config(tmp_path))),
-            "warehouse": WarehouseResource(url=str(warehouse_copy)),
-            "io_manager": DeltaLakeIOManager(lake=lake),
-            "lake": lake,
-            "cache_policy": CachePolicyResource(),
-            "contracts": ContractsResource(),
-        },
-        tags={
-            "dagster/asset_partition_range_start": "2013-02-01",
-            "dagster/asset_partition_range_end": "2013-02-02",
-        },
+        resources=ingest_resources(
+            warehouse_copy, tmp_path / "lake", thin_history_config(tmp_path)
+        ),
+        tags=partition_range_tags("2013-02-01", "2013-02-02"),
     )
     assert result.success
     by_asset = {
