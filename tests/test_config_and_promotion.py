@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,9 @@ from trainflow.promotion import ChampionResult, decide_promotion
 
 def test_shipped_configs_load_with_time_ordered_windows() -> None:
     for path in (REPO_ROOT / "configs").glob("*.yaml"):
-        config = load_config(path)
-        assert config.windows.train.end < config.windows.validation.start
+        # A rolling config's windows get dates at a run's as-of day (configs/rolling.yaml).
+        config = load_config(path).at(dt.date(2013, 12, 31))
+        assert config.dated_windows.train.end < config.dated_windows.validation.start
         assert len(config.config_hash) == 64
 
 

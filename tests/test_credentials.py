@@ -44,7 +44,8 @@ from tests.conftest import (
     user_environment,
 )
 from tests.helpers.graph import settings_for
-from tests.test_retries import JAN_1_3, failure_of, retries_of
+from tests.helpers.reexecution import step_retries as retries_of
+from tests.test_retries import JAN_1_3, failure_of
 from trainflow.credentials import MLFLOW, S3, WAREHOUSE, CredentialsRefusedError, refused_login
 from trainflow.definitions import build_resources
 from trainflow.defs.ingest import raw_snapshot, validated_flights
