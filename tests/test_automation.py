@@ -16,6 +16,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from tests.helpers.environment import REPO_ROOT
+from trainflow.as_of import AS_OF_TAG
 from trainflow.definitions import defs
 from trainflow.defs.automation import (
     AUTOMATION_TAG,
@@ -27,7 +29,7 @@ from trainflow.defs.automation import (
     changed_day_requests,
     warehouse_days_sensor,
 )
-from trainflow.defs.resources import WarehouseResource
+from trainflow.defs.resources import ExperimentConfigResource, WarehouseResource
 from trainflow.lake.delta_lake import DayWindow
 from trainflow.warehouse import landing
 from trainflow.warehouse.changes import (
@@ -47,20 +49,31 @@ D = dt.date
 class Ticks:
     """Successive sensor ticks against one warehouse, the cursor carried between them."""
 
-    def __init__(self, url: str, instance: dg.DagsterInstance) -> None:
+    def __init__(
+        self,
+        url: str,
+        instance: dg.DagsterInstance,
+        config: Path = REPO_ROOT / "configs" / "experiment.yaml",
+    ) -> None:
         self.url = url
         self.instance = instance
+        self.config = config
         self.cursor: str | None = None
         self.run_keys: list[str] = []
 
-    def tick(self) -> list[dg.RunRequest]:
-        context = dg.build_sensor_context(
+    def context(self) -> dg.SensorEvaluationContext:
+        return dg.build_sensor_context(
             instance=self.instance,
             cursor=self.cursor,
-            resources={"warehouse": WarehouseResource(url=self.url)},
+            resources={
+                "warehouse": WarehouseResource(url=self.url),
+                "experiment": ExperimentConfigResource(path=str(self.config)),
+            },
             definitions=defs,
         )
-        result = warehouse_days_sensor(context)
+
+    def tick(self) -> list[dg.RunRequest]:
+        result = warehouse_days_sensor(self.context())
         assert isinstance(result, dg.SensorResult)
         self.cursor = result.cursor
         requests = list(result.run_requests or [])
@@ -152,6 +165,42 @@ def test_each_change_is_requested_once_over_many_ticks(warehouse_url, instance) 
     assert set(load_fingerprints(ticks.cursor)) == {D(2013, 1, d) for d in (1, 2, 3, 4, 5, 9)}
 
 
+def retrains(requests: list[dg.RunRequest]) -> list[str]:
+    """The as-of days of the retrain runs requested."""
+    return [r.tags[AS_OF_TAG] for r in requests if r.asset_selection == RETRAIN_ASSETS]
+
+
+def test_with_a_rolling_config_new_days_retrain_at_the_newest_once(tmp_path, instance) -> None:
+    """Train 7 days, validate 3, test 3: 13 landed days are needed before any retrain."""
+    config = tmp_path / "rolling.yaml"
+    text = (REPO_ROOT / "configs" / "rolling.yaml").read_text()
+    config.write_text(
+        text.replace("train_days: 120", "train_days: 7")
+        .replace("validation_days: 14", "validation_days: 3")
+        .replace("test_days: 14", "test_days: 3")
+    )
+    url = str(tmp_path / "warehouse.duckdb")
+    ticks = Ticks(url, instance, config)
+    landing.land(url, [D(2013, 1, d) for d in range(1, 13)])
+    assert retrains(ticks.tick()) == []  # 12 days: the windows do not fit yet
+    landing.land(url, [D(2013, 1, 13), D(2013, 1, 14)])
+    new_days = ticks.tick()
+    assert retrains(new_days) == ["2013-01-14"]
+    # Queued after the daily run and the dbt tests that write and test its features.
+    assert new_days[-1].asset_selection == RETRAIN_ASSETS
+    assert new_days[-1].tags[AUTOMATION_TAG] == "warehouse_days"
+    assert ticks.tick() == []  # nothing new: no retrain
+    restate_one_flight(url, D(2013, 1, 1))  # before the windows (they start Jan 2)
+    assert retrains(ticks.tick()) == []
+    restate_one_flight(url, D(2013, 1, 2))  # inside them: the same as-of day, new data
+    assert retrains(ticks.tick()) == ["2013-01-14"]
+    retrain_keys = [k for k in ticks.run_keys if k.startswith("retrain@")]
+    assert len(retrain_keys) == len(set(retrain_keys)) == 2
+    # A dated config never retrains on new days (the weekly schedule does).
+    dated = Ticks(url, instance)
+    assert retrains(dated.tick()) == [] and dated.run_keys
+
+
 def test_a_locked_warehouse_skips_the_tick_and_keeps_the_cursor(tmp_path, instance) -> None:
     url = str(tmp_path / "warehouse.duckdb")
     landing.land(url, [D(2013, 1, 1)])
@@ -164,11 +213,7 @@ def test_a_locked_warehouse_skips_the_tick_and_keeps_the_cursor(tmp_path, instan
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        context = dg.build_sensor_context(
-            instance=instance, cursor=ticks.cursor,
-            resources={"warehouse": WarehouseResource(url=url)},
-        )  # fmt: skip
-        skipped = warehouse_days_sensor(context)
+        skipped = warehouse_days_sensor(ticks.context())
     finally:
         holder.kill()
         holder.wait()

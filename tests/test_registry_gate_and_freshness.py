@@ -1,6 +1,7 @@
 """Bad models and stale training runs are stopped where they start: a model that fails the
-gate is registered as `rejected` (reason tagged, no alias, Dagster run tagged); training on
-inputs far older than the landed data is refused, measured against landed days."""
+gate is registered as `rejected` (reason tagged, no alias, Dagster run tagged) and paged
+once, with the gate's reasons, to a real webhook on loopback; training on inputs far older
+than the landed data is refused, measured against landed days."""
 
 import datetime as dt
 from pathlib import Path
@@ -12,7 +13,10 @@ from mlflow.exceptions import MlflowException
 
 from tests.conftest import QUICK_CONFIG
 from tests.helpers.graph import LAKE_ASSETS, partition_range_tags, settings_for
+from tests.helpers.http_receiver import WebhookReceiver
 from trainflow.definitions import build_resources
+from trainflow.defs.alerts import alert_on_gate_rejection
+from trainflow.defs.caching import FORCE_TAG
 from trainflow.defs.evaluation import REJECTED_RUN_TAG
 from trainflow.warehouse import landing
 
@@ -63,6 +67,55 @@ def test_model_failing_the_gate_is_rejected_never_aliased(warehouse_copy, tmp_pa
     for alias in ("challenger", "champion"):
         with pytest.raises(MlflowException):
             client.get_model_version_by_alias(MODEL, alias)
+
+
+def gate_alert_tick(instance: dg.DagsterInstance, cursor: str | None) -> tuple[str, str]:
+    """One tick of the gate-rejection alert sensor: (its new cursor, what it says it did)."""
+    context = dg.build_sensor_context(instance=instance, cursor=cursor)
+    data = alert_on_gate_rejection.evaluate_tick(context)
+    return str(data.cursor), str(data.skip_message)
+
+
+def test_a_rejected_candidate_is_paged_once_per_version_with_the_reasons(
+    warehouse_copy, tmp_path, webhook_receiver: WebhookReceiver
+) -> None:
+    strict = config_with(tmp_path, "min_test_roc_auc: 0.6", "min_test_roc_auc: 0.99")
+    settings = settings_for(tmp_path / "home", warehouse_copy, strict)
+    with dg.DagsterInstance.ephemeral() as instance:
+        cursor, said = gate_alert_tick(instance, None)
+        assert said == "started after registry_entry record -1"
+        first = dg.materialize(
+            LAKE_ASSETS, resources=build_resources(settings), tags=RANGE, instance=instance
+        )
+        cursor, said = gate_alert_tick(instance, cursor)
+        assert said == f"posted gate:{MODEL}:v1"
+        (payload,) = webhook_receiver.posts
+        alert = payload["trainflow"]
+        assert alert["key"] == f"gate:{MODEL}:v1"
+        assert alert["asset"] == "registry_entry"
+        assert alert["error"].startswith("rejected: test ROC AUC")
+        assert "< gate 0.9900" in alert["error"]
+        assert alert["runbook"] == "docs/runbook.md#alert-a-candidate-failed-the-gate"
+        assert f"run {first.run_id[:8]}" in payload["text"] + payload["blocks"][0]["text"]["text"]
+
+        # Registering again finds the same version (forced: not a cache hit) and says the
+        # same rejection: no second page. A run with nothing new decides nothing: none either.
+        forced = dg.materialize(
+            LAKE_ASSETS,
+            resources=build_resources(settings),
+            tags={FORCE_TAG: "true"},
+            instance=instance,
+            selection=["registry_entry"],
+        )
+        (entry,) = forced.asset_materializations_for_node("registry_entry")
+        assert (entry.metadata["verdict"].value, entry.metadata["version"].value) == ("rejected", 1)
+        dg.materialize(
+            LAKE_ASSETS, resources=build_resources(settings), tags=RANGE, instance=instance
+        )
+        cursor, said = gate_alert_tick(instance, cursor)
+        assert said == "posted nothing new"
+        assert len(webhook_receiver.posts) == 1
+        assert gate_alert_tick(instance, cursor)[1] == "no registration since last tick"
 
 
 def test_training_on_stale_inputs_is_refused(warehouse_copy, tmp_path) -> None:

@@ -1,9 +1,10 @@
 """Alerts for the people on call: a Slack-compatible JSON post to a webhook.
 
-One alert per failed run or freshness breach, never a storm: the Dagster sensors that send
-them keep a cursor in the instance, and every alert carries a `key` (`run:<run id>`,
-`freshness:<asset>:<check>:<newest landed day>`) so a receiver can drop a repeat. Each alert names the asset, the
-partition, the error and the runbook entry that says what to do (docs/runbook.md).
+One alert per failed run, rejected candidate or freshness breach, never a storm: the
+Dagster sensors that send them keep a cursor in the instance, and every alert carries a
+`key` (`run:<run id>`, `gate:<model>:v<version>`, `freshness:<asset>:<check>:<newest landed
+day>`) so a receiver can drop a repeat. Each alert names the asset, the partition, the error
+and the runbook entry that says what to do (docs/runbook.md).
 
 Plain `urllib`: one POST of JSON needs no client library, and Slack's incoming webhooks,
 Mattermost and most chat tools accept this payload (`text`, plus `blocks` where shown).
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +28,7 @@ RUNBOOK_ENTRIES = {
     "validated_flights": "alert-a-run-failed-in-validated_flights",
     "flight_features": "alert-a-run-failed-in-flight_features",
     "registry_entry": "alert-a-run-failed-in-registry_entry",
+    "gate_rejected": "alert-a-candidate-failed-the-gate",
     "freshness": "alert-freshness-breach",
 }
 MAX_ERROR_CHARS = 1500
@@ -103,6 +106,60 @@ def run_failed_alert(
         runbook_entry=entry,
         link=link,
     )
+
+
+def gate_rejected_alert(
+    model_name: str,
+    version: int,
+    decision: str,
+    run_id: str,
+    as_of: str | None,
+    link: str | None = None,
+) -> Alert:
+    """The alert for a candidate the promotion gate rejected: one per registered version,
+    with the gate's reasons (`decision`, as the registry's tags and the report give it)."""
+    return Alert(
+        key=f"gate:{model_name}:v{version}",
+        title=f"trainflow candidate rejected by the gate ({model_name} v{version}, run {run_id[:8]})",
+        asset="registry_entry",
+        partition=as_of,
+        error=decision,
+        runbook_entry=RUNBOOK_ENTRIES["gate_rejected"],
+        link=link,
+    )
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What one round of posting did: `position` is the last event every alert up to which
+    the webhook accepted (the sensor's cursor moves to it and no further)."""
+
+    position: int
+    posted: list[str]
+    refused: str | None  # why the webhook refused the next alert (posted again next tick)
+
+
+def deliver_in_order(
+    url: str | None,
+    pending: Iterable[tuple[int, Callable[[], Alert | None]]],
+    position: int,
+    already_posted: Callable[[str], bool] = lambda key: False,
+) -> Delivery:
+    """Post the alerts of events in order (`(event position, build the event's alert or
+    None)`), stopping at the first the webhook refuses. Without a URL, every event is
+    passed over unposted (alerts are off). An alert whose key was already posted is
+    passed over, so a repeat of the same fact is never a second page."""
+    posted: list[str] = []
+    for event_position, build in pending:
+        alert = build() if url else None
+        if url and alert is not None and alert.key not in posted and not already_posted(alert.key):
+            try:
+                post(url, alert)
+            except AlertDeliveryError as exc:
+                return Delivery(position, posted, str(exc))
+            posted.append(alert.key)
+        position = event_position
+    return Delivery(position, posted, None)
 
 
 def post(url: str, alert: Alert, timeout_seconds: float = 10.0) -> None:

@@ -213,6 +213,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         sensors=[
             automation.warehouse_days_sensor,
             alerts.alert_on_run_failure,
+            alerts.alert_on_gate_rejection,
             observability.run_metrics,
             freshness.landed_data_freshness,
         ],

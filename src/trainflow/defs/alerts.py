@@ -1,4 +1,5 @@
-"""Alerts on failed runs: a sensor that posts each failed run once to the team's webhook.
+"""Alerts on failed runs and on rejected candidates: sensors that post each once to the
+team's webhook.
 
 Why not Dagster's `run_failure_sensor`: it moves its cursor past a run whose handler raised,
 so an alert the webhook refused (a chat outage) would be lost, visible only as one failed
@@ -8,17 +9,32 @@ post ends the tick with the reason and is posted again on the next tick, and no 
 is ever posted twice, across ticks and daemon restarts. Like Dagster's, it starts at the
 newest failure when first turned on (it does not page for last month's failures).
 Without `TRAINFLOW_ALERT_WEBHOOK_URL` it advances past failures and says alerts are off.
+
+A candidate the promotion gate rejects leaves the old champion in place and the run green:
+`alert_on_gate_rejection` pages for it the same way, once per rejected model version, with
+the gate's reasons.
 """
 
 from __future__ import annotations
 
+import json
+from functools import partial
+
 import dagster as dg
 
-from trainflow.alerts import Alert, AlertDeliveryError, post, run_failed_alert
+from trainflow.alerts import (
+    Alert,
+    Delivery,
+    deliver_in_order,
+    gate_rejected_alert,
+    run_failed_alert,
+)
+from trainflow.as_of import AS_OF_TAG
 from trainflow.defs.observability import run_partitions
 from trainflow.settings import ALERT_WEBHOOK_URL_VAR, Settings
 
 RUN_FAILURES_PER_TICK = 50
+REGISTRY_ENTRY = dg.AssetKey("registry_entry")
 
 
 def _first_error(
@@ -56,6 +72,27 @@ def failed_run_alert(
     )
 
 
+def _posting_result(
+    delivery: Delivery, events: int, what: str, url: str | None, cursor: str
+) -> dg.SensorResult:
+    """The tick's result: what was posted, refused (posted again next tick) or passed over."""
+    if delivery.refused:
+        return dg.SensorResult(
+            cursor=cursor,
+            skip_reason=f"posted {len(delivery.posted)}; {delivery.refused}: posted again next tick",
+        )
+    if not events:
+        return dg.SensorResult(cursor=cursor, skip_reason=f"no {what} since last tick")
+    if not url:
+        return dg.SensorResult(
+            cursor=cursor,
+            skip_reason=f"{events} {what}(s); alerts are off ({ALERT_WEBHOOK_URL_VAR} unset)",
+        )
+    return dg.SensorResult(
+        cursor=cursor, skip_reason=f"posted {', '.join(delivery.posted) or 'nothing new'}"
+    )
+
+
 @dg.sensor(
     name="alert_on_run_failure",
     description="Posts each failed run once to the webhook in TRAINFLOW_ALERT_WEBHOOK_URL "
@@ -72,36 +109,100 @@ def alert_on_run_failure(context: dg.SensorEvaluationContext) -> dg.SensorResult
         return dg.SensorResult(
             cursor=str(start), skip_reason=f"started after run-failure record {start}"
         )
-    cursor = int(context.cursor)
     failures = instance.fetch_run_status_changes(
         dg.RunStatusChangeRecordsFilter(
-            event_type=dg.DagsterEventType.RUN_FAILURE, after_storage_id=cursor
+            event_type=dg.DagsterEventType.RUN_FAILURE, after_storage_id=int(context.cursor)
         ),
         limit=RUN_FAILURES_PER_TICK,
         ascending=True,
     ).records
     settings = Settings.from_env()  # read at each tick: the daemon's environment
-    url = settings.alert_webhook_url
-    posted: list[str] = []
-    for record in failures:
-        entry = record.event_log_entry
-        if url:
-            alert = failed_run_alert(instance, entry.run_id, entry.message, settings.dagster_url)
-            try:
-                post(url, alert)
-            except AlertDeliveryError as exc:
-                context.log.error(str(exc))
-                return dg.SensorResult(
-                    cursor=str(cursor),
-                    skip_reason=f"posted {len(posted)}; {exc}: posted again next tick",
-                )
-            posted.append(alert.key)
-        cursor = record.storage_id
-    if not failures:
-        return dg.SensorResult(cursor=str(cursor), skip_reason="no failed run since last tick")
-    if not url:
+    delivery = deliver_in_order(
+        settings.alert_webhook_url,
+        (
+            (
+                record.storage_id,
+                partial(
+                    failed_run_alert,
+                    instance,
+                    record.event_log_entry.run_id,
+                    record.event_log_entry.message,
+                    settings.dagster_url,
+                ),
+            )
+            for record in failures
+        ),
+        int(context.cursor),
+    )
+    return _posting_result(
+        delivery, len(failures), "failed run", settings.alert_webhook_url, str(delivery.position)
+    )
+
+
+# Keys of the newest rejections posted, kept in the cursor: a re-executed registration
+# that finds its version again reports the same rejection, which is not a second page.
+POSTED_KEYS_KEPT = 200
+
+
+def rejection_alert(
+    record: dg.EventLogRecord, instance: dg.DagsterInstance, base: str | None
+) -> Alert | None:
+    """The alert for a registry_entry materialization whose verdict is `rejected`, else
+    None (a promotion, a challenger, or a cache hit, which decides nothing new)."""
+    materialization = record.asset_materialization
+    metadata = {
+        k: v.value for k, v in (materialization.metadata if materialization else {}).items()
+    }
+    if metadata.get("verdict") != "rejected":
+        return None
+    run = instance.get_run_by_id(record.run_id)
+    return gate_rejected_alert(
+        model_name=str(metadata["registered_model"]),
+        version=int(str(metadata["version"])),
+        decision=str(metadata["decision"]),
+        run_id=record.run_id,
+        as_of=run.tags.get(AS_OF_TAG) if run else None,
+        link=f"{base.rstrip('/')}/runs/{record.run_id}" if base else None,
+    )
+
+
+@dg.sensor(
+    name="alert_on_gate_rejection",
+    description="Posts each candidate the promotion gate rejected once to the webhook in "
+    "TRAINFLOW_ALERT_WEBHOOK_URL, with the gate's reasons; a refused post is posted again on "
+    "the next tick.",
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def alert_on_gate_rejection(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    """Reads registry_entry's materializations after its cursor (the verdict is in their
+    metadata); like the run-failure sensor it moves only past alerts the webhook accepted."""
+    instance = context.instance
+    if context.cursor is None:
+        newest = instance.fetch_materializations(REGISTRY_ENTRY, limit=1).records
+        start = newest[0].storage_id if newest else -1
         return dg.SensorResult(
-            cursor=str(cursor),
-            skip_reason=f"{len(failures)} failed run(s); alerts are off ({ALERT_WEBHOOK_URL_VAR} unset)",
+            cursor=json.dumps({"after": start, "posted": []}),
+            skip_reason=f"started after registry_entry record {start}",
         )
-    return dg.SensorResult(cursor=str(cursor), skip_reason=f"posted {', '.join(posted)}")
+    cursor = json.loads(context.cursor)
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=REGISTRY_ENTRY, after_storage_id=cursor["after"]),
+        limit=RUN_FAILURES_PER_TICK,
+        ascending=True,
+    ).records
+    settings = Settings.from_env()
+    delivery = deliver_in_order(
+        settings.alert_webhook_url,
+        (
+            (r.storage_id, partial(rejection_alert, r, instance, settings.dagster_url))
+            for r in records
+        ),
+        cursor["after"],
+        already_posted=set(cursor["posted"]).__contains__,
+    )
+    posted = [*cursor["posted"], *delivery.posted][-POSTED_KEYS_KEPT:]
+    new_cursor = json.dumps({"after": delivery.position, "posted": posted})
+    return _posting_result(
+        delivery, len(records), "registration", settings.alert_webhook_url, new_cursor
+    )

@@ -1,5 +1,9 @@
 """Runs nobody launches by hand: a sensor on the warehouse's days, and a weekly retrain.
 
+With a rolling config (docs/continuous-training.md) the sensor also retrains when new days
+land, pinned at the newest of them; the weekly schedule then finds nothing new (a cache hit)
+unless the sensor was off. With a dated config only the schedule retrains.
+
 Why a sensor and not declarative automation (observable source assets plus automation
 conditions): "which days changed" is one warehouse query whose answer is a set of days,
 and what to run for it is a range per contiguous stretch (a restated day also recomputes
@@ -22,10 +26,12 @@ from typing import Any
 
 import dagster as dg
 
+from trainflow.as_of import AS_OF_TAG
+from trainflow.config import ExperimentConfig
 from trainflow.defs.evaluation import evaluation_report, registry_entry
 from trainflow.defs.features import flight_features
 from trainflow.defs.ingest import raw_snapshot, validated_flights
-from trainflow.defs.resources import WarehouseResource
+from trainflow.defs.resources import ExperimentConfigResource, WarehouseResource
 from trainflow.defs.training import model, training_dataset
 from trainflow.defs.warehouse import warehouse_models
 from trainflow.features.flights import LOOKBACK_DAYS
@@ -103,6 +109,43 @@ def changed_day_requests(
     return requests
 
 
+def retrain_request(
+    config: ExperimentConfig, changes: ChangeSet, now: Fingerprints
+) -> tuple[dg.RunRequest | None, str]:
+    """With a rolling config, the retrain run that new or restated days call for: the
+    retrain job's assets pinned at the newest landed day (the `trainflow/as_of` tag), queued
+    behind the daily runs that write its features. Keyed by the fingerprints of every day its
+    windows span, so the same data never retrains twice and a restated day inside them does.
+    None, with the reason, for a dated config (its windows never see a new day), no change
+    inside the windows, or windows reaching before the first landed day."""
+    if not config.is_rolling:
+        return None, "dated windows: no retrain on new days"
+    if not changes.changed:
+        return None, "no new or restated day"
+    as_of = max(now)
+    windows = config.at(as_of).dated_windows
+    span = [
+        windows.train.start + dt.timedelta(days=i)
+        for i in range((as_of - windows.train.start).days + 1)
+    ]
+    missing = [day for day in span if day not in now]
+    if missing:
+        return None, (
+            f"no retrain at as-of {as_of}: its windows start {windows.train.start} and "
+            f"{len(missing)} of their days are not landed (first {missing[0]})"
+        )
+    if not set(changes.changed) & set(span):
+        return None, f"no changed day inside the windows ending {as_of}"
+    spanned = [(str(day), now[day].rows, now[day].checksum) for day in span]
+    digest = hashlib.sha256(repr(spanned).encode()).hexdigest()[:16]
+    request = dg.RunRequest(
+        run_key=f"retrain@{as_of}:{digest}",
+        asset_selection=RETRAIN_ASSETS,
+        tags={AUTOMATION_TAG: "warehouse_days", AS_OF_TAG: str(as_of)},
+    )
+    return request, f"retrain at as-of {as_of}"
+
+
 def range_tags(first: dt.date | str, last: dt.date | str) -> dict[str, str]:
     """Dagster's tags of a run over a range of days; the dbt step reads its days from them."""
     return {
@@ -113,16 +156,19 @@ def range_tags(first: dt.date | str, last: dt.date | str) -> dict[str, str]:
 
 @dg.sensor(
     name="warehouse_days",
-    asset_selection=dg.AssetSelection.assets(*DAILY_ASSETS)
+    asset_selection=dg.AssetSelection.assets(*DAILY_ASSETS, *RETRAIN_ASSETS)
     | dg.AssetSelection.checks(*DBT_DATA_TESTS),
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.STOPPED,
 )
 def warehouse_days_sensor(
-    context: dg.SensorEvaluationContext, warehouse: WarehouseResource
+    context: dg.SensorEvaluationContext,
+    warehouse: WarehouseResource,
+    experiment: ExperimentConfigResource,
 ) -> dg.SensorResult | dg.SkipReason:
     """Snapshots, validates and featurizes every newly landed or restated day of raw.flights,
-    then runs dbt's data tests on those days.
+    then runs dbt's data tests on those days; with a rolling config, then retrains at the
+    newest landed day (`retrain_request`).
 
     Each tick fingerprints every landed day (rows and a checksum, computed in the
     warehouse) and compares them with the cursor, the fingerprints of the previous tick.
@@ -137,8 +183,10 @@ def warehouse_days_sensor(
     changes = compare(seen, now)
     local = Settings.from_env().executor != "k8s"  # the executor definitions.py chose
     requests = changed_day_requests(changes, now, small_runs_in_process=local)
+    retrain, retrain_says = retrain_request(experiment.load(), changes, now)
+    requests += [retrain] if retrain else []
     context.log.info(
-        f"warehouse_days: {changes.describe()}; {len(requests)} run(s): "
+        f"warehouse_days: {changes.describe()}; {retrain_says}; {len(requests)} run(s): "
         + ", ".join(str(r.run_key) for r in requests)
     )
     return dg.SensorResult(
