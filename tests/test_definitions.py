@@ -41,7 +41,7 @@ EXPECTED_UPSTREAM = {
     "stg_weather": {"raw/weather"},
     "stg_landings": {"raw/landings"},
 }
-DAILY = {"raw_snapshot", "validated_flights", "flight_features"}
+DAILY = {"raw_snapshot", "validated_flights", "flight_features", "flight_delay_predictions"}
 
 
 @pytest.fixture(scope="module")
@@ -255,7 +255,7 @@ def test_every_asset_has_a_description_and_a_named_group(graph) -> None:
         assert (node.description or "").strip(), key.to_user_string()
         assert node.group_name and node.group_name != "default", key.to_user_string()
         groups.add(node.group_name)
-    assert groups == {"warehouse", "ingest", "features", "training", "evaluation"}
+    assert groups == {"warehouse", "ingest", "features", "training", "evaluation", "predictions"}
     for key in graph.get_all_asset_keys():
         if key.path[0] == "raw":
             assert graph.get(key).description.startswith(f"Warehouse table `raw.{key.path[1]}`")

@@ -20,6 +20,7 @@ from trainflow.defs import (
     freshness,
     ingest,
     observability,
+    predictions,
     training,
     warehouse,
 )
@@ -66,6 +67,7 @@ ALL_ASSETS: list[dg.AssetsDefinition | dg.AssetSpec] = [
     training.model,
     evaluation.evaluation_report,
     evaluation.registry_entry,
+    predictions.flight_delay_predictions,
 ]
 ALL_CHECKS = [warehouse.reference_table_contracts]
 

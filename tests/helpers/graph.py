@@ -88,11 +88,13 @@ def run_graph(
     tags: dict[str, str] | None = None,
     raise_on_error: bool = True,
     instance: dg.DagsterInstance | None = None,
+    selection: list | None = None,
 ) -> dg.ExecuteInProcessResult:
     """`assets` over `days` in this process, one run, on `instance` (default: an ephemeral
-    one, gone with the run)."""
+    one, gone with the run); only the `selection` of them when given."""
     return dg.materialize(
         assets,
+        selection=selection,
         instance=instance,
         resources=build_resources(settings),
         tags={**partition_range_tags(*days), **(tags or {})},

@@ -1,6 +1,6 @@
 """Every stage of the pipeline runs as a plain function, without Dagster, on a small real slice.
 
-One process (so that `dagster` provably stays unimported) calls the seven stage functions in
+One process (so that `dagster` provably stays unimported) calls the eight stage functions in
 graph order on January and February 2013 from the real warehouse, committing each output
 with the lake's own writer, then calls snapshot and training again to see them hit the
 cache. Each test below checks one stage's result from that run.
@@ -34,6 +34,7 @@ CHAIN = textwrap.dedent(
     from trainflow.stages.dataset import build_training_dataset
     from trainflow.stages.evaluation import evaluate_model
     from trainflow.stages.features import compute_features
+    from trainflow.stages.predictions import score_days
     from trainflow.stages.reference_tables import REFERENCE_TABLES
     from trainflow.stages.registration import register_model
     from trainflow.stages.snapshot import snapshot_flights
@@ -58,7 +59,7 @@ CHAIN = textwrap.dedent(
 
     CODE = {name: "v1" for name in ("raw_snapshot", "validated_flights", "flight_features",
                                      "training_dataset", "model", "evaluation_report",
-                                     "registry_entry")}
+                                     "registry_entry", "flight_delay_predictions")}
 
     def commit(table, output, daily):
         commit_output(lake, table, output, window if daily else None, "v1")
@@ -115,6 +116,11 @@ CHAIN = textwrap.dedent(
     record("registration", s, out, version=int(out.frame["version"][0]),
            aliases=list(out.frame["aliases"][0]), run_tags=s.run_tags)
     commit("registry_entry", out, False)
+
+    s = step("flight_delay_predictions")
+    out = score_days(s, read("flight_features", True), config, lake, window, tracking.client())
+    record("predictions", s, out, versions=sorted(set(out.frame["model_version"])))
+    commit("flight_delay_predictions", out, True)
 
     # Again, nothing changed: the stages decide hits from the stored keys alone.
     s = step("raw_snapshot")
@@ -203,3 +209,11 @@ def test_registration_makes_version_one_the_champion(chain) -> None:
     assert registration["version"] == 1
     assert registration["aliases"] == ["challenger", "champion"], registration
     assert registration["run_tags"] == {}  # passed the gate: the run is not marked rejected
+
+
+def test_predictions_score_every_feature_row_by_the_champion(chain) -> None:
+    predictions = chain["predictions"]
+    assert predictions["days"] == 59
+    assert predictions["rows"] == chain["features"]["rows"]
+    assert predictions["versions"] == [chain["registration"]["version"]]
+    assert predictions["metadata"]["scored_with"] == "trainflow-flight-delay-quick v1"

@@ -31,6 +31,7 @@ from trainflow.config import ExperimentConfig
 from trainflow.defs.evaluation import evaluation_report, registry_entry
 from trainflow.defs.features import flight_features
 from trainflow.defs.ingest import raw_snapshot, validated_flights
+from trainflow.defs.predictions import flight_delay_predictions
 from trainflow.defs.resources import ExperimentConfigResource, WarehouseResource
 from trainflow.defs.training import model, training_dataset
 from trainflow.defs.warehouse import warehouse_models
@@ -49,8 +50,13 @@ from trainflow.warehouse.changes import (
 
 AUTOMATION_TAG = "trainflow/automation"
 # What a changed day needs: its snapshot, its validation (checks and quarantine included)
-# and the features of it and of the days whose windows hold it.
-DAILY_ASSETS = [raw_snapshot.key, validated_flights.key, flight_features.key]
+# the features of it and of the days whose windows hold it, and their predictions.
+DAILY_ASSETS = [
+    raw_snapshot.key,
+    validated_flights.key,
+    flight_features.key,
+    flight_delay_predictions.key,
+]
 RETRAIN_ASSETS = [training_dataset.key, model.key, evaluation_report.key, registry_entry.key]
 # dbt's data tests (asset checks of the dbt models) on the changed days: a run of the
 # checks alone, queued behind the daily run (one automation run at a time), so a new day's

@@ -33,6 +33,7 @@ ASSET_CODE: dict[str, AssetCode] = {
     "model": AssetCode(libraries=("lightgbm", "numpy", "polars")),
     "evaluation_report": AssetCode(libraries=("lightgbm", "numpy", "polars", "scikit-learn")),
     "registry_entry": AssetCode(),
+    "flight_delay_predictions": AssetCode(libraries=("lightgbm", "numpy", "polars")),
 }
 # The installed source tree; parsed once per process, a few milliseconds per asset.
 _SOURCE = SourceTree.installed()

@@ -1,0 +1,52 @@
+"""Batch predictions: each day's flights scored by the champion of the time (the work is
+`trainflow.stages.predictions`)."""
+
+import dagster as dg
+
+from trainflow.defs.caching import CachePolicyResource
+from trainflow.defs.code_versions import versioned_asset
+from trainflow.defs.partitions import daily_2013, day_window
+from trainflow.defs.pods import step_tags
+from trainflow.defs.resources import ExperimentConfigResource, LakeResource, MlflowResource
+from trainflow.defs.retries import IO_RETRY, fail_fast
+from trainflow.defs.step_context import step_of
+from trainflow.lake.tables import DeltaInput, LakeOutput
+from trainflow.stages.predictions import score_days
+
+
+@versioned_asset(
+    retry_policy=IO_RETRY,
+    partitions_def=daily_2013,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="predictions",
+    kinds={"lightgbm", "deltalake", "mlflow"},
+    op_tags=step_tags("flight_delay_predictions", stage="predictions"),
+    # The model that scores is the registry's champion: in a run with the training chain
+    # this step waits for the registration (lineage shows where the model comes from).
+    deps=[dg.AssetKey("registry_entry")],
+)
+@fail_fast
+def flight_delay_predictions(
+    context: dg.AssetExecutionContext,
+    flight_features: DeltaInput,
+    experiment: ExperimentConfigResource,
+    mlflow_tracking: MlflowResource,
+    lake: LakeResource,
+    cache_policy: CachePolicyResource,
+) -> LakeOutput:
+    """The probability of a late arrival for every flight of the day, by the champion when
+    the day is scored, each row naming model version, model sha256 and the feature
+    partition's data version.
+
+    A day already scored on the same features is a cache hit, whoever is champion now:
+    rescoring is an explicit backfill with `force_recompute`. No champion yet: nothing is
+    scored and the days stay open for the next run.
+    """
+    return score_days(
+        step_of(context, cache_policy),
+        flight_features,
+        experiment.load(),
+        lake.lake(),
+        day_window(context.partition_time_window),
+        mlflow_tracking.client(),
+    )
