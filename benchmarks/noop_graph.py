@@ -176,6 +176,23 @@ def flight_delay_predictions() -> dg.MaterializeResult:
     return dg.MaterializeResult()
 
 
+TRAILING = dg.TimeWindowPartitionMapping(
+    start_offset=-6, end_offset=0, allow_nonexistent_upstream_partitions=True
+)
+
+
+@dg.asset(
+    partitions_def=daily_2013,
+    backfill_policy=SINGLE_RUN,
+    deps=[
+        dg.AssetDep(flight_delay_predictions, partition_mapping=TRAILING),
+        dg.AssetDep(flight_features, partition_mapping=TRAILING),
+    ],
+)
+def champion_live_performance() -> dg.MaterializeResult:
+    return dg.MaterializeResult()
+
+
 # The freshness checks: one step each, as in trainflow (defs/freshness.py).
 @dg.asset_check(asset=flight_features, name="fresh_against_landed_days")
 def features_fresh() -> dg.AssetCheckResult:
@@ -190,7 +207,7 @@ def champion_fresh() -> dg.AssetCheckResult:
 ALL_ASSETS: list[dg.AssetsDefinition | dg.AssetSpec] = [
     *landed_tables, warehouse_models, raw_snapshot, validated_flights, quarantine_flights,
     flight_features, training_dataset, model, evaluation_report, registry_entry,
-    flight_delay_predictions,
+    flight_delay_predictions, champion_live_performance,
 ]  # fmt: skip
 ALL_CHECKS = [reference_table_contracts, features_fresh, champion_fresh]
 defs = dg.Definitions(assets=ALL_ASSETS, asset_checks=ALL_CHECKS)

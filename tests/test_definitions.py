@@ -41,7 +41,13 @@ EXPECTED_UPSTREAM = {
     "stg_weather": {"raw/weather"},
     "stg_landings": {"raw/landings"},
 }
-DAILY = {"raw_snapshot", "validated_flights", "flight_features", "flight_delay_predictions"}
+DAILY = {
+    "raw_snapshot",
+    "validated_flights",
+    "flight_features",
+    "flight_delay_predictions",
+    "champion_live_performance",
+}
 
 
 @pytest.fixture(scope="module")

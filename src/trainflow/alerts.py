@@ -2,7 +2,7 @@
 
 One alert per failed run, rejected candidate or freshness breach, never a storm: the
 Dagster sensors that send them keep a cursor in the instance, and every alert carries a
-`key` (`run:<run id>`, `gate:<model>:v<version>`, `freshness:<asset>:<check>:<newest landed
+`key` (`run:<run id>`, `gate:<model>:v<version>`, `live:<model>:v<version>`, `freshness:<asset>:<check>:<newest landed
 day>`) so a receiver can drop a repeat. Each alert names the asset, the partition, the error
 and the runbook entry that says what to do (docs/runbook.md).
 
@@ -29,6 +29,7 @@ RUNBOOK_ENTRIES = {
     "flight_features": "alert-a-run-failed-in-flight_features",
     "registry_entry": "alert-a-run-failed-in-registry_entry",
     "gate_rejected": "alert-a-candidate-failed-the-gate",
+    "live_performance": "alert-the-champion-underperforms-on-real-outcomes",
     "freshness": "alert-freshness-breach",
 }
 MAX_ERROR_CHARS = 1500
@@ -126,6 +127,19 @@ def gate_rejected_alert(
         error=decision,
         runbook_entry=RUNBOOK_ENTRIES["gate_rejected"],
         link=link,
+    )
+
+
+def live_performance_alert(model_name: str, version: int, day: str, reason: str) -> Alert:
+    """The alert for a champion whose realised ROC AUC fell below its evaluation's by more
+    than the configured limit: one per version (the first breached day names it)."""
+    return Alert(
+        key=f"live:{model_name}:v{version}",
+        title=f"trainflow champion underperforms on real outcomes ({model_name} v{version})",
+        asset="champion_live_performance",
+        partition=day,
+        error=reason,
+        runbook_entry=RUNBOOK_ENTRIES["live_performance"],
     )
 
 

@@ -159,6 +159,25 @@ class GateConfig(_Strict):
     drift_exempt_features: list[str] = Field(default_factory=list)
 
 
+class MonitoringConfig(_Strict):
+    """How the champion is watched on real outcomes (`champion_live_performance`,
+    docs/continuous-training.md): its realised ROC AUC on a day, and pooled over the
+    trailing days, against the test ROC AUC its evaluation recorded. A drop beyond either
+    limit raises the alert and requests a retrain. The defaults sit above what real 2013
+    days show (the quick config's test fortnight: trailing drops up to 0.049, a day with
+    500 or more flights up to 0.091)."""
+
+    max_auc_drop: float = Field(default=0.08, gt=0.0, lt=1.0)  # trailing window
+    min_rows: int = Field(default=2000, ge=1)  # fewer labelled rows: reported, not judged
+    max_day_auc_drop: float = Field(default=0.15, gt=0.0, lt=1.0)  # one day
+    min_day_rows: int = Field(default=500, ge=1)
+
+
+# Sections added after configs were in use: left out of the config hash while unset, so a
+# config that does not use one keeps the hash (and the manifests) it always had.
+SECTIONS_HASHED_WHEN_SET = ("monitoring",)
+
+
 class ExperimentConfig(_Strict):
     name: str
     registered_model_name: str
@@ -175,6 +194,8 @@ class ExperimentConfig(_Strict):
     # A feature day whose 28-day window misses more validated days than this (not landed,
     # or failed validation) is refused; days before the data starts never count.
     max_missing_history_days: int = Field(default=0, ge=0)
+    # The champion's live watch; unset: MonitoringConfig's defaults.
+    monitoring: MonitoringConfig | None = None
 
     @model_validator(mode="after")
     def _exempt_features_are_features(self) -> ExperimentConfig:
@@ -208,6 +229,10 @@ class ExperimentConfig(_Strict):
     def config_hash(self) -> str:
         return config_hash(self)
 
+    @property
+    def live_monitoring(self) -> MonitoringConfig:
+        return self.monitoring or MonitoringConfig()
+
     def hash_of(self, *fields: str) -> str:
         """Hash of only the named top-level fields: the part of the config an asset uses,
         so that changing a hyperparameter does not invalidate the dataset's cache."""
@@ -219,7 +244,11 @@ class ExperimentConfig(_Strict):
 
 
 def config_hash(config: ExperimentConfig) -> str:
-    canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    dumped = config.model_dump(mode="json")
+    for section in SECTIONS_HASHED_WHEN_SET:
+        if dumped.get(section) is None:
+            dumped.pop(section, None)
+    canonical = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

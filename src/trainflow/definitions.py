@@ -19,6 +19,7 @@ from trainflow.defs import (
     features,
     freshness,
     ingest,
+    monitoring,
     observability,
     predictions,
     training,
@@ -68,6 +69,7 @@ ALL_ASSETS: list[dg.AssetsDefinition | dg.AssetSpec] = [
     evaluation.evaluation_report,
     evaluation.registry_entry,
     predictions.flight_delay_predictions,
+    predictions.champion_live_performance,
 ]
 ALL_CHECKS = [warehouse.reference_table_contracts]
 
@@ -97,6 +99,8 @@ def materialize_range(
 STEP_MODULES = [
     "mlflow",
     "trainflow.datasets",
+    "trainflow.evaluation.calibration",
+    "trainflow.evaluation.metrics",
     "trainflow.evaluation.model_card",
     "trainflow.evaluation.plots",
     "trainflow.evaluation.report",
@@ -216,6 +220,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             automation.warehouse_days_sensor,
             alerts.alert_on_run_failure,
             alerts.alert_on_gate_rejection,
+            monitoring.champion_live_watch,
             observability.run_metrics,
             freshness.landed_data_freshness,
         ],

@@ -31,7 +31,7 @@ from trainflow.config import ExperimentConfig
 from trainflow.defs.evaluation import evaluation_report, registry_entry
 from trainflow.defs.features import flight_features
 from trainflow.defs.ingest import raw_snapshot, validated_flights
-from trainflow.defs.predictions import flight_delay_predictions
+from trainflow.defs.predictions import champion_live_performance, flight_delay_predictions
 from trainflow.defs.resources import ExperimentConfigResource, WarehouseResource
 from trainflow.defs.training import model, training_dataset
 from trainflow.defs.warehouse import warehouse_models
@@ -50,12 +50,14 @@ from trainflow.warehouse.changes import (
 
 AUTOMATION_TAG = "trainflow/automation"
 # What a changed day needs: its snapshot, its validation (checks and quarantine included)
-# the features of it and of the days whose windows hold it, and their predictions.
+# the features of it and of the days whose windows hold it, their predictions, and the
+# champion's live performance on them.
 DAILY_ASSETS = [
     raw_snapshot.key,
     validated_flights.key,
     flight_features.key,
     flight_delay_predictions.key,
+    champion_live_performance.key,
 ]
 RETRAIN_ASSETS = [training_dataset.key, model.key, evaluation_report.key, registry_entry.key]
 # dbt's data tests (asset checks of the dbt models) on the changed days: a run of the

@@ -34,6 +34,7 @@ ASSET_CODE: dict[str, AssetCode] = {
     "evaluation_report": AssetCode(libraries=("lightgbm", "numpy", "polars", "scikit-learn")),
     "registry_entry": AssetCode(),
     "flight_delay_predictions": AssetCode(libraries=("lightgbm", "numpy", "polars")),
+    "champion_live_performance": AssetCode(libraries=("numpy", "polars", "scikit-learn")),
 }
 # The installed source tree; parsed once per process, a few milliseconds per asset.
 _SOURCE = SourceTree.installed()

@@ -89,6 +89,7 @@ STEP_POD_SIZE: dict[str, str] = {
     "evaluation_report": "small",  # 734 MiB
     "registry_entry": "small",  # 584 MiB
     "flight_delay_predictions": "small",  # one day a run: features, one model
+    "champion_live_performance": "small",  # a week of predictions and outcomes
     # Freshness against landed data: a warehouse query, the lake's day keys, the registry.
     "flight_features_fresh_against_landed_days": "small",
     "registry_entry_champion_fresh_against_landed_days": "small",
