@@ -61,6 +61,8 @@ CHUNK_ROWS_VAR = "TRAINFLOW_CHUNK_ROWS"
 # the Dagster UI's address as people reach it, for a link to the run in each alert.
 ALERT_WEBHOOK_URL_VAR = "TRAINFLOW_ALERT_WEBHOOK_URL"
 DAGSTER_URL_VAR = "TRAINFLOW_DAGSTER_URL"
+# One time limit for every asset step (seconds), over each step's own (defs/pods.py).
+STEP_TIME_LIMIT_VAR = "TRAINFLOW_STEP_TIME_LIMIT_SECONDS"
 DEFAULT_CHUNK_ROWS = 400_000
 # MLflow's own variable. Its value may carry credentials (`https://user:password@host`, or a
 # database URI `postgresql://user:password@host/db`): trainflow keeps only the redacted URI,
@@ -112,6 +114,9 @@ class Settings:
     # TRAINFLOW_ALERT_WEBHOOK_URL (None: alerts off); a secret, so never in repr or logs.
     alert_webhook_url: str | None = field(default=None, repr=False)
     dagster_url: str | None = None
+    # TRAINFLOW_STEP_TIME_LIMIT_SECONDS: one limit for every asset step instead of each
+    # step's own (defs/pods.py, STEP_TIME_LIMIT_SECONDS); None: the table's.
+    step_time_limit_seconds: int | None = None
 
     @property
     def mlflow_server(self) -> bool:
@@ -200,6 +205,9 @@ class Settings:
             chunk_rows=_positive_int(CHUNK_ROWS_VAR, env.get(CHUNK_ROWS_VAR)) or DEFAULT_CHUNK_ROWS,
             alert_webhook_url=env.get(ALERT_WEBHOOK_URL_VAR) or None,
             dagster_url=env.get(DAGSTER_URL_VAR) or None,
+            step_time_limit_seconds=_positive_seconds(
+                STEP_TIME_LIMIT_VAR, env.get(STEP_TIME_LIMIT_VAR)
+            ),
         )
 
 

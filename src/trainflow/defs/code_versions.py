@@ -17,6 +17,7 @@ from typing import Any
 import dagster as dg
 
 from trainflow.code_version import CodeVersion, SourceTree, derive_code_version
+from trainflow.defs.pods import time_limited
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,10 @@ def versioned_asset(**kwargs: Any) -> Callable[[Callable[..., Any]], dg.AssetsDe
             "code_version_sources": dg.MetadataValue.json(list(derived.sources)),
             "code_version_libraries": dg.MetadataValue.json(dict(derived.libraries)),
         }
-        return dg.asset(code_version=derived.version, metadata=metadata, **kwargs)(fn)
+        # The time limit wraps the function outside its code version: how long a step may
+        # run does not change what it computes (defs/pods.py).
+        limited = time_limited(inspect.unwrap(fn).__name__, fn)
+        return dg.asset(code_version=derived.version, metadata=metadata, **kwargs)(limited)
 
     return decorate
 

@@ -14,9 +14,18 @@ with the Helm chart in `helm/trainflow/` and the image's Dockerfile (docs/deploy
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import functools
+import inspect
+import signal
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import dagster as dg
+
+from trainflow.settings import Settings
 
 # Rendered by helm/trainflow: the prod profile's non-secret environment.
 CONFIG_MAP = "trainflow-config"
@@ -95,6 +104,88 @@ STEP_POD_SIZE: dict[str, str] = {
     "registry_entry_champion_fresh_against_landed_days": "small",
 }
 
+# How long each asset step may run before it is failed (seconds), sized from measured step
+# times (docs/benchmarks.md, `make bench --scales 10,100`: the slowest, flight_features, took
+# 20 s over the year at scale 10 and 1,217 s at scale 100): about 3x the scale-100 time, at
+# least 10 minutes. Enforced inside the step (`time_limited`) everywhere, and on Kubernetes
+# also as the step Job's deadline, which fails a pod that never starts.
+# TRAINFLOW_STEP_TIME_LIMIT_SECONDS replaces every entry (a test's short limit).
+STEP_TIME_LIMIT_SECONDS: dict[str, int] = {
+    "warehouse_models": 900,  # dbt build: 6 s at scale 10
+    "reference_table_contracts": 900,  # runs with the dbt models it checks
+    "raw_snapshot": 1800,  # 21 s at scale 10, about 230 s at scale 100
+    "validated_flights": 1800,  # 18 s at scale 10
+    "flight_features": 3600,  # 20 s at scale 10, 1,217 s at scale 100
+    "training_dataset": 1800,
+    "model": 3600,  # 33 s at scale 10 (LightGBM); the MLP family is slower
+    "evaluation_report": 1800,  # 12 s at scale 10
+    "registry_entry": 600,  # MLflow calls only
+    "flight_delay_predictions": 900,  # one day to a year of features, one model
+    "champion_live_performance": 900,
+    # Freshness against landed data: a warehouse query, the lake's day keys, the registry.
+    "flight_features_fresh_against_landed_days": 300,
+    "registry_entry_champion_fresh_against_landed_days": 300,
+}
+# A step pod's Job may also wait this long to be scheduled and pulled before it counts as
+# never started (the Job deadline is the step's limit plus this).
+POD_START_GRACE_SECONDS = 300
+
+
+def step_time_limit(step: str) -> int:
+    return Settings.from_env().step_time_limit_seconds or STEP_TIME_LIMIT_SECONDS[step]
+
+
+def time_limited(step: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn` failing (a non-retryable `dagster.Failure`) once it has run
+    `step_time_limit(step)` seconds: retrying a hung step would hang again.
+
+    A SIGALRM in the step's process: Dagster runs a step in the main thread of its process
+    (a step process, a run worker with `in_process`, a step pod), and a handler that raises
+    interrupts sleeps and socket waits (PEP 475), which is how a step hangs on a service that
+    accepts and never answers. Elsewhere (a thread) the step runs unlimited and the run's
+    `max_runtime_seconds` (dagster.yaml) is the bound. Why not a library: Dagster has no
+    step timeout, and a thread-based one could not stop the step's own thread.
+    """
+
+    @contextlib.contextmanager
+    def alarm() -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        limit = step_time_limit(step)
+
+        def expire(signum: int, frame: Any) -> None:
+            raise dg.Failure(
+                description=f"{step} ran past its time limit of {limit} s and was stopped "
+                "(docs/runbook.md, 'Alert: a step or a run timed out')",
+                allow_retries=False,
+            )
+
+        previous = signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, limit)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+    if inspect.isgeneratorfunction(fn):  # a step that yields its outputs (and checks)
+
+        @functools.wraps(fn)
+        def limited_generator(*args: Any, **kwargs: Any) -> Any:
+            with alarm():
+                yield from fn(*args, **kwargs)
+
+        return limited_generator
+
+    @functools.wraps(fn)
+    def limited(*args: Any, **kwargs: Any) -> Any:
+        with alarm():
+            return fn(*args, **kwargs)
+
+    return limited
+
+
 # Per run: at most this many step pods at once, and one `large` pod.
 MAX_PODS_PER_RUN = 4
 MAX_LARGE_PODS_PER_RUN = 1
@@ -120,9 +211,14 @@ def k8s_config(size: PodSize) -> dict[str, Any]:
 
 
 def step_tags(asset: str, stage: str) -> dict[str, Any]:
-    """The op tags of an asset step: its stage, its pod size and that size's k8s config."""
+    """The op tags of an asset step: its stage, its pod size and that size's k8s config,
+    with the step Job's deadline (its time limit plus the pod start grace)."""
     size = STEP_POD_SIZE[asset]
-    return {STAGE_TAG: stage, SIZE_TAG: size, "dagster-k8s/config": k8s_config(POD_SIZES[size])}
+    config = k8s_config(POD_SIZES[size])
+    config["job_spec_config"] = {
+        "active_deadline_seconds": STEP_TIME_LIMIT_SECONDS[asset] + POD_START_GRACE_SECONDS
+    }
+    return {STAGE_TAG: stage, SIZE_TAG: size, "dagster-k8s/config": config}
 
 
 def k8s_executor_config() -> dict[str, Any]:
