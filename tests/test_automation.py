@@ -282,3 +282,32 @@ def test_the_weekly_retrain_and_the_sensor_share_one_run_queue_slot() -> None:
     for name in ("dagster.yaml", "dagster.prod.yaml"):
         limits = yaml.safe_load((REPO_ROOT / name).read_text())["concurrency"]["runs"]
         assert {"key": AUTOMATION_TAG, "limit": 1} in limits["tag_concurrency_limits"], name
+
+
+def test_the_weekly_retrain_skips_while_rolling_windows_do_not_fit(tmp_path, instance) -> None:
+    from trainflow.defs.automation import weekly_retrain
+
+    config = tmp_path / "rolling.yaml"
+    text = (REPO_ROOT / "configs" / "rolling.yaml").read_text()
+    config.write_text(text.replace("train_days: 120", "train_days: 7"))  # 7 + 14 + 14 days
+    url = str(tmp_path / "warehouse.duckdb")
+    landing.land(url, [D(2013, 1, d) for d in range(1, 31)])
+
+    def tick(path: Path) -> dg.ScheduleExecutionData:
+        return weekly_retrain.evaluate_tick(
+            dg.build_schedule_context(
+                instance=instance,
+                resources={
+                    "warehouse": WarehouseResource(url=url),
+                    "experiment": ExperimentConfigResource(path=str(path)),
+                },
+            )
+        )
+
+    skipped = tick(config)
+    assert not skipped.run_requests
+    assert "no retrain at as-of 2013-01-30" in str(skipped.skip_message)
+    landing.land(url, [D(2013, 1, 31), *[D(2013, 2, d) for d in range(1, 5)]])
+    assert len(tick(config).run_requests or []) == 1  # 35 days landed: the windows fit
+    # A dated config always runs (a cache hit when nothing changed).
+    assert len(tick(REPO_ROOT / "configs" / "experiment.yaml").run_requests or []) == 1

@@ -3,7 +3,7 @@ its watch (champion_live_watch). January and February train and score; the real 
 within the limit. Then a day lands whose outcomes were shifted (its arrival delays handed
 out in reverse order of departure time, so the day's own distribution, and every contract,
 is unchanged): the trailing live ROC AUC falls below the limit, the day is breached, the
-webhook gets one alert and the sensor requests a retrain pinned at that day. About 2
+webhook gets one alert and the sensor requests a retrain at the newest day. About 2
 minutes on 2 cores.
 """
 
@@ -21,7 +21,7 @@ from tests.helpers.graph import LAKE_ASSETS, run_graph, settings_for
 from tests.helpers.http_receiver import WebhookReceiver
 from trainflow.as_of import AS_OF_TAG
 from trainflow.defs.automation import AUTOMATION_TAG, DAILY_ASSETS, RETRAIN_ASSETS
-from trainflow.defs.monitoring import champion_live_watch
+from trainflow.defs.monitoring import LIVE_BREACH_TAG, champion_live_watch
 from trainflow.defs.predictions import champion_live_performance, flight_delay_predictions
 from trainflow.lake.delta_lake import DeltaLake
 from trainflow.stages.live_performance import TRAILING_DAYS
@@ -117,7 +117,8 @@ def test_a_day_with_shifted_outcomes_breaches_alerts_once_and_requests_a_retrain
     tick = watch_tick(instance, watched["quiet"].cursor)
     (request,) = tick.run_requests or []
     assert request.asset_selection == RETRAIN_ASSETS
-    assert request.tags[AS_OF_TAG] == str(SHIFTED_DAY)
+    assert AS_OF_TAG not in request.tags  # the newest feature day, as the schedule's
+    assert request.tags[LIVE_BREACH_TAG] == str(SHIFTED_DAY)
     assert request.tags[AUTOMATION_TAG] == "champion_live_watch"
     assert request.run_key == f"live-retrain:{MODEL}:v1"
     (payload,) = webhook_receiver.posts

@@ -163,13 +163,15 @@ class MonitoringConfig(_Strict):
     """How the champion is watched on real outcomes (`champion_live_performance`,
     docs/continuous-training.md): its realised ROC AUC on a day, and pooled over the
     trailing days, against the test ROC AUC its evaluation recorded. A drop beyond either
-    limit raises the alert and requests a retrain. The defaults sit above what real 2013
-    days show (the quick config's test fortnight: trailing drops up to 0.049, a day with
-    500 or more flights up to 0.091)."""
+    limit raises the alert and requests a retrain. The defaults sit above every real 2013
+    day of `trainflow replay --from 2013-03-01` with configs/rolling.yaml (215 days judged:
+    a day's drop up to 0.293, the trailing window's up to 0.182; a single day's AUC runs
+    below the evaluation's pooled 14-day AUC by 0.09 at the median, since it cannot rank
+    one day against another)."""
 
-    max_auc_drop: float = Field(default=0.08, gt=0.0, lt=1.0)  # trailing window
+    max_auc_drop: float = Field(default=0.20, gt=0.0, lt=1.0)  # trailing window
     min_rows: int = Field(default=2000, ge=1)  # fewer labelled rows: reported, not judged
-    max_day_auc_drop: float = Field(default=0.15, gt=0.0, lt=1.0)  # one day
+    max_day_auc_drop: float = Field(default=0.30, gt=0.0, lt=1.0)  # one day
     min_day_rows: int = Field(default=500, ge=1)
 
 

@@ -1,6 +1,6 @@
-"""The champion's live watch: a day whose trailing live ROC AUC fell too far below the
-evaluation's (`champion_live_performance`, breached) pages once per model version and
-requests a retrain, the run the `warehouse_days` sensor requests for new days.
+"""The champion's live watch: a day whose live ROC AUC fell too far below the evaluation's
+(`champion_live_performance`, breached) pages once per model version and requests a
+retrain, the run the `warehouse_days` sensor requests for new days.
 
 Like the alert sensors (defs/alerts.py) it reads materializations after its cursor and moves
 only past alerts the webhook accepted; the retrain's run key is the version and the day, so
@@ -15,7 +15,6 @@ from functools import partial
 import dagster as dg
 
 from trainflow.alerts import Alert, deliver_in_order, live_performance_alert
-from trainflow.as_of import AS_OF_TAG
 from trainflow.defs.automation import AUTOMATION_TAG, RETRAIN_ASSETS
 from trainflow.defs.predictions import champion_live_performance
 from trainflow.settings import Settings
@@ -23,6 +22,8 @@ from trainflow.settings import Settings
 EVENTS_PER_TICK = 200
 POSTED_KEYS_KEPT = 200
 LIVE = champion_live_performance.key
+# On a retrain the watch requested: the breached day that called for it.
+LIVE_BREACH_TAG = "trainflow/live_breach_day"
 
 
 def breach_of(record: dg.EventLogRecord) -> dict[str, str] | None:
@@ -47,12 +48,13 @@ def breach_alert(breach: dict[str, str] | None) -> Alert | None:
 
 
 def retrain_for(breach: dict[str, str]) -> dg.RunRequest:
-    """The retrain a breach calls for, pinned at the breached day (the newest outcomes);
-    once per version, as the alert."""
+    """The retrain a breach calls for, once per version as the alert: at the newest feature
+    day (no as-of tag; an older day would train on staler data than the champion's next
+    retrain). A cache hit when the new-day sensor has already trained there."""
     return dg.RunRequest(
         run_key=f"live-retrain:{breach['model']}:v{breach['version']}",
         asset_selection=RETRAIN_ASSETS,
-        tags={AUTOMATION_TAG: "champion_live_watch", AS_OF_TAG: breach["day"]},
+        tags={AUTOMATION_TAG: "champion_live_watch", LIVE_BREACH_TAG: breach["day"]},
     )
 
 

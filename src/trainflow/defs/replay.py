@@ -31,7 +31,7 @@ from trainflow.defs.automation import (
     warehouse_days_sensor,
     weekly_retrain,
 )
-from trainflow.defs.monitoring import champion_live_watch
+from trainflow.defs.monitoring import LIVE_BREACH_TAG, champion_live_watch
 from trainflow.defs.warehouse import warehouse_models
 from trainflow.lake.delta_lake import DayWindow, DeltaLake
 from trainflow.replay_report import Candidate, LiveDay, Week
@@ -124,7 +124,10 @@ class Replay:
         if not result.success:
             week.alerts.append(f"run failed ({kind}): {first_error(result)}")
         candidate = candidate_of(result, run_tags)
-        if candidate is not None:
+        seen = {c.version for w in [*self.weeks, week] for c in w.candidates}
+        # A retrain that finds its version registered already (the same model again) is
+        # no new candidate.
+        if candidate is not None and candidate.version not in seen:
             week.candidates.append(candidate)
             if candidate.verdict == "rejected":
                 week.alerts.append(f"gate rejected v{candidate.version}")
@@ -148,10 +151,19 @@ class Replay:
         )
         self.live_cursor = live.cursor
         for request in live.run_requests or []:
-            week.alerts.append(f"live: {request.run_key} at {request.tags[AS_OF_TAG]}")
+            if request.run_key not in self.launched:  # one page per version, as posted
+                breach = request.tags[LIVE_BREACH_TAG]
+                week.alerts.append(f"live: {str(request.run_key).split(':')[-1]} on {breach}")
             self.launch(request, "champion_live_watch", week)
         schedule = weekly_retrain.evaluate_tick(
-            dg.build_schedule_context(instance=self.instance, scheduled_execution_time=scheduled)
+            dg.build_schedule_context(
+                instance=self.instance,
+                scheduled_execution_time=scheduled,
+                resources={
+                    "warehouse": self.resources["warehouse"],
+                    "experiment": self.resources["experiment"],
+                },
+            )
         )
         for request in schedule.run_requests or []:
             self.launch(request, "weekly_retrain", week)
