@@ -16,7 +16,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from tests.helpers.environment import REPO_ROOT
+from tests.helpers.environment import REPO_ROOT, rolling_config
 from trainflow.as_of import AS_OF_TAG
 from trainflow.definitions import defs
 from trainflow.defs.automation import (
@@ -172,13 +172,7 @@ def retrains(requests: list[dg.RunRequest]) -> list[str]:
 
 def test_with_a_rolling_config_new_days_retrain_at_the_newest_once(tmp_path, instance) -> None:
     """Train 7 days, validate 3, test 3: 13 landed days are needed before any retrain."""
-    config = tmp_path / "rolling.yaml"
-    text = (REPO_ROOT / "configs" / "rolling.yaml").read_text()
-    config.write_text(
-        text.replace("train_days: 120", "train_days: 7")
-        .replace("validation_days: 14", "validation_days: 3")
-        .replace("test_days: 14", "test_days: 3")
-    )
+    config = rolling_config(tmp_path, train=7, validation=3, test=3)
     url = str(tmp_path / "warehouse.duckdb")
     ticks = Ticks(url, instance, config)
     landing.land(url, [D(2013, 1, d) for d in range(1, 13)])
@@ -287,9 +281,7 @@ def test_the_weekly_retrain_and_the_sensor_share_one_run_queue_slot() -> None:
 def test_the_weekly_retrain_skips_while_rolling_windows_do_not_fit(tmp_path, instance) -> None:
     from trainflow.defs.automation import weekly_retrain
 
-    config = tmp_path / "rolling.yaml"
-    text = (REPO_ROOT / "configs" / "rolling.yaml").read_text()
-    config.write_text(text.replace("train_days: 120", "train_days: 7"))  # 7 + 14 + 14 days
+    config = rolling_config(tmp_path, train=7)  # 7 + 14 + 14 days
     url = str(tmp_path / "warehouse.duckdb")
     landing.land(url, [D(2013, 1, d) for d in range(1, 31)])
 

@@ -13,21 +13,10 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.helpers.environment import BIN, REPO_ROOT, user_environment
+from tests.helpers.environment import BIN, REPO_ROOT, rolling_config, user_environment
 from trainflow.settings import Settings
 
 MODEL = "trainflow-flight-delay-rolling"
-
-
-def short_rolling_config(folder: Path) -> Path:
-    path = folder / "rolling-short.yaml"
-    text = (REPO_ROOT / "configs" / "rolling.yaml").read_text()
-    path.write_text(
-        text.replace("train_days: 120", "train_days: 28")
-        .replace("validation_days: 14", "validation_days: 7")
-        .replace("test_days: 14", "test_days: 7")
-    )
-    return path
 
 
 def registry_of(home: Path) -> list[tuple]:
@@ -63,7 +52,7 @@ def replayed(home: Path, config: Path) -> tuple[str, Path]:
 @pytest.fixture(scope="module")
 def two_replays(tmp_path_factory: pytest.TempPathFactory) -> dict:
     folder = tmp_path_factory.mktemp("replay")
-    config = short_rolling_config(folder)
+    config = rolling_config(folder, train=28, validation=7, test=7)
     first = replayed(folder / "first", config)
     second = replayed(folder / "second", config)
     return {"homes": (folder / "first", folder / "second"), "runs": (first, second)}

@@ -55,3 +55,15 @@ def user_environment(
     if mlflow_tracking_uri is not None:
         env["MLFLOW_TRACKING_URI"] = mlflow_tracking_uri
     return env
+
+
+def rolling_config(folder: Path, train: int, validation: int = 14, test: int = 14) -> Path:
+    """configs/rolling.yaml with other window lengths (days), written into `folder`."""
+    path = folder / f"rolling-{train}-{validation}-{test}.yaml"
+    text = (REPO_ROOT / "configs" / "rolling.yaml").read_text()
+    path.write_text(
+        text.replace("train_days: 120", f"train_days: {train}")
+        .replace("validation_days: 14", f"validation_days: {validation}")
+        .replace("test_days: 14", f"test_days: {test}")
+    )
+    return path

@@ -144,6 +144,27 @@ def alert_on_run_failure(context: dg.SensorEvaluationContext) -> dg.SensorResult
 POSTED_KEYS_KEPT = 200
 
 
+def materializations_after(
+    context: dg.SensorEvaluationContext, key: dg.AssetKey, limit: int
+) -> tuple[dict, list[dg.EventLogRecord]] | dg.SensorResult:
+    """The cursor (`after`: a storage id, `posted`: alert keys) and the materializations of
+    `key` after it; on the first tick, the cursor at the newest one (no page for old ones)."""
+    if context.cursor is None:
+        newest = context.instance.fetch_materializations(key, limit=1).records
+        start = newest[0].storage_id if newest else -1
+        return dg.SensorResult(
+            cursor=json.dumps({"after": start, "posted": []}),
+            skip_reason=f"started after {key.to_user_string()} record {start}",
+        )
+    cursor = json.loads(context.cursor)
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, after_storage_id=cursor["after"]),
+        limit=limit,
+        ascending=True,
+    ).records
+    return cursor, list(records)
+
+
 def rejection_alert(
     record: dg.EventLogRecord, instance: dg.DagsterInstance, base: str | None
 ) -> Alert | None:
@@ -177,20 +198,11 @@ def rejection_alert(
 def alert_on_gate_rejection(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """Reads registry_entry's materializations after its cursor (the verdict is in their
     metadata); like the run-failure sensor it moves only past alerts the webhook accepted."""
+    read = materializations_after(context, REGISTRY_ENTRY, RUN_FAILURES_PER_TICK)
+    if isinstance(read, dg.SensorResult):
+        return read
+    cursor, records = read
     instance = context.instance
-    if context.cursor is None:
-        newest = instance.fetch_materializations(REGISTRY_ENTRY, limit=1).records
-        start = newest[0].storage_id if newest else -1
-        return dg.SensorResult(
-            cursor=json.dumps({"after": start, "posted": []}),
-            skip_reason=f"started after registry_entry record {start}",
-        )
-    cursor = json.loads(context.cursor)
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=REGISTRY_ENTRY, after_storage_id=cursor["after"]),
-        limit=RUN_FAILURES_PER_TICK,
-        ascending=True,
-    ).records
     settings = Settings.from_env()
     delivery = deliver_in_order(
         settings.alert_webhook_url,

@@ -118,11 +118,17 @@ def changed_day_requests(
     return requests
 
 
+def windows_span(config: ExperimentConfig, as_of: dt.date) -> list[dt.date]:
+    """Every day a rolling config's windows at `as_of` span, train start to as-of."""
+    start = config.at(as_of).dated_windows.train.start
+    return [start + dt.timedelta(days=i) for i in range((as_of - start).days + 1)]
+
+
 def windows_gap(config: ExperimentConfig, landed: set[dt.date], as_of: dt.date) -> str | None:
     """Why a rolling config cannot train at `as_of` yet (its windows reach days not landed),
     or None when every day they span is landed."""
-    start = config.at(as_of).dated_windows.train.start
-    span = [start + dt.timedelta(days=i) for i in range((as_of - start).days + 1)]
+    span = windows_span(config, as_of)
+    start = span[0]
     missing = [day for day in span if day not in landed]
     if not missing:
         return None
@@ -149,8 +155,7 @@ def retrain_request(
     gap = windows_gap(config, set(now), as_of)
     if gap:
         return None, gap
-    start = config.at(as_of).dated_windows.train.start
-    span = [start + dt.timedelta(days=i) for i in range((as_of - start).days + 1)]
+    span = windows_span(config, as_of)
     if not set(changes.changed) & set(span):
         return None, f"no changed day inside the windows ending {as_of}"
     spanned = [(str(day), now[day].rows, now[day].checksum) for day in span]

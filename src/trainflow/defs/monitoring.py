@@ -15,6 +15,7 @@ from functools import partial
 import dagster as dg
 
 from trainflow.alerts import Alert, deliver_in_order, live_performance_alert
+from trainflow.defs.alerts import materializations_after
 from trainflow.defs.automation import AUTOMATION_TAG, RETRAIN_ASSETS
 from trainflow.defs.predictions import champion_live_performance
 from trainflow.settings import Settings
@@ -67,19 +68,10 @@ def retrain_for(breach: dict[str, str]) -> dg.RunRequest:
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def champion_live_watch(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    if context.cursor is None:  # like the alert sensors: no page for last month's days
-        newest = context.instance.fetch_materializations(LIVE, limit=1).records
-        start = newest[0].storage_id if newest else -1
-        return dg.SensorResult(
-            cursor=json.dumps({"after": start, "posted": []}),
-            skip_reason=f"started after {LIVE.to_user_string()} record {start}",
-        )
-    cursor = json.loads(context.cursor)
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=LIVE, after_storage_id=cursor["after"]),
-        limit=EVENTS_PER_TICK,
-        ascending=True,
-    ).records
+    read = materializations_after(context, LIVE, EVENTS_PER_TICK)  # no page for old days
+    if isinstance(read, dg.SensorResult):
+        return read
+    cursor, records = read
     settings = Settings.from_env()
     delivery = deliver_in_order(
         settings.alert_webhook_url,
