@@ -186,8 +186,8 @@ def materialize(
 def new_day_seconds(scale: int) -> tuple[float, float]:
     """A half-year materialized; then NEW_DAY landed, a sensor tick and its run: seconds of
     the tick and of the run (a fresh process, as the daemon launches it)."""
+    from trainflow.definitions import build_resources
     from trainflow.defs.automation import DBT_TESTS_TAG, warehouse_days_sensor
-    from trainflow.defs.resources import WarehouseResource
     from trainflow.settings import Settings
 
     with fresh_home(scale, HALF_YEAR_END) as env:
@@ -195,11 +195,15 @@ def new_day_seconds(scale: int) -> tuple[float, float]:
         settings = Settings.from_env(env)
 
         def tick(cursor: str | None) -> dg.SensorResult:
-            with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
-                context = dg.build_sensor_context(
+            resources = build_resources(settings)
+            with (
+                dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance,
+                dg.build_sensor_context(
                     instance=instance, cursor=cursor,
-                    resources={"warehouse": WarehouseResource(url=settings.warehouse_url)},
-                )  # fmt: skip
+                    resources={"warehouse": resources["warehouse"],
+                               "experiment": resources["experiment"]},
+                ) as context,
+            ):  # fmt: skip
                 result = warehouse_days_sensor(context)
             assert isinstance(result, dg.SensorResult)
             return result

@@ -44,6 +44,23 @@ def thin_history_config(folder: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="module", autouse=True)
+def no_instance_left_current() -> Iterator[None]:
+    """After each test file, no Dagster instance is left current. A sensor or schedule
+    context used outside `with` closes the instance it opened when garbage collected, out of
+    order, leaving a closed instance current: every later definitions load in the process
+    then fails ("undefined DagsterInstance weakref", or SQLite "unable to open database
+    file"). Caught here, in the file that did it, not in the tests that happen to come next."""
+    import gc
+
+    from dagster._core.storage.defs_state.base import DefsStateStorage
+
+    yield
+    gc.collect()
+    left = DefsStateStorage.get()
+    assert left is None, f"a Dagster instance was left current ({left!r}): a context not closed"
+
+
 S3_TEST_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 

@@ -73,7 +73,8 @@ class Ticks:
         )
 
     def tick(self) -> list[dg.RunRequest]:
-        result = warehouse_days_sensor(self.context())
+        with self.context() as context:
+            result = warehouse_days_sensor(context)
         assert isinstance(result, dg.SensorResult)
         self.cursor = result.cursor
         requests = list(result.run_requests or [])
@@ -207,7 +208,8 @@ def test_a_locked_warehouse_skips_the_tick_and_keeps_the_cursor(tmp_path, instan
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        skipped = warehouse_days_sensor(ticks.context())
+        with ticks.context() as context:
+            skipped = warehouse_days_sensor(context)
     finally:
         holder.kill()
         holder.wait()
@@ -286,15 +288,16 @@ def test_the_weekly_retrain_skips_while_rolling_windows_do_not_fit(tmp_path, ins
     landing.land(url, [D(2013, 1, d) for d in range(1, 31)])
 
     def tick(path: Path) -> dg.ScheduleExecutionData:
-        return weekly_retrain.evaluate_tick(
-            dg.build_schedule_context(
-                instance=instance,
-                resources={
-                    "warehouse": WarehouseResource(url=url),
-                    "experiment": ExperimentConfigResource(path=str(path)),
-                },
-            )
-        )
+        # In a `with`: the context opens an instance of its own, closed here, not when
+        # garbage collected (out of order, it would leave a dead instance current).
+        with dg.build_schedule_context(
+            instance=instance,
+            resources={
+                "warehouse": WarehouseResource(url=url),
+                "experiment": ExperimentConfigResource(path=str(path)),
+            },
+        ) as context:
+            return weekly_retrain.evaluate_tick(context)
 
     skipped = tick(config)
     assert not skipped.run_requests

@@ -19,6 +19,7 @@ from tests.helpers.environment import QUICK_CONFIG
 from tests.helpers.graph import JAN_FEB, LAKE_ASSETS, run_graph, settings_for
 from trainflow.defs.automation import DAILY_ASSETS
 from trainflow.defs.caching import FORCE_TAG
+from trainflow.defs.features import flight_features
 from trainflow.defs.predictions import flight_delay_predictions
 from trainflow.defs.resources import lake_resource
 from trainflow.lake.delta_lake import DayWindow, DeltaLake
@@ -164,4 +165,7 @@ def test_a_new_champion_does_not_rewrite_scored_days_and_rescoring_is_explicit(
 
 
 def test_predictions_run_in_the_new_day_path() -> None:
-    assert DAILY_ASSETS[-1] == flight_delay_predictions.key
+    """A landed day is scored in the sensor's daily run, after its features."""
+    assert DAILY_ASSETS.index(flight_delay_predictions.key) > DAILY_ASSETS.index(
+        flight_features.key
+    )

@@ -133,38 +133,33 @@ class Replay:
                 week.alerts.append(f"gate rejected v{candidate.version}")
 
     def tick_sensors(self, week: Week, scheduled: dt.datetime) -> None:
-        context = dg.build_sensor_context(
-            instance=self.instance,
-            cursor=self.sensor_cursor,
-            resources={"warehouse": self.resources["warehouse"],
-                       "experiment": self.resources["experiment"]},
+        # Each context in a `with`, as Dagster asks: a context may open an instance of its
+        # own (the schedule's does, from the instance's ref), closed here rather than when
+        # garbage collected, which, out of order, leaves a closed instance current.
+        resources = {"warehouse": self.resources["warehouse"],
+                     "experiment": self.resources["experiment"]}  # fmt: skip
+        with dg.build_sensor_context(
+            instance=self.instance, cursor=self.sensor_cursor, resources=resources,
             definitions=self.definitions,
-        )  # fmt: skip
-        days = warehouse_days_sensor.evaluate_tick(context)
+        ) as context:  # fmt: skip
+            days = warehouse_days_sensor.evaluate_tick(context)
         self.sensor_cursor = days.cursor
         for request in days.run_requests or []:
             self.launch(request, "warehouse_days", week)
-        live = champion_live_watch.evaluate_tick(
-            dg.build_sensor_context(
-                instance=self.instance, cursor=self.live_cursor, definitions=self.definitions
-            )
-        )
+        with dg.build_sensor_context(
+            instance=self.instance, cursor=self.live_cursor, definitions=self.definitions
+        ) as context:
+            live = champion_live_watch.evaluate_tick(context)
         self.live_cursor = live.cursor
         for request in live.run_requests or []:
             if request.run_key not in self.launched:  # one page per version, as posted
                 breach = request.tags[LIVE_BREACH_TAG]
                 week.alerts.append(f"live: {str(request.run_key).split(':')[-1]} on {breach}")
             self.launch(request, "champion_live_watch", week)
-        schedule = weekly_retrain.evaluate_tick(
-            dg.build_schedule_context(
-                instance=self.instance,
-                scheduled_execution_time=scheduled,
-                resources={
-                    "warehouse": self.resources["warehouse"],
-                    "experiment": self.resources["experiment"],
-                },
-            )
-        )
+        with dg.build_schedule_context(
+            instance=self.instance, scheduled_execution_time=scheduled, resources=resources
+        ) as context:
+            schedule = weekly_retrain.evaluate_tick(context)
         for request in schedule.run_requests or []:
             self.launch(request, "weekly_retrain", week)
 
