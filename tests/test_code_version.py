@@ -21,6 +21,8 @@ ASSET_MODULES = {
     "model": "trainflow.defs.training",
     "evaluation_report": "trainflow.defs.evaluation",
     "registry_entry": "trainflow.defs.evaluation",
+    "flight_delay_predictions": "trainflow.defs.predictions",
+    "champion_live_performance": "trainflow.defs.predictions",
 }
 FEATURES = Path("trainflow/features/flights.py")
 
