@@ -168,6 +168,23 @@ def landed_data_freshness(
         ]
     except WarehouseUnavailableError as exc:  # a writer holds it (landing, dbt): next tick
         return dg.SensorResult(cursor=context.cursor, skip_reason=f"{exc}; next tick")
+    events, said = _checked_and_alerted(context, cursor, verdicts, url)
+    said += _wall_clock_breaches(context, cursor, url)
+    return dg.SensorResult(
+        cursor=json.dumps(cursor, sort_keys=True, default=str),
+        asset_events=events,
+        skip_reason="; ".join(said),
+    )
+
+
+def _checked_and_alerted(
+    context: dg.SensorEvaluationContext,
+    cursor: dict[str, Any],
+    verdicts: list[tuple[dg.AssetKey, str, Freshness]],
+    url: str | None,
+) -> tuple[list[dg.AssetCheckEvaluation], list[str]]:
+    """A check evaluation for each verdict that changed since the cursor, and one alert per
+    breach (posted again next tick if delivery failed); the cursor is updated in place."""
     events: list[dg.AssetCheckEvaluation] = []
     said: list[str] = []
     for key, check, freshness in verdicts:
@@ -197,12 +214,7 @@ def landed_data_freshness(
                 said.append(f"{exc}: posted again next tick")
         cursor[name] = {"seen": seen, "alerted": alerted}
         said.append(freshness.describe())
-    said += _wall_clock_breaches(context, cursor, url)
-    return dg.SensorResult(
-        cursor=json.dumps(cursor, sort_keys=True, default=str),
-        asset_events=events,
-        skip_reason="; ".join(said),
-    )
+    return events, said
 
 
 def _wall_clock_breaches(

@@ -29,7 +29,7 @@ from trainflow.cache import (
 from trainflow.defs.partitions import day_window
 from trainflow.defs.resources import LakeResource
 from trainflow.defs.retries import fail_fast
-from trainflow.lake.delta_lake import DayWindow
+from trainflow.lake.delta_lake import DayWindow, WriteResult
 from trainflow.lake.spool import Spool
 from trainflow.lake.tables import (
     DeltaInput,
@@ -71,30 +71,7 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
                 {"delta_version": lake.version(table), "dagster/uri": lake.table_uri(table)}
             )
             return
-        schema = (
-            output.frame.polars_schema if isinstance(output.frame, Spool) else output.frame.schema
-        )
-        data_columns = {k: v for k, v in schema.items() if k not in BOOKKEEPING_COLUMNS}
-        metadata: dict[str, Any] = {
-            "dagster/uri": result.table_uri,
-            "delta_version": result.version,
-            "dagster/column_schema": dg.TableSchema(
-                columns=[
-                    dg.TableColumn(
-                        name,
-                        str(dtype),
-                        description=output.column_descriptions.get(name),
-                    )
-                    for name, dtype in data_columns.items()
-                ]
-            ),
-        }
-        if window is None:
-            metadata["dagster/row_count"] = result.rows
-        else:
-            metadata["rows_written"] = result.rows
-            metadata["partitions_written"] = len(output.days) if output.days else window.n_days
-        context.add_output_metadata(metadata)
+        context.add_output_metadata(_written_metadata(result, output.frame, output, window))
 
     @fail_fast
     def load_input(self, context: dg.InputContext) -> Any:
@@ -118,3 +95,27 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
         if wanted is not DeltaInput:
             return without_bookkeeping_columns(lazy).collect()
         return read_input(lazy, table, version, daily=context.has_asset_partitions)
+
+
+def _written_metadata(
+    result: WriteResult, frame: pl.DataFrame | Spool, output: LakeOutput, window: DayWindow | None
+) -> dict[str, Any]:
+    """What the UI shows for a commit: where, which version, the columns, the rows written."""
+    schema = frame.polars_schema if isinstance(frame, Spool) else frame.schema
+    data_columns = {k: v for k, v in schema.items() if k not in BOOKKEEPING_COLUMNS}
+    metadata: dict[str, Any] = {
+        "dagster/uri": result.table_uri,
+        "delta_version": result.version,
+        "dagster/column_schema": dg.TableSchema(
+            columns=[
+                dg.TableColumn(name, str(dtype), description=output.column_descriptions.get(name))
+                for name, dtype in data_columns.items()
+            ]
+        ),
+    }
+    if window is None:
+        metadata["dagster/row_count"] = result.rows
+    else:
+        metadata["rows_written"] = result.rows
+        metadata["partitions_written"] = len(output.days) if output.days else window.n_days
+    return metadata

@@ -3,6 +3,20 @@ the data contracts of the reference tables every flight joins.
 
 The landed tables are external assets (`trainflow land` writes them, not Dagster), so the
 UI shows lineage from each warehouse table through dbt to the lake assets.
+
+`warehouse_models` is the `dbt build`. Its data tests (dbt's, shown as asset checks) read the
+new data only: in a run over a partition range (or one partition) of the daily assets, only
+the rows of those days (`dbt build --vars` first_day/last_day,
+`dbt_project/macros/days_filter.sql`); in a run without one, every row. Each check result and
+each model's materialization names the days tested (`dbt_tested_days`: `all`, or
+`first...last`).
+
+It is skipped when nothing it depends on changed since a build that succeeded with every test
+passing and whose tests covered this run's days: the project, dbt, the warehouse's relations,
+the source tables' columns and rows (`warehouse/dbt_state.py`). Its key is each model's
+`dbt_build_key` metadata, the days it tested `dbt_tested_days`: a build that tested every row
+serves any run, one that tested a range serves runs within it, and a run over other days (or
+without a range) builds and tests again.
 """
 
 import json
@@ -80,21 +94,8 @@ def warehouse_models(
     cache_policy: CachePolicyResource,
 ) -> Iterator[Any]:
     """`dbt build` of the staging models (views in the warehouse) and their tests, with the
-    profile written for this warehouse from trainflow's settings.
-
-    The data tests (dbt's, shown as asset checks) read the new data only: in a run over a
-    partition range (or one partition) of the daily assets, only the rows of those days
-    (`dbt build --vars` first_day/last_day, `dbt_project/macros/days_filter.sql`); in a run
-    without one, every row. Each check result and each model's materialization names the
-    days tested (`dbt_tested_days`: `all`, or `first...last`).
-
-    Skipped when nothing it depends on changed since a build that succeeded with every test
-    passing and whose tests covered this run's days: the project, dbt, the warehouse's
-    relations, the source tables' columns and rows (`warehouse/dbt_state.py`). Its key is
-    each model's `dbt_build_key` metadata, the days it tested `dbt_tested_days`: a build
-    that tested every row serves any run, one that tested a range serves runs within it,
-    and a run over other days (or without a range) builds and tests again.
-    """
+    profile written for this warehouse from trainflow's settings; which rows the tests read
+    and when the build is skipped: the module's docstring."""
     manifest = dbt_project.manifest_path
     days = run_day_window(context.run.tags)
     tested = days_label(days)
