@@ -13,7 +13,9 @@ figures taken under the same conditions:
 - per step: each step process's start (Dagster's STEP_WORKER_STARTING -> STEP_START);
 - peak RSS: the largest process of the run, and all of them at once (sampled from /proc);
 - where the time goes: each step's compute time in the cold, warm and scaled runs;
-- scale: the cold run with `trainflow land --scale N` data.
+- scale: the cold run with `trainflow land --scale N` data;
+- experiments: a 16-trial search two at a time and one by one, and two experiments at
+  once against one after the other (`experiments_bench.py`).
 Medians of --repeat runs (scaled runs once). Prints a Markdown table and the targets
 (docs/benchmarks.md); `--json FILE` keeps the figures.
 """
@@ -296,6 +298,9 @@ def main() -> None:
             "cold": run.wall, "peak_rss": run.peak_rss, "peak_total_rss": run.peak_total_rss,
             "steps": run.step_seconds,
         }  # fmt: skip
+    from benchmarks import experiments_bench
+
+    figures["experiments"] = experiments_bench.measure()
     report(figures)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2, default=str))
@@ -345,6 +350,11 @@ def report(f: dict[str, Any]) -> None:
         *((f"scale {k}: peak RSS <= 4 GiB" if k <= 10 else f"scale {k}: peak RSS <= 24 GiB",
            s["peak_rss"] / GIB, 4.0 if k <= 10 else 24.0) for k, s in f["scales"].items()),
     ]  # fmt: skip
+    if "experiments" in f:
+        from benchmarks import experiments_bench
+
+        print("\n| experiments (benchmarks/experiments_bench.py) | figure | |\n|---|---|---|")
+        print("\n".join(experiments_bench.report_lines(f["experiments"])))
     print("\n| target | measured | |\n|---|---|---|")
     for name, value, limit in targets:
         verdict = "met" if value <= limit else f"missed by {value - limit:.2f}"

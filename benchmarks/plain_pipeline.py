@@ -51,6 +51,7 @@ class PlainRun(TypedDict):
     best_iteration: int
     model_sha256: str
     rows: dict[str, int]
+    experiment: str  # the config's name: its rows of the training-side tables
 
 
 def utc(column: str) -> pl.Expr:
@@ -204,6 +205,7 @@ def measure(through: dt.date = LAST_DAY, config_path: Path | None = None) -> Pla
         test_roc_auc=auc,
         best_iteration=trained.best_iteration,
         model_sha256=trained.sha256,
+        experiment=config.name,
         rows={
             "flights": enriched.height,
             "quarantined": outcome.quarantine["row_index"].n_unique(),
@@ -222,8 +224,10 @@ def differences_from_lake(run: PlainRun, settings: Settings) -> list[str]:
     lake = DeltaLake(settings.lake_uri, settings.storage_options)
     through = dt.date.fromisoformat(run["through"])
     snapshot_rows = lake.scan("raw_snapshot").filter(pl.col("day") <= through).collect().height
-    splits = dict(lake.read("training_dataset").group_by("split").len().iter_rows())
-    lake_model = lake.read("model")["model_sha256"][0]
+    mine = run["experiment"]  # a lake may hold other experiments' rows beside this one's
+    dataset = lake.read("training_dataset", experiment=mine)
+    splits = dict(dataset.group_by("split").len().iter_rows())
+    lake_model = lake.read("model", experiment=mine)["model_sha256"][0]
     found = []
     if snapshot_rows != run["rows"]["flights"]:
         found.append(f"flights: script {run['rows']['flights']}, raw_snapshot {snapshot_rows}")

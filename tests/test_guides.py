@@ -165,3 +165,21 @@ def test_the_migration_guide_names_what_exists() -> None:
     assert keys and keys <= set(ExperimentConfig.model_fields), keys
     paths = {p for p in re.findall(r"`([\w./*-]+/[\w./*-]*)`", text)}
     assert paths and [p for p in paths if not list(REPO_ROOT.glob(p))] == []
+
+
+def test_how_to_add_an_experiment(repository) -> None:
+    """One config file, no Python: the new experiment trains beside the first (features
+    shared: cache hits) and compares with it."""
+    root, env = repository
+    edited = {s.path for s in steps("experiments.md") if s.kind in {"file", "edit"}}
+    assert edited == {"configs/quick-fewer-leaves.yaml"}
+    ran = follow("experiments.md", root, env)
+    lake = DeltaLake(Settings.from_env(env).lake_uri)
+    names = {"flight-delay-2013-quick", "flight-delay-2013-quick-fewer-leaves"}
+    for table in ("training_dataset", "model", "evaluation_report", "registry_entry"):
+        assert set(lake.read(table)["experiment"]) == names, table
+    assert latest_run_cache(env, "flight_features") == {"hit": 59}
+    assert latest_run_cache(env, "model") == {"miss": 1}
+    compared = ran[-1].stdout
+    assert "paired test roc_auc difference, flight-delay-2013-quick-fewer-leaves - " in compared
+    assert "report: " in compared

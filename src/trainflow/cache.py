@@ -44,12 +44,17 @@ CODE_VERSION_COMMIT_KEY = "trainflow.code_version"
 # validated_flights also keeps each day's profile (contracts/reference.py, JSON) on the
 # day's first row (null on the others): what the reference windows of later days read.
 PROFILE_COLUMN = "_day_profile"
+# The training-side tables hold every experiment's rows side by side, partitioned by this
+# column (the experiment config's `name`); a step reads and replaces one experiment's only
+# (lake/delta_lake.py). Not part of the data: content hashes are the same as unscoped.
+EXPERIMENT_COLUMN = "experiment"
 BOOKKEEPING_COLUMNS = (
     CACHE_KEY_COLUMN,
     CONTENT_HASH_COLUMN,
     CODE_VERSION_COLUMN,
     UPSTREAM_VERSION_COLUMN,
     PROFILE_COLUMN,
+    EXPERIMENT_COLUMN,
 )
 
 

@@ -175,9 +175,52 @@ class MonitoringConfig(_Strict):
     min_day_rows: int = Field(default=500, ge=1)
 
 
+class SearchParameter(_Strict):
+    """One hyperparameter's range: integers or floats between `low` and `high` (inclusive,
+    optionally on a log scale), or one of `choices`."""
+
+    type: Literal["int", "float", "choice"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list[str | int | float | bool] | None = None
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> SearchParameter:
+        if self.type == "choice":
+            if not self.choices or self.low is not None or self.high is not None or self.log:
+                raise ValueError("a choice parameter takes `choices` (a non-empty list) only")
+        else:
+            if self.low is None or self.high is None or self.choices is not None:
+                raise ValueError(f"an {self.type} parameter takes `low` and `high`")
+            if self.low > self.high:
+                raise ValueError(f"low ({self.low}) is above high ({self.high})")
+            if self.log and self.low <= 0:
+                raise ValueError("a log-scale range must start above 0")
+        return self
+
+
+class SearchConfig(_Strict):
+    """A hyperparameter search over `model.params`: each trial is an experiment of its own
+    (the config with the trial's params, named `<name>.trial-NNN`), trained and scored on
+    the validation window; the best trial becomes the search's candidate for the gate."""
+
+    space: dict[str, SearchParameter] = Field(min_length=1)
+    # Optuna's seeded TPE (random trials first), or plain random sampling.
+    sampler: Literal["tpe", "random"] = "tpe"
+    trials: int = Field(ge=1)  # the count budget: the search holds this many trials at most
+    cpu_seconds: float | None = Field(default=None, gt=0)  # the CPU budget of its training
+    # Trials asked per round, which then run side by side. Part of what decides each trial's
+    # params (a round's trials are asked from the results of the rounds before it).
+    parallel: int = Field(default=2, ge=1)
+    # Chosen on the validation window only: the test window decides the gate, never a trial.
+    metric: Literal["validation_roc_auc"] = "validation_roc_auc"
+    direction: Literal["maximize"] = "maximize"
+
+
 # Sections added after configs were in use: left out of the config hash while unset, so a
 # config that does not use one keeps the hash (and the manifests) it always had.
-SECTIONS_HASHED_WHEN_SET = ("monitoring",)
+SECTIONS_HASHED_WHEN_SET = ("monitoring", "search")
 
 
 class ExperimentConfig(_Strict):
@@ -198,6 +241,8 @@ class ExperimentConfig(_Strict):
     max_missing_history_days: int = Field(default=0, ge=0)
     # The champion's live watch; unset: MonitoringConfig's defaults.
     monitoring: MonitoringConfig | None = None
+    # A hyperparameter search around this config (trainflow/search.py); unset: none.
+    search: SearchConfig | None = None
 
     @model_validator(mode="after")
     def _exempt_features_are_features(self) -> ExperimentConfig:

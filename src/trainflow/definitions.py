@@ -42,8 +42,9 @@ from trainflow.warehouse.base import is_postgres_url
 def build_resources(settings: Settings) -> dict[str, object]:
     """All resources for one profile; tests call this with settings for a temp folder."""
     lake = lake_resource(settings)
+    experiment = ExperimentConfigResource(path=str(settings.config_path))
     return {
-        "io_manager": DeltaLakeIOManager(lake=lake),
+        "io_manager": DeltaLakeIOManager(lake=lake, experiment=experiment),
         "lake": lake,
         "cache_policy": CachePolicyResource(),
         "warehouse": WarehouseResource(
@@ -51,7 +52,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             dbt_profiles_dir=str(settings.dbt_profiles_dir),
             dbt_target_dir=str(settings.dbt_target_dir),
         ),
-        "experiment": ExperimentConfigResource(path=str(settings.config_path)),
+        "experiment": experiment,
         "contracts": ContractsResource(directory=str(settings.contracts_dir)),
         "mlflow_tracking": mlflow_resource(settings),
     }

@@ -18,6 +18,7 @@ from trainflow.cache import (
     CODE_VERSION_COLUMN,
     CODE_VERSION_COMMIT_KEY,
     CONTENT_HASH_COLUMN,
+    EXPERIMENT_COLUMN,
     UPSTREAM_VERSION_COLUMN,
 )
 from trainflow.lake.delta_lake import DeltaLake
@@ -105,5 +106,14 @@ def stored_code_versions(lake: DeltaLake, table: str) -> list[StoredCode]:
         for day, code in pairs.iter_rows():
             by_version.setdefault(code or "unknown", []).append(day)
         return [StoredCode(code, tuple(sorted(days))) for code, days in sorted(by_version.items())]
+    if EXPERIMENT_COLUMN in scan.collect_schema().names():  # per experiment: its last commit
+        experiments = scan.select(EXPERIMENT_COLUMN).unique().collect().to_series().to_list()
+        written = [lake.experiment_version(table, name) for name in sorted(experiments)]
+        version_codes = {
+            lake.commit_metadata(table, v).get(CODE_VERSION_COMMIT_KEY, "unknown")
+            for v in written
+            if v is not None
+        }
+        return [StoredCode(code) for code in sorted(version_codes)]
     code = lake.commit_metadata(table, version).get(CODE_VERSION_COMMIT_KEY, "unknown")
     return [StoredCode(code)]

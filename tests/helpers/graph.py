@@ -249,8 +249,12 @@ def main(argv: list[str]) -> int:
     ]
     resources = build_resources(Settings.from_env())
     if args.kill_before_commit:
-        lake = resources["io_manager"].lake  # type: ignore[attr-defined]
-        resources["io_manager"] = KilledBeforeCommit(lake=lake, victim=args.kill_before_commit)
+        manager = resources["io_manager"]
+        resources["io_manager"] = KilledBeforeCommit(
+            lake=manager.lake,  # type: ignore[attr-defined]
+            experiment=manager.experiment,  # type: ignore[attr-defined]
+            victim=args.kill_before_commit,
+        )
     with dg.DagsterInstance.get() as instance:
         result = dg.materialize(
             LAKE_ASSETS,

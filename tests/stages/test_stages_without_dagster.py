@@ -28,7 +28,7 @@ CHAIN = textwrap.dedent(
     from trainflow.contracts import load_contract
     from trainflow.lake.delta_lake import DayWindow, DeltaLake
     from trainflow.lake.object_store import ObjectStore
-    from trainflow.lake.tables import commit_output, read_input
+    from trainflow.lake.tables import commit_output, pinned_scan, read_input
     from trainflow.registry.tracking import MlflowTracking
     from trainflow.settings import PACKAGED_CONTRACTS_DIR
     from trainflow.stages.dataset import build_training_dataset
@@ -62,12 +62,13 @@ CHAIN = textwrap.dedent(
                                      "registry_entry", "flight_delay_predictions")}
 
     def commit(table, output, daily):
-        commit_output(lake, table, output, window if daily else None, "v1")
+        commit_output(lake, table, output, window if daily else None, "v1",
+                      None if daily else config.name)
 
     def read(table, daily):
-        version = lake.version(table)
-        return read_input(lake.scan(table, window if daily else None, version=version),
-                          table, version, daily=daily)
+        lazy, version = pinned_scan(lake, table, window if daily else None,
+                                    None if daily else config.name)
+        return read_input(lazy, table, version, daily=daily)
 
     def record(name, s, output, **extra):
         frame = output.frame

@@ -3,7 +3,28 @@
 One module per command group; importing them registers their commands on `main`.
 """
 
-from trainflow.cli import lake, quarantine, registry, replay, reproduce, retrain, status
+from trainflow.cli import (
+    experiments,
+    lake,
+    quarantine,
+    registry,
+    replay,
+    reproduce,
+    retrain,
+    search,
+    status,
+)
 from trainflow.cli.group import main
 
-__all__ = ["lake", "main", "quarantine", "registry", "replay", "reproduce", "retrain", "status"]
+__all__ = [
+    "experiments",
+    "lake",
+    "main",
+    "quarantine",
+    "registry",
+    "replay",
+    "reproduce",
+    "retrain",
+    "search",
+    "status",
+]

@@ -46,8 +46,10 @@ def status(runs: int) -> None:
     for table in LAKE_TABLES:
         version = lake.version(table)
         click.echo(f"  {table:<18} " + ("-" if version is None else f"Delta version {version}"))
-    if lake.version("evaluation_report") is not None:
-        report = lake.read("evaluation_report")
+    config = load_config(settings.config_path)
+    if lake.experiment_version("evaluation_report", config.name) is not None:
+        report = lake.read("evaluation_report", experiment=config.name)
+        click.echo(f"experiment   {config.name}")
         click.echo(f"report       {report['report_uri'][0]}")
         # Tables written before the HTML and the card had their own columns: the old names.
         html = (
@@ -58,7 +60,6 @@ def status(runs: int) -> None:
         click.echo(f"             {html}")
         if "model_card_uri" in report.columns:
             click.echo(f"model card   {report['model_card_uri'][0]}")
-    config = load_config(settings.config_path)
     # settings.mlflow_tracking_uri has any `user:password@` removed; the client gets the
     # URI from MLFLOW_TRACKING_URI itself when it carries them (settings.mlflow_client_uri).
     click.echo(f"mlflow       {settings.mlflow_tracking_uri}")

@@ -27,14 +27,16 @@ from trainflow.cache import (
     BOOKKEEPING_COLUMNS,
 )
 from trainflow.defs.partitions import day_window
-from trainflow.defs.resources import LakeResource
+from trainflow.defs.resources import ExperimentConfigResource, LakeResource
 from trainflow.defs.retries import fail_fast
+from trainflow.experiments import EXPERIMENT_TABLES
 from trainflow.lake.delta_lake import DayWindow, WriteResult
 from trainflow.lake.spool import Spool
 from trainflow.lake.tables import (
     DeltaInput,
     LakeOutput,
     commit_output,
+    pinned_scan,
     read_input,
     without_bookkeeping_columns,
 )
@@ -42,6 +44,16 @@ from trainflow.lake.tables import (
 
 class DeltaLakeIOManager(dg.ConfigurableIOManager):
     lake: LakeResource
+    # The config whose experiment the training-side tables' reads and writes are scoped to
+    # (None: an IO manager for the daily assets only, as tests build one).
+    experiment: ExperimentConfigResource | None = None
+
+    def _experiment(self, table: str) -> str | None:
+        if table not in EXPERIMENT_TABLES:
+            return None
+        if self.experiment is None:
+            raise ValueError(f"{table} is stored per experiment: the IO manager needs a config")
+        return self.experiment.load().name
 
     @staticmethod
     def _table(context: dg.InputContext | dg.OutputContext) -> str:
@@ -65,7 +77,7 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
         window = self._window(context)
         lake = self.lake.lake()
         code_version = context.asset_spec.code_version if context.has_asset_key else None
-        result = commit_output(lake, table, output, window, code_version)
+        result = commit_output(lake, table, output, window, code_version, self._experiment(table))
         if result is None or output.frame is None:
             context.add_output_metadata(
                 {"delta_version": lake.version(table), "dagster/uri": lake.table_uri(table)}
@@ -77,16 +89,7 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
     def load_input(self, context: dg.InputContext) -> Any:
         table = self._table(context)
         window = self._window(context)
-        lake = self.lake.lake()
-        version = lake.version(table)
-        if version is None:
-            raise FileNotFoundError(
-                f"{context.asset_key.to_user_string()} has no Delta table yet at "
-                f"{lake.table_uri(table)}: materialize it first"
-            )
-        # Read at a pinned version so the data and the version recorded for it agree
-        # even if another run commits to the table meanwhile.
-        lazy = lake.scan(table, window, version=version)
+        lazy, version = pinned_scan(self.lake.lake(), table, window, self._experiment(table))
         # (add_input_metadata cannot describe a multi-partition input, so this goes to the log.)
         context.log.info(f"reading {table} at Delta version {version}, days {window or 'all'}")
         wanted = context.dagster_type.typing_type

@@ -1,7 +1,10 @@
 """Storage layout of the lake: one Delta table per asset at `<lake root>/<asset name>`.
 
 Daily tables are partitioned by a `day` date column, so any Delta reader (polars,
-deltalake, Spark, DuckDB) can open them without trainflow (docs/conventions.md).
+deltalake, Spark, DuckDB) can open them without trainflow (docs/conventions.md). The
+training-side tables (one row set per experiment, not per day) are partitioned by an
+`experiment` column: each experiment's write replaces its own partition only, so experiments
+live side by side in one table and train at the same time (docs/experiments.md).
 
 Why not dagster-deltalake(-polars): its IO manager reads and writes only the first day of a
 time window, and trainflow's assets read 28-day windows and write multi-day ranges in one
@@ -13,28 +16,24 @@ outside that window, so a bug cannot overwrite neighbouring partitions.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, write_deltalake
-from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import TableNotFoundError
-from deltalake.fs import DeltaStorageHandler
-from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
-from trainflow.cache import CACHE_KEY_COLUMN, CONTENT_HASH_COLUMN
+from trainflow.cache import CACHE_KEY_COLUMN, CONTENT_HASH_COLUMN, EXPERIMENT_COLUMN
+from trainflow.lake import experiment_partitions as partitions
 from trainflow.lake.retention import NEVER_EXPIRE_LOG, VacuumResult
 from trainflow.lake.spool import Spool
+from trainflow.lake.spool_commit import PARTITION_COLUMN, commit_spool
 
-PARTITION_COLUMN = "day"
+# (table uri, Delta table id, version) -> that table's history; see DeltaLake._history.
+_HISTORY_CACHE: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+_HISTORY_CACHE_SIZE = 64
 
 
 class LakeError(ValueError):
@@ -102,13 +101,19 @@ class DeltaLake:
         *,
         days: list[dt.date] | None = None,
         commit_metadata: Mapping[str, str] | None = None,
+        experiment: str | None = None,
     ) -> WriteResult:
         """Replace the window's days (or the whole table when `window` is None) in one commit.
 
         `frame` is the rows, or a `Spool` of them, added to the commit chunk by chunk.
         `days` narrows a daily write to some days of the window (the others are cache hits
         and keep their stored rows). `commit_metadata` is stored in the Delta commit info.
+        `experiment` (a whole table only): replace that experiment's rows, keep the others.
         """
+        if experiment is not None:
+            if window is not None or isinstance(frame, Spool):
+                raise LakeError(f"{table}: only a whole table in memory is written per experiment")
+            return self._write_experiment(table, frame, experiment, commit_metadata or {})
         uri = self.table_uri(table)
         replaced: list[dt.date] = []
         if window is not None:
@@ -127,49 +132,111 @@ class DeltaLake:
             custom_metadata=dict(commit_metadata or {}),
             max_commit_retries=0 if creating else None,
         )
-        options = self._options()
         schema = frame.polars_schema if isinstance(frame, Spool) else frame.schema
         if not creating and window is not None:
             self._refuse_type_changes(table, schema)
         if isinstance(frame, Spool) and window is not None and self._same_columns(table, schema):
-            self._commit_spool(table, frame, replaced, creating, properties)
+            commit_spool(
+                self.table_uri(table), self._options(), frame, replaced, creating, properties
+            )
             return self._written(table, frame)
         data = frame.reader() if isinstance(frame, Spool) else _to_arrow(frame, window)
-        if creating:
+        # Schema evolution of a daily table: a new column (a feature added) joins the table,
+        # null in the days not rewritten; a column no longer written stays, null in the days
+        # that are. A changed type is refused above: deltalake would cast the new values
+        # silently.
+        self._commit(
+            uri,
+            data,
+            properties,
+            create=creating,
+            partition_by=None if window is None else [PARTITION_COLUMN],
+            predicate=None if window is None else _days_predicate(replaced, window),
+        )
+        return self._written(table, frame)
+
+    def _write_experiment(
+        self, table: str, frame: pl.DataFrame, experiment: str, commit_metadata: Mapping[str, str]
+    ) -> WriteResult:
+        """Replace one experiment's rows of a whole table in one commit, the others kept.
+
+        deltalake detects the conflict of two such commits only where their partitions
+        overlap: two experiments commit side by side, two runs of one experiment conflict
+        (and IO_RETRY re-runs the loser, which then finds the winner's cache key). A table
+        written before experiments had partitions is replaced whole, once (its rows stay in
+        Delta history).
+        """
+        creating = self.version(table) is None
+        properties = CommitProperties(
+            custom_metadata={**commit_metadata, **partitions.commit_info(experiment, frame)},
+            max_commit_retries=0 if creating else None,  # as in `write`: version 0 or fail
+        )
+        partitioned = creating or DeltaTable(
+            self.table_uri(table), storage_options=self._options()
+        ).metadata().partition_columns == [EXPERIMENT_COLUMN]
+        self._commit(
+            self.table_uri(table),
+            _to_arrow(partitions.rows_of(experiment, frame), None),
+            properties,
+            create=creating,
+            partition_by=[EXPERIMENT_COLUMN],
+            # another experiment's columns stay (null in this one's rows); an unpartitioned
+            # table is replaced whole
+            predicate=partitions.predicate(experiment) if partitioned else None,
+        )
+        return self._written(table, frame)
+
+    def _commit(
+        self,
+        uri: str,
+        data: pa.Table | pa.RecordBatchReader,
+        properties: CommitProperties,
+        *,
+        create: bool,
+        partition_by: list[str] | None,
+        predicate: str | None,
+    ) -> None:
+        """The lake's three kinds of write: create a table (version 0 or fail), replace the
+        rows a partition predicate selects (schema merged), or replace a whole table (schema
+        replaced)."""
+        options = self._options()
+        if create:
             write_deltalake(
                 uri,
                 data,
                 mode="error",
-                partition_by=None if window is None else [PARTITION_COLUMN],
+                partition_by=partition_by,
                 configuration=NEVER_EXPIRE_LOG,
                 storage_options=options,
                 commit_properties=properties,
             )
-        elif window is None:
+        elif predicate is not None:
             write_deltalake(
                 uri,
                 data,
                 mode="overwrite",
-                schema_mode="overwrite",
-                storage_options=options,
-                commit_properties=properties,
-            )
-        else:
-            # Schema evolution: a new column (a feature added) joins the table, null in the
-            # days not rewritten; a column no longer written stays, null in the days that
-            # are. A changed type is refused above: deltalake would cast the new values
-            # silently.
-            write_deltalake(
-                uri,
-                data,
-                mode="overwrite",
-                partition_by=[PARTITION_COLUMN],
-                predicate=_days_predicate(replaced, window),
+                partition_by=partition_by,
+                predicate=predicate,
                 schema_mode="merge",
                 storage_options=options,
                 commit_properties=properties,
             )
-        return self._written(table, frame)
+        else:
+            write_deltalake(
+                uri,
+                data,
+                mode="overwrite",
+                partition_by=partition_by,
+                schema_mode="overwrite",
+                storage_options=options,
+                commit_properties=properties,
+            )
+
+    def experiment_version(self, table: str, experiment: str, at: int | None = None) -> int | None:
+        """The Delta version whose commit last wrote `experiment`'s rows (at or before `at`),
+        None when none did: the version a reader of that experiment pins, whose commit holds
+        its lineage, whatever other experiments committed since."""
+        return partitions.last_commit_of(self._history(table), experiment, at)
 
     def _written(self, table: str, frame: pl.DataFrame | Spool) -> WriteResult:
         version = self.version(table)
@@ -182,77 +249,6 @@ class DeltaLake:
         if self.version(table) is None:
             return True
         return set(schema) == set(self.scan(table).collect_schema())
-
-    def _commit_spool(
-        self,
-        table: str,
-        spool: Spool,
-        days: list[dt.date],
-        creating: bool,
-        properties: CommitProperties,
-    ) -> None:
-        """Replace `days` with the spooled rows in one commit, one day's file at a time.
-
-        Why not `write_deltalake` with the spool's stream: deltalake (1.6) keeps a writer
-        per partition open until the stream ends, so a year of days buffers the whole
-        output (about 6x its Arrow size, measured: 6.3 GiB for 1.1 GiB of rows). Here each
-        spooled chunk is read, each of its days written as a Parquet file with pyarrow
-        through deltalake's own object-store client (so S3 works with the same options),
-        and one transaction adds the files and removes the days' old ones: the same Delta
-        commit `write_deltalake(predicate=...)` makes for a partition-column predicate.
-        Used only for spooled outputs with exactly the table's columns (a new or dropped
-        column goes through `write_deltalake`, which merges the schema).
-        """
-        uri = self.table_uri(table)
-        if creating and "://" not in uri:
-            Path(uri).mkdir(parents=True, exist_ok=True)
-        files = pafs.PyFileSystem(DeltaStorageHandler(uri, self._options()))
-        added: list[AddAction] = []
-        for part in spool.parts:
-            rows = pq.read_table(part).sort_by(PARTITION_COLUMN)
-            runs = pl.from_arrow(rows.column(PARTITION_COLUMN)).rle()  # type: ignore[union-attr]
-            offset = 0
-            for length, day in runs.struct.unnest().iter_rows():
-                data = rows.slice(offset, length).drop_columns([PARTITION_COLUMN])
-                offset += length
-                path = f"{PARTITION_COLUMN}={day.isoformat()}/part-{uuid.uuid4().hex}.parquet"
-                with files.open_output_stream(path) as out:
-                    pq.write_table(data, out)
-                added.append(
-                    AddAction(
-                        path=path,
-                        size=files.get_file_info(path).size,
-                        partition_values={PARTITION_COLUMN: day.isoformat()},
-                        # Determinism note: the file's random name and wall-clock time are
-                        # Delta bookkeeping (as deltalake's own writer makes them), never
-                        # part of the data or a cache key.
-                        modification_time=int(time.time() * 1000),
-                        data_change=True,
-                        stats=json.dumps({"numRecords": length}),
-                    )
-                )
-        assert spool.schema is not None
-        if creating:
-            create_table_with_add_actions(
-                uri,
-                DeltaSchema.from_arrow(spool.schema),
-                added,
-                mode="error",
-                partition_by=[PARTITION_COLUMN],
-                configuration=NEVER_EXPIRE_LOG,
-                storage_options=self._options(),
-                commit_properties=properties,
-            )
-            return
-        stored = DeltaTable(uri, storage_options=self._options())
-        stored.create_write_transaction(
-            list[AddAction | RemoveAction](added),
-            mode="overwrite",
-            schema=stored.schema(),  # the same columns (`_same_columns`), in the table's order
-            partition_by=[PARTITION_COLUMN],
-            partition_filters=[(PARTITION_COLUMN, "in", [d.isoformat() for d in days])],
-            commit_properties=properties,
-        )
 
     def _refuse_type_changes(self, table: str, schema: pl.Schema) -> None:
         stored = self.scan(table).collect_schema()
@@ -297,13 +293,16 @@ class DeltaLake:
         )
 
     def stored_versions(
-        self, table: str, window: DayWindow | None
+        self, table: str, window: DayWindow | None, experiment: str | None = None
     ) -> dict[dt.date | None, tuple[str, str, int]]:
         """(cache key, content hash, rows) stored for each day of the window; key None for
-        the single entry of an unpartitioned table. Empty when nothing usable is stored."""
+        the single entry of an unpartitioned table (of one experiment's rows where
+        `experiment` names one). Empty when nothing usable is stored."""
         if self.version(table) is None:
             return {}
-        lazy = self.scan(table, window)
+        if experiment is not None and self.experiment_version(table, experiment) is None:
+            return {}
+        lazy = self.scan(table, window, experiment=experiment)
         if not {CACHE_KEY_COLUMN, CONTENT_HASH_COLUMN} <= set(lazy.collect_schema().names()):
             return {}
         if window is None:
@@ -339,31 +338,68 @@ class DeltaLake:
         )
         return dict(pairs.iter_rows())
 
+    def _history(self, table: str) -> list[dict[str, Any]]:
+        """The table's commit infos, newest first; empty when it does not exist.
+
+        Cached per table id and version (commits are immutable, and the log never expires:
+        NEVER_EXPIRE_LOG), because readers of an experiment look its commit up several times
+        per step and deltalake re-reads every commit file per `history()` call."""
+        try:
+            stored = DeltaTable(self.table_uri(table), storage_options=self._options())
+        except TableNotFoundError:
+            return []
+        key = (self.table_uri(table), str(stored.metadata().id), stored.version())
+        if key not in _HISTORY_CACHE:
+            if len(_HISTORY_CACHE) >= _HISTORY_CACHE_SIZE:
+                _HISTORY_CACHE.pop(next(iter(_HISTORY_CACHE)))
+            _HISTORY_CACHE[key] = stored.history()
+        return _HISTORY_CACHE[key]
+
     def commit_metadata(self, table: str, version: int) -> dict[str, str]:
         """The custom metadata trainflow stored with one Delta commit."""
-        dt_ = DeltaTable(self.table_uri(table), storage_options=self._options())
-        for entry in dt_.history():
+        for entry in self._history(table):
             if entry.get("version") == version:
                 return {k: v for k, v in entry.items() if k.startswith("trainflow.")}
         return {}
 
     def scan(
-        self, table: str, window: DayWindow | None = None, version: int | None = None
+        self,
+        table: str,
+        window: DayWindow | None = None,
+        version: int | None = None,
+        experiment: str | None = None,
     ) -> pl.LazyFrame:
-        """Lazy read of a table (optionally at a Delta version), filtered to a window."""
+        """Lazy read of a table (optionally at a Delta version), filtered to a window, or to
+        one experiment's rows and the columns its commit wrote (at the version that commit
+        made, unless `version` names one)."""
         uri = self.table_uri(table)
+        columns: list[str] | None = None
+        if experiment is not None:
+            written = self.experiment_version(table, experiment, at=version)
+            if written is None:
+                raise LakeError(f"lake table {table!r} has no rows of experiment {experiment!r}")
+            version = written if version is None else version
+            columns = partitions.columns_of(self.commit_metadata(table, written))
         try:
             lazy = pl.scan_delta(uri, version=version, storage_options=self._options())
         except TableNotFoundError as exc:
             raise LakeError(f"lake table {table!r} does not exist at {uri}") from exc
         if window is not None:
             lazy = lazy.filter(pl.col(PARTITION_COLUMN).is_between(window.first, window.last))
+        if experiment is not None and columns is not None:
+            lazy = lazy.filter(pl.col(EXPERIMENT_COLUMN) == experiment).select(
+                [*columns, EXPERIMENT_COLUMN]
+            )
         return lazy
 
     def read(
-        self, table: str, window: DayWindow | None = None, version: int | None = None
+        self,
+        table: str,
+        window: DayWindow | None = None,
+        version: int | None = None,
+        experiment: str | None = None,
     ) -> pl.DataFrame:
-        return self.scan(table, window, version).collect()
+        return self.scan(table, window, version, experiment).collect()
 
 
 def _to_arrow(frame: pl.DataFrame, window: DayWindow | None) -> pa.Table:

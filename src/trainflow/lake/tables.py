@@ -90,6 +90,25 @@ def without_bookkeeping_columns(lazy: pl.LazyFrame) -> pl.LazyFrame:
     return lazy.select([c for c in lazy.collect_schema().names() if c not in BOOKKEEPING_COLUMNS])
 
 
+def pinned_scan(
+    lake: DeltaLake, table: str, window: DayWindow | None, experiment: str | None = None
+) -> tuple[pl.LazyFrame, int]:
+    """A scan of a window of a daily table, a whole table, or one experiment's rows of a
+    training-side table, pinned to a Delta version so that the data and the version recorded
+    for it agree even if another run commits meanwhile (for an experiment, the version of the
+    commit that wrote its rows: the one whose metadata holds its lineage). Raises
+    FileNotFoundError when there is nothing to read."""
+    version = (
+        lake.version(table) if experiment is None else lake.experiment_version(table, experiment)
+    )
+    if version is None:
+        scope = "" if experiment is None else f" for experiment {experiment!r}"
+        raise FileNotFoundError(
+            f"{table} has no Delta table{scope} yet at {lake.table_uri(table)}: materialize it first"
+        )
+    return lake.scan(table, window, version=version, experiment=experiment), version
+
+
 def read_input(lazy: pl.LazyFrame, table: str, version: int, *, daily: bool) -> DeltaInput:
     """A table's scan (pinned to `version`) as a step's input, with its stored versions.
 
@@ -124,9 +143,11 @@ def commit_output(
     output: LakeOutput,
     window: DayWindow | None,
     code_version: str | None,
+    experiment: str | None = None,
 ) -> WriteResult | None:
-    """Write what a step decided in one atomic Delta commit stamped with its code version;
-    None when there is nothing to write (a hit, or no day recomputed)."""
+    """Write what a step decided in one atomic Delta commit stamped with its code version
+    (of one experiment's rows where `experiment` names one); None when there is nothing to
+    write (a hit, or no day recomputed)."""
     if output.frame is None or output.days == []:
         return None
     stamp = {CODE_VERSION_COMMIT_KEY: code_version} if code_version else {}
@@ -137,6 +158,7 @@ def commit_output(
             window,
             days=output.days,
             commit_metadata={**stamp, **output.commit_metadata},
+            experiment=experiment,
         )
     finally:
         if isinstance(output.frame, Spool):

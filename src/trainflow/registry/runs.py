@@ -18,9 +18,8 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Run, ViewType
@@ -29,6 +28,9 @@ from trainflow.manifest import MANIFEST_ARTIFACT
 from trainflow.models.mlp_pyfunc import log_mlp_pyfunc
 from trainflow.registry import CACHE_KEY_TAG, MODEL_TEXT_ARTIFACT, RegistryError
 from trainflow.settings import redact_userinfo
+
+if TYPE_CHECKING:
+    import lightgbm as lgb  # imported where a booster is logged: CLI commands skip its ~2 s
 
 # Set last, after every artifact: a run without it was interrupted while logging.
 COMPLETE_TAG = "trainflow.complete"
@@ -141,6 +143,8 @@ def log_model_run(
             info = log_mlp_pyfunc(model_text, tags={MLFLOW_USER_TAG: os_user()})
         else:
             assert booster is not None, "a LightGBM run logs its booster"
+            import lightgbm as lgb
+
             info = mlflow.lightgbm.log_model(
                 booster,
                 name="model",

@@ -67,7 +67,7 @@ def build_training_dataset(
             "flight_features_delta_version": flight_features.version,
         }
     )
-    if table_hit(step, lake, TABLE, key):
+    if table_hit(step, lake, TABLE, key, config.name):
         return LakeOutput(frame=None)
     dataset = select_splits(flight_features.lazy, config)
     counts = dict(dataset.group_by("split").len().iter_rows())

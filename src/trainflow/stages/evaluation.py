@@ -74,7 +74,7 @@ def evaluate_model(
         config.hash_of("evaluation", "windows", "registered_model_name", "seed", "gate"),
         {"training_dataset": training_dataset.data_version, "model": model.data_version},
     )
-    if table_hit(step, lake, TABLE, key):
+    if table_hit(step, lake, TABLE, key, config.name):
         return LakeOutput(frame=None)
     threshold = config.evaluation.decision_threshold
     # The test split is held; the train split (most of the dataset) stays a lazy scan: the

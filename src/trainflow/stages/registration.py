@@ -52,7 +52,7 @@ def register_model(
         config.hash_of("gate", "registered_model_name"),
         {"model": model.data_version, "evaluation_report": evaluation_report.data_version},
     )
-    if table_hit(step, lake, TABLE, key):
+    if table_hit(step, lake, TABLE, key, config.name):
         return LakeOutput(frame=None)
     row = model.frame.row(0, named=True)
     report = evaluation_report.frame

@@ -209,9 +209,10 @@ def report_computed_days(step: Step, stamped: pl.DataFrame) -> None:
         )
 
 
-def table_hit(step: Step, lake: DeltaLake, table: str, wanted: str) -> bool:
-    """Whether an unpartitioned table's stored output has exactly this cache key."""
-    stored = lake.stored_versions(table, None).get(None)
+def table_hit(step: Step, lake: DeltaLake, table: str, wanted: str, experiment: str) -> bool:
+    """Whether an experiment's stored rows of a training-side table have exactly this cache
+    key (another experiment's rows never count)."""
+    stored = lake.stored_versions(table, None, experiment).get(None)
     hit = not step.force and stored is not None and stored[0] == wanted
     metadata: dict[str, str | int] = {"cache": "hit" if hit else "miss", "data_version": wanted}
     if hit and stored is not None:

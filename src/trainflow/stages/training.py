@@ -26,6 +26,7 @@ from trainflow.lineage import upstream_lineage
 from trainflow.manifest import build_manifest, dumps
 from trainflow.registry import DAGSTER_RUN_ID_TAG
 from trainflow.registry.tracking import MlflowTracking
+from trainflow.search import search_name_of
 from trainflow.settings import LOCK_FILE, REPO_ROOT
 from trainflow.stages.dataset import AS_OF_KEY, config_of_dataset, dataset_lineage
 from trainflow.stages.features import DATA_START
@@ -67,7 +68,7 @@ def train_model(
         config.hash_of("model", "seed", "features"),
         {"training_dataset": training_dataset.data_version},
     )
-    if table_hit(step, lake, TABLE, key):
+    if table_hit(step, lake, TABLE, key, config.name):
         return LakeOutput(frame=None)
     # Only what training reads: the features, the label and the split, left as a lazy scan:
     # LightGBM reads it a column at a time into its matrices (2.50 -> 1.21 GiB peak at
@@ -76,9 +77,12 @@ def train_model(
         *training_columns(config.model.family, config.features), LABEL, "split"
     )
     split_rows = dict(data.group_by("split").len().collect().iter_rows())
-    started = time.perf_counter()  # wall clock for the reported duration only
+    # Wall clock and CPU time (every thread of this process) for the reported durations
+    # only: a search's CPU budget adds up `train_cpu_seconds` (trainflow/search.py).
+    started, cpu_started = time.perf_counter(), time.process_time()
     trained = train_on_dataset(data, config)
     train_seconds = time.perf_counter() - started
+    train_cpu_seconds = time.process_time() - cpu_started
     dataset_read = dataset_lineage(lake, training_dataset.version)
     features_read = dataset_read["flight_features"]
     manifest = _manifest(
@@ -99,10 +103,12 @@ def train_model(
         f"model ({config.model.family}): best iteration {trained.best_iteration}, "
         f"validation ROC AUC {trained.validation_auc:.4f}, {train_seconds:.1f}s"
     )
-    experiment_id = tracking.experiment_id(config.name)
+    # A search's trials log into the search's MLflow experiment, not one each.
+    experiment_id = tracking.experiment_id(search_name_of(config.name))
     run_id, model_uri, manifest = _log_once(
-        step, tracking.client(), experiment_id, key, config, trained, split_rows, lineage, manifest
-    )
+        step, tracking.client(), experiment_id, key, config, trained, split_rows, lineage, manifest,
+        (train_seconds, train_cpu_seconds),
+    )  # fmt: skip
     manifest_uri = manifests.put(f"{run_id}.json", dumps(manifest).encode(), "application/json")
     run_url = tracking.run_url(experiment_id, run_id)
     step.add_output_metadata(
@@ -115,6 +121,7 @@ def train_model(
             "mlflow_run_id": run_id,
             "config_hash": config.config_hash,
             "train_seconds": round(train_seconds, 2),
+            "train_cpu_seconds": round(train_cpu_seconds, 2),
             "manifest_uri": Link(manifest_uri),
             "manifest": Json(manifest),
             **_importance_table(trained),
@@ -209,6 +216,7 @@ def _log_once(
     split_rows: dict[str, int],
     lineage: dict[str, Any],
     manifest: dict[str, Any],
+    durations: tuple[float, float],
 ) -> tuple[str, str, dict[str, Any]]:
     """One MLflow run per cache key: a retry, or a re-execution after a kill between the
     logging and the lake commit, reuses the run the first attempt completed. Returns the
@@ -246,6 +254,10 @@ def _log_once(
                 "best_iteration": trained.best_iteration,
                 "train_rows": int(split_rows.get("train", 0)),
                 "validation_rows": int(split_rows.get("validation", 0)),
+                # Wall clock and CPU time, the logged figures that vary between identical
+                # runs (compare and the search read them; reproduce compares test_* only).
+                "train_seconds": durations[0],
+                "train_cpu_seconds": durations[1],
             },
             documents={
                 "experiment_config.json": config.model_dump(mode="json"),
