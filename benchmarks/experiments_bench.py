@@ -29,6 +29,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks.*` importable
 
 from benchmarks.bench import BIN, REPO_ROOT, YEAR, fresh_home, home_env, materialize
+from trainflow.experiments import write_variant
 
 SEARCH_CONFIG = REPO_ROOT / "configs" / "search.yaml"
 FLAGSHIP = REPO_ROOT / "configs" / "experiment.yaml"
@@ -67,16 +68,6 @@ def _models(env: dict[str, str]) -> dict[str, str]:
     return dict(frame.iter_rows())
 
 
-def _variant(folder: Path) -> Path:
-    raw = yaml.safe_load(FLAGSHIP.read_text())
-    raw["name"] = "flight-delay-2013-31-leaves"
-    raw["registered_model_name"] = "trainflow-flight-delay-31-leaves"
-    raw["model"]["params"]["num_leaves"] = 31
-    path = folder / "31-leaves.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
-
-
 def measure() -> dict[str, Any]:
     figures: dict[str, Any] = {}
     search = [str(BIN / "trainflow"), "search", str(SEARCH_CONFIG)]
@@ -98,7 +89,7 @@ def measure() -> dict[str, Any]:
         again_wall, _ = _timed([(search, parallel)])
         figures["search"]["repeat_wall"] = again_wall
 
-        variant = _variant(root)
+        variant = write_variant(FLAGSHIP, root, "31-leaves", {"num_leaves": 31})
         train = [str(BIN / "dagster"), "asset", "materialize", "-m", "trainflow.definitions",
                  "--select", TRAINING_SIDE]  # fmt: skip
         sequential = _copy(home, root / "sequential")

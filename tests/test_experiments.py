@@ -11,7 +11,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-import yaml
 
 from tests.conftest import BIN, REPO_ROOT
 from tests.helpers.environment import QUICK_CONFIG, user_environment
@@ -25,23 +24,12 @@ from tests.helpers.graph import (
     settings_for,
 )
 from trainflow.config import load_config
-from trainflow.experiments import EXPERIMENT_TABLES
+from trainflow.experiments import EXPERIMENT_TABLES, write_variant
 from trainflow.lake.delta_lake import DeltaLake
 
 pytestmark = pytest.mark.timeout(1800)
 
 FIRST = load_config(QUICK_CONFIG).name
-
-
-def _second_config(folder: Path) -> Path:
-    """The quick config under another name and model: fewer leaves, its own registered model."""
-    raw = yaml.safe_load(QUICK_CONFIG.read_text())
-    raw["name"] = "flight-delay-2013-quick-31-leaves"
-    raw["registered_model_name"] = "trainflow-flight-delay-quick-31-leaves"
-    raw["model"]["params"]["num_leaves"] = 31
-    path = folder / "quick-31-leaves.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
 
 
 def _per_experiment(lake: DeltaLake, table: str, column: str) -> dict[str, object]:
@@ -69,7 +57,7 @@ def _fingerprint(lake: DeltaLake) -> dict[str, dict[str, object]]:
 def one_after_the_other(built_warehouse: Path, tmp_path_factory: pytest.TempPathFactory):
     """The quick experiment trained, then a second one in the same home, then the first again."""
     root = tmp_path_factory.mktemp("experiments")
-    second = _second_config(root)
+    second = write_variant(QUICK_CONFIG, root, "31-leaves", {"num_leaves": 31})
     warehouse = root / "warehouse.duckdb"
     warehouse.write_bytes(built_warehouse.read_bytes())
     first_settings = settings_for(root / "home", warehouse)
