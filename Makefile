@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 export TRAINFLOW_HOME ?= $(CURDIR)/.trainflow
 export DAGSTER_HOME ?= $(TRAINFLOW_HOME)/dagster
 FULL_YEAR := 2013-01-01...2013-12-31
+# The days `make materialize` runs (RANGE=2013-01-01...2013-02-28 for fewer).
+RANGE ?= $(FULL_YEAR)
 DEV_PORT ?= 3000
 
 .PHONY: help install install-mlp pipeline land materialize dev status test lint typecheck unit bench bench-cache bench-pods wheel lock clean \
@@ -12,6 +14,7 @@ DEV_PORT ?= 3000
 
 help:
 	@echo "make pipeline   install, land all of 2013, materialize every asset (local profile)"
+	@echo "make materialize  the days' features over RANGE (default: 2013), the config's experiment, the predictions"
 	@echo "make test       lint, type-check and run the whole test suite (what CI runs)"
 	@echo "make install-mlp  add the MLP family's torch + pytorch-lightning (pip, CPU build)"
 	@echo "make dev        serve the Dagster UI on http://127.0.0.1:3000"
@@ -60,9 +63,19 @@ land: install
 	$(BIN)/trainflow land --all
 
 # `dg launch` runs what `dagster asset materialize -m trainflow.definitions --select` runs,
-# without the latter's notice that dg supersedes it (docs/runbook.md).
+# without the latter's notice that dg supersedes it (docs/runbook.md). Three runs: the days'
+# features over RANGE, the training side for the config's experiment partition (which
+# `trainflow experiments add` stores and adds first), then the days' predictions, scored
+# by the champion that run may have registered (docs/experiments.md).
+FEATURES_SIDE := not (group:training or group:evaluation or group:predictions)
+TRAINING_SIDE := group:training or group:evaluation
+SCORING_SIDE := group:predictions
+EXPERIMENT_CONFIG ?= $(or $(TRAINFLOW_CONFIG),configs/experiment.yaml)
 materialize: install instance
-	$(BIN)/dg launch --assets '*' --partition-range $(FULL_YEAR) -c configs/run/terminal.yaml
+	$(BIN)/dg launch --assets '$(FEATURES_SIDE)' --partition-range $(RANGE) -c configs/run/terminal.yaml
+	name=$$($(BIN)/trainflow experiments add --quiet $(EXPERIMENT_CONFIG)) && \
+		$(BIN)/dg launch --assets '$(TRAINING_SIDE)' --partition "$$name" -c configs/run/terminal.yaml
+	$(BIN)/dg launch --assets '$(SCORING_SIDE)' --partition-range $(RANGE) -c configs/run/terminal.yaml
 
 pipeline: land materialize status
 

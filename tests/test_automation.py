@@ -18,6 +18,7 @@ import pytest
 
 from tests.helpers.environment import REPO_ROOT, rolling_config
 from trainflow.as_of import AS_OF_TAG
+from trainflow.config import load_config
 from trainflow.definitions import defs
 from trainflow.defs.automation import (
     AUTOMATION_TAG,
@@ -181,8 +182,11 @@ def test_with_a_rolling_config_new_days_retrain_at_the_newest_once(tmp_path, ins
     landing.land(url, [D(2013, 1, 13), D(2013, 1, 14)])
     new_days = ticks.tick()
     assert retrains(new_days) == ["2013-01-14"]
-    # Queued after the daily run and the dbt tests that write and test its features.
+    # Queued after the daily run and the dbt tests that write and test its features, for
+    # the config's experiment partition (added to the instance).
     assert new_days[-1].asset_selection == RETRAIN_ASSETS
+    assert new_days[-1].partition_key == load_config(config).name
+    assert instance.has_dynamic_partition("experiments", load_config(config).name)
     assert new_days[-1].tags[AUTOMATION_TAG] == "warehouse_days"
     assert ticks.tick() == []  # nothing new: no retrain
     restate_one_flight(url, D(2013, 1, 1))  # before the windows (they start Jan 2)
@@ -292,6 +296,8 @@ def test_the_weekly_retrain_skips_while_rolling_windows_do_not_fit(tmp_path, ins
         # garbage collected (out of order, it would leave a dead instance current).
         with dg.build_schedule_context(
             instance=instance,
+            # The definitions, which a request for a partition of the job is checked against.
+            repository_def=defs.get_repository_def(),
             resources={
                 "warehouse": WarehouseResource(url=url),
                 "experiment": ExperimentConfigResource(path=str(path)),
@@ -303,6 +309,8 @@ def test_the_weekly_retrain_skips_while_rolling_windows_do_not_fit(tmp_path, ins
     assert not skipped.run_requests
     assert "no retrain at as-of 2013-01-30" in str(skipped.skip_message)
     landing.land(url, [D(2013, 1, 31), *[D(2013, 2, d) for d in range(1, 5)]])
-    assert len(tick(config).run_requests or []) == 1  # 35 days landed: the windows fit
+    (request,) = tick(config).run_requests or []  # 35 days landed: the windows fit
+    assert request.partition_key == load_config(config).name  # the config's experiment
     # A dated config always runs (a cache hit when nothing changed).
-    assert len(tick(REPO_ROOT / "configs" / "experiment.yaml").run_requests or []) == 1
+    (dated,) = tick(REPO_ROOT / "configs" / "experiment.yaml").run_requests or []
+    assert dated.partition_key == "flight-delay-2013"

@@ -13,6 +13,7 @@ import dagster as dg
 import pytest
 
 from trainflow.defs.code_versions import ASSET_CODE
+from trainflow.experiments import EXPERIMENT_TABLES
 from trainflow.settings import Settings, SettingsError
 
 EXPECTED_UPSTREAM = {
@@ -104,13 +105,31 @@ def test_every_contract_expectation_is_a_blocking_check_in_the_ui(graph) -> None
 def test_daily_assets_cover_2013_only_and_run_ranges_in_one_run(graph) -> None:
     for key in graph.materializable_asset_keys:
         node = graph.get(key)
-        assert node.backfill_policy == dg.BackfillPolicy.single_run(), key
         name = key.to_user_string()
+        if name in EXPERIMENT_TABLES:  # one run per experiment (the next test)
+            continue
+        assert node.backfill_policy == dg.BackfillPolicy.single_run(), key
         if name in DAILY:
             keys = node.partitions_def.get_partition_keys()
             assert (keys[0], keys[-1], len(keys)) == ("2013-01-01", "2013-12-31", 365)
         else:
             assert node.partitions_def is None, name
+
+
+def test_the_training_side_is_partitioned_by_experiment_and_reads_every_day(graph) -> None:
+    """Its assets share the dynamic `experiments` partitions, a backfill over several runs
+    one experiment each, the features are read whole and the predictions follow every
+    experiment's registry entry."""
+    for name in EXPERIMENT_TABLES:
+        node = graph.get(dg.AssetKey(name))
+        assert node.partitions_def == dg.DynamicPartitionsDefinition(name="experiments"), name
+        assert node.backfill_policy == dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
+    features, dataset = dg.AssetKey("flight_features"), dg.AssetKey("training_dataset")
+    assert isinstance(graph.get_partition_mapping(dataset, features), dg.AllPartitionMapping)
+    predictions, registry = dg.AssetKey("flight_delay_predictions"), dg.AssetKey("registry_entry")
+    assert isinstance(graph.get_partition_mapping(predictions, registry), dg.AllPartitionMapping)
+    model, evaluation = dg.AssetKey("model"), dg.AssetKey("evaluation_report")
+    assert isinstance(graph.get_partition_mapping(evaluation, model), dg.IdentityPartitionMapping)
 
 
 def test_every_trainflow_asset_has_a_code_version_derived_from_its_code(graph) -> None:

@@ -22,6 +22,8 @@ import pytest
 
 from tests.conftest import QUICK_CONFIG, REPO_ROOT, user_environment
 from tests.dagster_dev import LOCATION, DagsterDev
+from tests.helpers.environment import FEATURES_SIDE, SCORING_SIDE, TERMINAL, TRAINING_SIDE
+from trainflow.config import load_config
 from trainflow.definitions import build_definitions
 from trainflow.defs.automation import DAILY_ASSETS
 from trainflow.lake.delta_lake import DeltaLake
@@ -30,7 +32,6 @@ from trainflow.settings import Settings
 FIRST, LAST = "2013-01-01", "2013-01-08"
 DAYS = [str(dt.date(2013, 1, 1) + dt.timedelta(n)) for n in range(8)]
 RANGE = f"{FIRST}...{LAST}"
-TERMINAL = "configs/run/terminal.yaml"
 SUPERSEDED = (
     "SupersessionWarning: Function `asset_materialize_command` is superseded and its usage is "
     "discouraged. Use 'dg launch --assets <selection>' instead."
@@ -91,10 +92,19 @@ def instance(env: dict[str, str]) -> Iterator[dg.DagsterInstance]:
 
 @pytest.fixture(scope="module")
 def launched(env: dict[str, str], instance: dg.DagsterInstance) -> dg.DagsterRun:
-    """`dg launch` of every asset over the eight days: one run; returns it."""
-    quiet(["dg", "launch", "--assets", "*", "--partition-range", RANGE, "-c", TERMINAL], env)
-    (newest,) = instance.get_runs(limit=1)
-    return newest
+    """`dg launch` of the features side over the eight days (one run; returned), the
+    config's experiment added and its training side launched (a second run), then the
+    days' predictions (a third)."""
+    quiet(["dg", "launch", "--assets", FEATURES_SIDE, "--partition-range", RANGE, "-c", TERMINAL],
+          env)  # fmt: skip
+    (daily,) = instance.get_runs(limit=1)
+    add = ["trainflow", "experiments", "add", "--quiet", env["TRAINFLOW_CONFIG"]]
+    experiment = quiet(add, env).stdout.strip()
+    quiet(["dg", "launch", "--assets", TRAINING_SIDE, "--partition", experiment, "-c", TERMINAL],
+          env)  # fmt: skip
+    quiet(["dg", "launch", "--assets", SCORING_SIDE, "--partition-range", RANGE, "-c", TERMINAL],
+          env)  # fmt: skip
+    return daily
 
 
 def partitions(instance: dg.DagsterInstance, asset: dg.AssetKey) -> Counter[str | None]:
@@ -132,7 +142,10 @@ def test_dg_launch_materializes_a_partition_range_in_one_run(launched, instance,
     for asset in DAILY_ASSETS:
         assert partitions(instance, asset) == dict.fromkeys(DAYS, 1), asset
     model = instance.get_latest_materialization_event(dg.AssetKey("model"))
-    assert model is not None and model.run_id == launched.run_id
+    assert model is not None and model.run_id != launched.run_id
+    trained = instance.get_run_by_id(model.run_id)
+    assert trained is not None and trained.status == dg.DagsterRunStatus.SUCCESS
+    assert trained.tags["dagster/partition"] == load_config(Path(env["TRAINFLOW_CONFIG"])).name
     lake = DeltaLake(Settings.from_env(env).lake_uri)
     assert lake.read("flight_features")["day"].cast(str).unique().sort().to_list() == DAYS
 
@@ -152,8 +165,8 @@ def test_dagster_asset_materialize_keeps_working_with_only_its_supersession_noti
     """The command Dagster supersedes by `dg launch` says so itself, as it starts and before
     trainflow is imported (no filter of ours can reach it); nothing else warns."""
     done = run(
-        ["dagster", "asset", "materialize", "-m", "trainflow.definitions", "--select", "*",
-         "--partition-range", RANGE, "-c", TERMINAL],
+        ["dagster", "asset", "materialize", "-m", "trainflow.definitions", "--select",
+         FEATURES_SIDE, "--partition-range", RANGE, "-c", TERMINAL],
         env,
     )  # fmt: skip
     assert [line.split(": ", 1)[1] for line in warnings_in(done.stderr)] == [SUPERSEDED]

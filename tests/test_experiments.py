@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from mlflow import MlflowClient
 
 from tests.conftest import BIN, REPO_ROOT
 from tests.helpers.environment import QUICK_CONFIG, user_environment
@@ -26,6 +27,7 @@ from tests.helpers.graph import (
 from trainflow.config import load_config
 from trainflow.experiments import EXPERIMENT_TABLES, write_variant
 from trainflow.lake.delta_lake import DeltaLake
+from trainflow.settings import Settings
 
 pytestmark = pytest.mark.timeout(1800)
 
@@ -138,6 +140,12 @@ def test_two_experiments_at_once_give_the_bytes_of_one_after_the_other(
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert daily.returncode == 0, daily.stderr[-3000:]
+    # MLflow's SQLite store made here, once: two processes creating it at the same moment
+    # race on its schema (a tracking server, as in prod, has no such first moment).
+    settings = Settings.from_env(first_env)
+    MlflowClient(
+        settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri
+    ).search_registered_models()
     both = [
         subprocess.Popen(
             graph_command(*JAN_FEB, *WHOLE_TABLE_ASSET_NAMES),

@@ -10,15 +10,22 @@ from pathlib import Path
 
 import polars as pl
 
-from tests.helpers.environment import BIN, REPO_ROOT, user_environment
+from tests.helpers.environment import (
+    BIN,
+    QUICK_CONFIG,
+    REPO_ROOT,
+    user_environment,
+    whole_graph_commands,
+)
 from tests.helpers.graph import run_graph, settings_for
 from trainflow.lake.delta_lake import DeltaLake
 from trainflow.settings import Settings
 
-COMMAND = [
-    str(BIN / "dagster"), "asset", "materialize", "-m", "trainflow.definitions",
-    "--select", "*", "--partition-range", "2013-01-01...2013-02-28",
-]  # fmt: skip
+# The daily run, the experiment added, its training run (each command from the venv).
+COMMANDS = [
+    [str(BIN / c[0]), *c[1:]]
+    for c in whole_graph_commands("2013-01-01...2013-02-28", QUICK_CONFIG, terminal=False)
+]
 
 
 def test_killed_run_then_rerun_is_whole_and_correct(built_warehouse: Path, tmp_path: Path) -> None:
@@ -28,7 +35,7 @@ def test_killed_run_then_rerun_is_whole_and_correct(built_warehouse: Path, tmp_p
     lake = DeltaLake(Settings.from_env(env).lake_uri)
 
     run = subprocess.Popen(
-        COMMAND, env=env, cwd=REPO_ROOT, start_new_session=True,
+        COMMANDS[0], env=env, cwd=REPO_ROOT, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     deadline = time.monotonic() + 400
@@ -36,17 +43,18 @@ def test_killed_run_then_rerun_is_whole_and_correct(built_warehouse: Path, tmp_p
         assert run.poll() is None, "the run ended before it could be killed"
         assert time.monotonic() < deadline, "flight_features never committed"
         time.sleep(0.2)
-    os.killpg(run.pid, signal.SIGKILL)  # the run dies while the training steps start
+    os.killpg(run.pid, signal.SIGKILL)  # the daily run dies once the features are in
     run.wait(timeout=30)
     assert lake.version("model") is None
     committed = {
         t: lake.version(t) for t in ("raw_snapshot", "validated_flights", "flight_features")
     }
 
-    done = subprocess.run(
-        COMMAND, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
+    for command in COMMANDS:
+        done = subprocess.run(
+            command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, done.stderr[-4000:]
     # Committed partitions were reused (a recompute would have made a new Delta version) ...
     assert {t: lake.version(t) for t in committed} == committed
     # ... each exactly once ...

@@ -20,9 +20,11 @@ from tests.helpers.environment import QUICK_CONFIG
 from tests.helpers.graph import LAKE_ASSETS, run_graph, settings_for
 from tests.helpers.http_receiver import WebhookReceiver
 from trainflow.as_of import AS_OF_TAG
+from trainflow.config import load_config
 from trainflow.defs.automation import AUTOMATION_TAG, DAILY_ASSETS, RETRAIN_ASSETS
 from trainflow.defs.monitoring import LIVE_BREACH_TAG, champion_live_watch
 from trainflow.defs.predictions import champion_live_performance, flight_delay_predictions
+from trainflow.defs.resources import ExperimentConfigResource
 from trainflow.lake.delta_lake import DeltaLake
 from trainflow.stages.live_performance import TRAILING_DAYS
 from trainflow.warehouse import landing
@@ -48,8 +50,11 @@ where raw.flights.source_row = shifted.source_row and raw.flights.flight_date = 
 
 
 def watch_tick(instance: dg.DagsterInstance, cursor: str | None) -> dg.SensorResult:
-    context = dg.build_sensor_context(instance=instance, cursor=cursor)
-    result = champion_live_watch(context)
+    experiment = ExperimentConfigResource(path=str(QUICK_CONFIG))
+    with dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"experiment": experiment}
+    ) as context:
+        result = champion_live_watch(context)
     assert isinstance(result, dg.SensorResult)
     return result
 
@@ -117,6 +122,9 @@ def test_a_day_with_shifted_outcomes_breaches_alerts_once_and_requests_a_retrain
     tick = watch_tick(instance, watched["quiet"].cursor)
     (request,) = tick.run_requests or []
     assert request.asset_selection == RETRAIN_ASSETS
+    # The code location's own experiment, added to the instance's partitions for the run.
+    assert request.partition_key == load_config(QUICK_CONFIG).name
+    assert instance.has_dynamic_partition("experiments", request.partition_key)
     assert AS_OF_TAG not in request.tags  # the newest feature day, as the schedule's
     assert request.tags[LIVE_BREACH_TAG] == str(SHIFTED_DAY)
     assert request.tags[AUTOMATION_TAG] == "champion_live_watch"

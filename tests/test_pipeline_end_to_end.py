@@ -20,6 +20,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.conftest import QUICK_CONFIG, REPO_ROOT, user_environment
+from tests.helpers.environment import whole_graph_commands
 from trainflow.config import load_config
 from trainflow.definitions import materialize_range
 from trainflow.defs.code_versions import ASSET_CODE
@@ -47,11 +48,13 @@ def user_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def materialized(user_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     landed = run(["trainflow", "land", "--through", "2013-02-28"], user_env)
     assert "landed 59 day(s) 2013-01-01..2013-02-28" in landed.stdout
-    return run(
-        ["dagster", "asset", "materialize", "-m", "trainflow.definitions", "--select", "*",
-         "--partition-range", RANGE, "-c", "configs/run/terminal.yaml"],
-        user_env,
-    )  # fmt: skip
+    done = [run(command, user_env) for command in whole_graph_commands(RANGE, QUICK_CONFIG)]
+    return subprocess.CompletedProcess(
+        [c for d in done for c in d.args],
+        0,
+        "".join(d.stdout for d in done),
+        "".join(d.stderr for d in done),
+    )
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@ warehouse, the Dagster instance and MLflow's backend store, and an `mlflow serve
 artifacts go to S3.
 
 Everything is switched by environment variables alone and run the way a user types it:
-`trainflow land`, then `dagster asset materialize --select '*'` over January-February with
-the quick config (the multiprocess executor; no cluster runs here). Every credential is a
+`trainflow land`, then `dagster asset materialize` of the daily side over January-February
+and of the quick config's experiment partition (the multiprocess executor; no cluster runs here). Every credential is a
 distinctive fake (the servers here do not check them), so the secrets test can search every
 record the run left for each of them.
 """
@@ -33,6 +33,7 @@ import pytest
 
 from tests.conftest import BIN, QUICK_CONFIG, REPO_ROOT, free_port, fresh_postgres_database
 from tests.dagster_dev import post_graphql
+from tests.helpers.environment import whole_graph_commands
 from tests.helpers.graph import partition_range_tags
 from tests.helpers.servers import wait_for_http
 from trainflow.config import load_config
@@ -161,8 +162,8 @@ def materialized(prod_stack: ProdStack) -> ProdStack:
     started = time.monotonic()
     landed = run(prod_stack, "trainflow", "land", "--through", "2013-02-28")
     assert "landed 59 day(s) 2013-01-01..2013-02-28" in landed.stdout
-    run(prod_stack, "dagster", "asset", "materialize", "-m", "trainflow.definitions",
-        "--select", "*", "--partition-range", RANGE)  # fmt: skip
+    for command in whole_graph_commands(RANGE, QUICK_CONFIG, terminal=False):
+        run(prod_stack, *command)
     print(f"prod land + materialize Jan-Feb: {time.monotonic() - started:.0f} s")
     return prod_stack
 
@@ -211,8 +212,9 @@ def test_prod_run_lands_on_s3_postgres_and_the_mlflow_server(materialized: ProdS
         (JAN_FEB_FLIGHTS,)
     ]
 
-    # The Dagster instance: the run and its materializations in PostgreSQL.
-    assert query(stack.dagster_db_url, "select status from runs") == [("SUCCESS",)]
+    # The Dagster instance: the runs (the features, the experiment, the predictions) and
+    # their materializations in PostgreSQL.
+    assert query(stack.dagster_db_url, "select status from runs") == [("SUCCESS",)] * 3
     materialized_assets = {
         tuple(json.loads(key))
         for (key,) in query(

@@ -16,17 +16,22 @@ BETA_TAIL = (
 )
 # Each filter's warning as Dagster words it, and the module it is attributed to.
 RAISED = {
-    "backfill_policy": (
+    "backfill_policy of asset": (
         "Parameter `backfill_policy` of function `asset` is currently in beta" + BETA_TAIL,
         "dagster._core.decorator_utils",
     ),
-    "allow_nonexistent_upstream_partitions": (
+    "allow_nonexistent_upstream_partitions of TimeWindowPartitionMapping.__init__": (
         "Parameter `allow_nonexistent_upstream_partitions` of initializer "
         "`TimeWindowPartitionMapping.__init__` is currently in beta" + BETA_TAIL,
         "trainflow.defs.features",
     ),
-    "include_sources": (
+    "include_sources of AssetSelection.all": (
         "Parameter `include_sources` of function `AssetSelection.all` is currently in beta"
+        + BETA_TAIL,
+        "dagster._core.definitions.antlr_asset_selection.antlr_asset_selection",
+    ),
+    "include_sources of AssetSelection.groups": (
+        "Parameter `include_sources` of function `AssetSelection.groups` is currently in beta"
         + BETA_TAIL,
         "dagster._core.definitions.antlr_asset_selection.antlr_asset_selection",
     ),
@@ -34,7 +39,9 @@ RAISED = {
 
 
 def parameter(quiet: QuietWarning) -> str:
-    return quiet.message.split("`")[1]
+    """`<parameter> of <function>`, as the filter's message names them."""
+    parts = quiet.message.replace("\\", "").split("`")
+    return f"{parts[1]} of {parts[3]}"
 
 
 def shown(category: type[Warning], message: str, module: str) -> bool:

@@ -12,16 +12,14 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from tests.conftest import QUICK_CONFIG
-from tests.helpers.graph import LAKE_ASSETS, partition_range_tags, settings_for
+from tests.helpers.graph import run_graph, settings_for
 from tests.helpers.http_receiver import WebhookReceiver
-from trainflow.definitions import build_resources
 from trainflow.defs.alerts import alert_on_gate_rejection
 from trainflow.defs.caching import FORCE_TAG
 from trainflow.defs.evaluation import REJECTED_RUN_TAG
 from trainflow.warehouse import landing
 
 MODEL = "trainflow-flight-delay-quick"
-RANGE = partition_range_tags("2013-01-01", "2013-02-28")
 
 
 def config_with(tmp_path: Path, old: str, new: str) -> Path:
@@ -36,9 +34,7 @@ def test_model_failing_the_gate_is_rejected_never_aliased(warehouse_copy, tmp_pa
     strict = config_with(tmp_path, "min_test_roc_auc: 0.6", "min_test_roc_auc: 0.99")
     settings = settings_for(tmp_path / "home", warehouse_copy, strict)
     with dg.DagsterInstance.ephemeral() as instance:
-        result = dg.materialize(
-            LAKE_ASSETS, resources=build_resources(settings), tags=RANGE, instance=instance
-        )
+        result = run_graph(settings, instance=instance)
         assert result.success
         run_tags = instance.get_run_by_id(result.run_id).tags  # type: ignore[union-attr]
     assert run_tags[REJECTED_RUN_TAG].startswith("v1: rejected: test ROC AUC")
@@ -84,9 +80,7 @@ def test_a_rejected_candidate_is_paged_once_per_version_with_the_reasons(
     with dg.DagsterInstance.ephemeral() as instance:
         cursor, said = gate_alert_tick(instance, None)
         assert said == "started after registry_entry record -1"
-        first = dg.materialize(
-            LAKE_ASSETS, resources=build_resources(settings), tags=RANGE, instance=instance
-        )
+        first = run_graph(settings, instance=instance)
         cursor, said = gate_alert_tick(instance, cursor)
         assert said == f"posted gate:{MODEL}:v1"
         (payload,) = webhook_receiver.posts
@@ -100,18 +94,15 @@ def test_a_rejected_candidate_is_paged_once_per_version_with_the_reasons(
 
         # Registering again finds the same version (forced: not a cache hit) and says the
         # same rejection: no second page. A run with nothing new decides nothing: none either.
-        forced = dg.materialize(
-            LAKE_ASSETS,
-            resources=build_resources(settings),
+        forced = run_graph(
+            settings,
             tags={FORCE_TAG: "true"},
             instance=instance,
-            selection=["registry_entry"],
+            selection=[dg.AssetKey("registry_entry")],
         )
         (entry,) = forced.asset_materializations_for_node("registry_entry")
         assert (entry.metadata["verdict"].value, entry.metadata["version"].value) == ("rejected", 1)
-        dg.materialize(
-            LAKE_ASSETS, resources=build_resources(settings), tags=RANGE, instance=instance
-        )
+        run_graph(settings, instance=instance)
         cursor, said = gate_alert_tick(instance, cursor)
         assert said == "posted nothing new"
         assert len(webhook_receiver.posts) == 1
@@ -122,9 +113,7 @@ def test_training_on_stale_inputs_is_refused(warehouse_copy, tmp_path) -> None:
     landing.land(warehouse_copy, [dt.date(2013, 3, d) for d in range(1, 15)])
     fresh_only = config_with(tmp_path, "seed: 2013", "seed: 2013\nmax_input_lag_days: 7")
     settings = settings_for(tmp_path / "home", warehouse_copy, fresh_only)
-    result = dg.materialize(
-        LAKE_ASSETS, resources=build_resources(settings), tags=RANGE, raise_on_error=False
-    )
+    result = run_graph(settings, raise_on_error=False)
     assert not result.success
     failures = result.get_step_failure_events()
     assert [f.step_key for f in failures] == ["model"]

@@ -40,7 +40,6 @@ from trainflow.defs.features import flight_features
 from trainflow.defs.ingest import raw_snapshot, validated_flights
 from trainflow.defs.resources import WarehouseResource
 from trainflow.defs.retries import IO_RETRY, fail_fast, is_transient
-from trainflow.defs.training import training_dataset
 from trainflow.lake.delta_lake import DayWindow, DeltaLake
 
 JAN_1_3 = partition_range_tags("2013-01-01", "2013-01-03")
@@ -184,8 +183,8 @@ def test_a_config_error_fails_at_once(warehouse_copy, tmp_path) -> None:
         )
     )
     settings = settings_for(tmp_path / "home", warehouse_copy, bad)
-    result = dg.materialize(
-        [raw_snapshot, validated_flights, flight_features, training_dataset],
+    result = dg.materialize(  # flight_features reads the config
+        [raw_snapshot, validated_flights, flight_features],
         resources=build_resources(settings),
         tags=JAN_1_3,
         raise_on_error=False,

@@ -104,14 +104,20 @@ def test_each_trial_is_an_experiment_and_the_best_by_validation_is_the_candidate
 
 
 def test_the_trials_of_a_round_run_side_by_side(searched):
-    """Each trial is a Dagster run tagged with its name; a round's two runs overlap."""
+    """Each trial is a Dagster run of its own experiment partition, tagged with its name; a
+    round's two runs overlap."""
     with dg.DagsterInstance.from_config(str(searched["dagster_home"])) as instance:
         runs = {
             r.dagster_run.tags[TRIAL_TAG]: r
             for r in instance.get_run_records(dg.RunsFilter(tags={"trainflow/search": NAME}))
             if TRIAL_TAG in r.dagster_run.tags
         }
+        partitions = set(instance.get_dynamic_partitions("experiments"))
     assert sorted(runs) == [f"{NAME}.trial-{n:03d}" for n in range(4)]
+    # Each trial is a partition of the training side's experiments, as the candidate is.
+    for name, record in runs.items():
+        assert record.dagster_run.tags["dagster/partition"] == name
+    assert {*runs, NAME} <= partitions
     for a, b in ((0, 1), (2, 3)):
         one, two = runs[f"{NAME}.trial-{a:03d}"], runs[f"{NAME}.trial-{b:03d}"]
         assert one.start_time < two.end_time and two.start_time < one.end_time

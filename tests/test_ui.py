@@ -7,7 +7,10 @@ quick config materialized (January to train, February to validate and test):
    included, in the definitions' groups;
 2. the `evaluation_report` page shows the model's metrics and its plots as images;
 3. an asset's Checks tab shows each check with its result;
-4. a partition launched from the asset's Materialize dialog runs and is materialized.
+4. a partition launched from the asset's Materialize dialog runs and is materialized;
+5. a second experiment, added with its config file, launched from the training group's
+   Materialize dialog as a partition of the experiments, trains into its own rows, and its
+   partition's page shows the model's validation metric.
 Each step leaves a screenshot in $TRAINFLOW_UI_SCREENSHOTS (CI keeps that folder as an
 artifact), else in this run's pytest temp folder. Without Chromium the module skips on a
 laptop and fails in CI (`CI` set), like every service the tests need.
@@ -19,6 +22,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,8 +31,13 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from tests.conftest import BIN, QUICK_CONFIG, REPO_ROOT, user_environment
-from tests.dagster_dev import DagsterDev
+from tests.conftest import QUICK_CONFIG, REPO_ROOT, user_environment
+from tests.dagster_dev import LOCATION, DagsterDev
+from tests.helpers.environment import whole_graph_commands
+from trainflow.config import load_config
+from trainflow.experiments import write_variant
+from trainflow.lake.delta_lake import DeltaLake
+from trainflow.settings import Settings
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; never Playwright's own download
 # The network here may be closed: without these, Chromium stalls on refused connections.
@@ -106,7 +115,8 @@ def dagster_dev(
     chromium: Path, env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DagsterDev]:
     """`dagster dev` over a lake materialized as a user does it: `trainflow land`, then
-    one `dagster asset materialize` over January and February (while the UI starts)."""
+    `dagster asset materialize` of the daily side over January and February and of the
+    config's experiment (while the UI starts)."""
     run(["trainflow", "land", "--through", UI_DAY], env)
     # The instance's SQLite tables, made once here: two processes starting on an empty
     # DAGSTER_HOME both create them, and one fails ("table ... already exists").
@@ -115,10 +125,10 @@ def dagster_dev(
         instance.fetch_materializations(dg.AssetKey(UI_ASSET), limit=1)
     logs = tmp_path_factory.mktemp("ui_logs")
     with (logs / "materialize.log").open("w") as out:
+        # The daily run, the experiment added, its training run: one after the other.
+        commands = whole_graph_commands("...".join(MATERIALIZED), Path(env["TRAINFLOW_CONFIG"]))
         materialize = subprocess.Popen(
-            [str(BIN / "dagster"), "asset", "materialize", "-m", "trainflow.definitions",
-             "--select", "*", "--partition-range", "...".join(MATERIALIZED),
-             "-c", "configs/run/terminal.yaml"],
+            ["bash", "-c", " && ".join(shlex.join(c) for c in commands)],
             env=env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     dev = None
@@ -313,3 +323,50 @@ def test_a_partition_launched_from_the_ui_is_materialized(page, dagster_dev, scr
     page.goto(f"/assets/{UI_ASSET}?view=partitions")
     expect(page.get_by_text("Materialized (60)")).to_be_visible()
     shot(page, screenshots, "07-partition-materialized")
+
+
+def test_an_experiment_launched_from_the_ui_trains_in_its_own_partition(
+    page, dagster_dev, env, screenshots, tmp_path
+) -> None:
+    """A second experiment added with one config file (`trainflow experiments add`) is a
+    partition the Launchpad offers: the training group launched for it from the UI trains
+    its own rows, and its partition's page shows the model's validation metric."""
+    from playwright.sync_api import expect
+
+    variant = write_variant(Path(env["TRAINFLOW_CONFIG"]), tmp_path, "ui-31-leaves",
+                            {"num_leaves": 31})  # fmt: skip
+    run(["trainflow", "experiments", "add", str(variant)], env)
+    name = load_config(variant).name
+    page.goto(f"/locations/{LOCATION}/asset-groups/training")
+    page.get_by_role("button", name=re.compile(r"Materialize all…$")).click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("Select a partition or create one").click()
+    page.locator(f"[data-tooltip='{name}']").click()
+    # A click on the dialog's plain text closes the dropdown; the dialog stays.
+    dialog.get_by_text("Dagster will materialize").click()
+    launch = dialog.get_by_role("button", name="Launch 1 run")
+    expect(launch).to_be_enabled()
+    shot(page, screenshots, "08-launch-one-experiment")
+    launch.click()
+    expect(dialog).to_have_count(0)
+
+    def finished_run() -> dict[str, Any] | None:
+        filter_ = {"tags": [{"key": "dagster/partition", "value": name}]}
+        runs = dagster_dev.graphql(RUNS, {"filter": filter_})["runsOrError"]["results"]
+        done = [r for r in runs if r["status"] in {"SUCCESS", "FAILURE", "CANCELED"}]
+        return done[0] if done else None
+
+    launched = dagster_dev.wait_for(finished_run, 600, f"the run of experiment {name}")
+    assert launched["status"] == "SUCCESS", (launched, dagster_dev.tail())
+    lake = DeltaLake(Settings.from_env(env).lake_uri)
+    assert set(lake.read("model")["experiment"]) == {
+        load_config(Path(env["TRAINFLOW_CONFIG"])).name,
+        name,
+    }
+    trained = lake.read("model", experiment=name).row(0, named=True)
+    # The partition's page shows its materialization's metadata: the validation metric.
+    page.goto(f"/assets/model?view=partitions&partition={name}")
+    value = f"{trained['validation_roc_auc']:.4f}"[:5]
+    expect(page.get_by_text("validation_roc_auc").first).to_be_visible()
+    expect(page.get_by_text(re.compile(rf"^{re.escape(value)}")).first).to_be_visible()
+    shot(page, screenshots, "09-experiment-partition")

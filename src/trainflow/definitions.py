@@ -12,12 +12,14 @@ from typing import Any
 
 import dagster as dg
 
+from trainflow.config import load_config
 from trainflow.defs import (
     alerts,
     automation,
     evaluation,
     features,
     freshness,
+    graph_runs,
     ingest,
     monitoring,
     observability,
@@ -42,9 +44,9 @@ from trainflow.warehouse.base import is_postgres_url
 def build_resources(settings: Settings) -> dict[str, object]:
     """All resources for one profile; tests call this with settings for a temp folder."""
     lake = lake_resource(settings)
-    experiment = ExperimentConfigResource(path=str(settings.config_path))
+    experiment = ExperimentConfigResource(path=str(settings.config_path), lake=lake)
     return {
-        "io_manager": DeltaLakeIOManager(lake=lake, experiment=experiment),
+        "io_manager": DeltaLakeIOManager(lake=lake),
         "lake": lake,
         "cache_policy": CachePolicyResource(),
         "warehouse": WarehouseResource(
@@ -77,18 +79,16 @@ ALL_CHECKS = [warehouse.reference_table_contracts]
 
 def materialize_range(
     settings: Settings, first: str, last: str, **kwargs: Any
-) -> dg.ExecuteInProcessResult:
+) -> graph_runs.GraphRuns:
     """Every asset Dagster materializes (not the landed tables, which `trainflow land`
     writes, nor the quarantine, which validated_flights writes) and every check, over days
-    `first`..`last`, in process: one run, like a backfill."""
-    return dg.materialize(
-        [*ALL_ASSETS, *ALL_CHECKS],
-        resources=build_resources(settings),
-        selection=dg.AssetSelection.all().materializable() | dg.AssetSelection.checks(*ALL_CHECKS),
-        tags={
-            "dagster/asset_partition_range_start": first,
-            "dagster/asset_partition_range_end": last,
-        },
+    `first`..`last`, in process: the daily run, then the configured experiment's run."""
+    return graph_runs.materialize_graph(
+        ALL_ASSETS,
+        build_resources(settings),
+        days=(first, last),
+        experiment=load_config(settings.config_path).name,
+        checks=ALL_CHECKS,
         **kwargs,
     )
 

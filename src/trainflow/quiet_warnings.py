@@ -60,6 +60,14 @@ QUIET_WARNINGS = [
         "Dagster's own call when it parses the documented selection '*'; trainflow never "
         "passes the parameter",
     ),
+    QuietWarning(
+        BetaWarning,
+        r"Parameter `include_sources` of function `AssetSelection\.groups` is currently in beta",
+        r"dagster\._core\.definitions\.antlr_asset_selection\.antlr_asset_selection\Z",
+        "Dagster's own call when it parses a `group:` selection, as the documented runs of "
+        "the whole graph do (`group:training or group:evaluation`); trainflow never passes "
+        "the parameter",
+    ),
 ]
 
 

@@ -67,3 +67,29 @@ def rolling_config(folder: Path, train: int, validation: int = 14, test: int = 1
         .replace("test_days: 14", f"test_days: {test}")
     )
     return path
+
+
+# The whole graph from the terminal is three runs (docs/experiments.md): the days' features,
+# the training side for one experiment partition, the days' predictions (what make
+# materialize runs, with `dg launch`).
+FEATURES_SIDE = "not (group:training or group:evaluation or group:predictions)"
+TRAINING_SIDE = "group:training or group:evaluation"
+SCORING_SIDE = "group:predictions"
+TERMINAL = "configs/run/terminal.yaml"
+
+
+def whole_graph_commands(days: str, config: Path, terminal: bool = True) -> list[list[str]]:
+    """`dagster asset materialize` of the features side over `days` ("FIRST...LAST"), the
+    experiment of `config` added, its training side, and the days' predictions: as a user
+    types them."""
+    from trainflow.config import load_config
+
+    run_config = ["-c", TERMINAL] if terminal else []
+    materialize = ["dagster", "asset", "materialize", "-m", "trainflow.definitions"]
+    return [
+        [*materialize, "--select", FEATURES_SIDE, "--partition-range", days, *run_config],
+        ["trainflow", "experiments", "add", str(config)],
+        [*materialize, "--select", TRAINING_SIDE, "--partition", load_config(config).name,
+         *run_config],
+        [*materialize, "--select", SCORING_SIDE, "--partition-range", days, *run_config],
+    ]  # fmt: skip

@@ -32,10 +32,12 @@ import dagster as dg
 
 import trainflow
 from tests.helpers.environment import QUICK_CONFIG, REPO_ROOT
+from trainflow.config import load_config
 from trainflow.definitions import build_resources
 from trainflow.defs.caching import CachePolicyResource
 from trainflow.defs.evaluation import evaluation_report, registry_entry
 from trainflow.defs.features import flight_features
+from trainflow.defs.graph_runs import GraphRuns, materialize_graph
 from trainflow.defs.ingest import raw_snapshot, validated_flights
 from trainflow.defs.io_manager import DeltaLakeIOManager
 from trainflow.defs.resources import (
@@ -58,7 +60,7 @@ LAKE_ASSETS = [
 ]
 LAKE_ASSET_NAMES = [a.key.to_user_string() for a in LAKE_ASSETS]
 DAILY_ASSET_NAMES = LAKE_ASSET_NAMES[:3]  # one partition per day
-WHOLE_TABLE_ASSET_NAMES = LAKE_ASSET_NAMES[3:]  # unpartitioned: one table per run
+WHOLE_TABLE_ASSET_NAMES = LAKE_ASSET_NAMES[3:]  # per experiment: one partition per config
 JAN_FEB = ("2013-01-01", "2013-02-28")
 
 
@@ -89,15 +91,18 @@ def run_graph(
     raise_on_error: bool = True,
     instance: dg.DagsterInstance | None = None,
     selection: list | None = None,
-) -> dg.ExecuteInProcessResult:
-    """`assets` over `days` in this process, one run, on `instance` (default: an ephemeral
-    one, gone with the run); only the `selection` of them when given."""
-    return dg.materialize(
+) -> GraphRuns:
+    """`assets` over `days` in this process, on `instance` (default: an ephemeral one, gone
+    with the runs); only the `selection` of them when given. The daily run, then the
+    settings' experiment's run (defs/graph_runs.py)."""
+    return materialize_graph(
         assets,
+        build_resources(settings),
+        days=days,
+        experiment=load_config(settings.config_path).name,
         selection=selection,
         instance=instance,
-        resources=build_resources(settings),
-        tags={**partition_range_tags(*days), **(tags or {})},
+        tags=tags,
         raise_on_error=raise_on_error,
     )
 
@@ -193,9 +198,16 @@ def run_graph_process(
     )  # fmt: skip
 
 
+def printed_run_ids(stdout: str) -> list[str]:
+    """The Dagster run ids the graph process printed (the daily run's, the experiment's)."""
+    return [
+        line.removeprefix("run ").strip() for line in stdout.splitlines() if line.startswith("run ")
+    ]
+
+
 def printed_run_id(stdout: str) -> str:
-    """The Dagster run id the graph process printed last."""
-    return stdout.split("run ")[-1].strip()
+    """The last Dagster run id the graph process printed."""
+    return printed_run_ids(stdout)[-1]
 
 
 def copy_of_the_code(target: Path) -> Path:
@@ -218,10 +230,10 @@ def run_graph_from_code(
     done = run_graph_process({**env, "PYTHONPATH": str(code / "src")}, *days)
     if "\nrun " not in done.stdout:
         return done, cache_outcomes([]), []
-    run_id = printed_run_id(done.stdout)
+    run_ids = printed_run_ids(done.stdout)
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
-        counts = cache_outcomes(materializations_in_run(instance, run_id))
-        failures = step_failure_messages(instance, run_id)
+        counts = cache_outcomes(m for r in run_ids for m in materializations_in_run(instance, r))
+        failures = [f for r in run_ids for f in step_failure_messages(instance, r)]
     return done, counts, failures
 
 
@@ -252,20 +264,21 @@ def main(argv: list[str]) -> int:
         manager = resources["io_manager"]
         resources["io_manager"] = KilledBeforeCommit(
             lake=manager.lake,  # type: ignore[attr-defined]
-            experiment=manager.experiment,  # type: ignore[attr-defined]
             victim=args.kill_before_commit,
         )
     with dg.DagsterInstance.get() as instance:
-        result = dg.materialize(
+        result = materialize_graph(
             LAKE_ASSETS,
+            resources,
+            days=(args.first, args.last),
+            experiment=load_config(Settings.from_env().config_path).name,
             selection=selected,
-            resources=resources,
             instance=instance,
-            tags=partition_range_tags(args.first, args.last),
             raise_on_error=False,
         )
     print(f"package {trainflow.__file__}")
-    print(f"run {result.run_id}")
+    for run_id in result.run_ids:
+        print(f"run {run_id}")
     return 0 if result.success else 1
 
 

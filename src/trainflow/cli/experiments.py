@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -61,6 +62,43 @@ def compare(names: tuple[str, ...], as_json: bool) -> None:
         return
     click.echo(comparison.render_table(compared))
     click.echo(f"report: {uri}")
+
+
+@experiments.command()
+@click.argument("config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--quiet", is_flag=True, help="Print the experiment's name only (for scripts).")
+def add(config_file: Path, quiet: bool) -> None:
+    """Add the experiment CONFIG_FILE describes (or change it: its name is the key): the
+    config stored in the lake, where every step reads it, and its name added to the
+    `experiments` partitions of the DAGSTER_HOME instance, so the UI and `dagster asset
+    materialize --partition NAME` can train it. Touches no code."""
+    import dagster as dg
+
+    from trainflow.config import ConfigError
+    from trainflow.defs.partitions import EXPERIMENTS, add_experiment
+    from trainflow.defs.resources import ExperimentConfigResource, lake_resource
+
+    settings = Settings.from_env()
+    resource = ExperimentConfigResource(
+        path=str(settings.config_path), lake=lake_resource(settings)
+    )
+    try:
+        config = resource.store().add_file(config_file)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if settings.dagster_home is None:
+        raise click.ClickException("DAGSTER_HOME is not set: no instance to add the partition to")
+    with dg.DagsterInstance.get() as instance:
+        new = not instance.has_dynamic_partition(EXPERIMENTS, config.name)
+        add_experiment(instance, config.name)
+    if quiet:
+        click.echo(config.name)
+        return
+    click.echo(
+        f"experiment {config.name}: config stored at "
+        f"{resource.store().store.uri(config.name + '.yaml')}; "
+        + ("partition added" if new else "partition already there")
+    )
 
 
 def _sources() -> tuple[DeltaLake, Callable[[str], float | None]]:

@@ -42,7 +42,12 @@ def replay(start: dt.datetime, every: int, through: dt.datetime) -> None:
             + (f"; alerts: {'; '.join(week.alerts)}" if week.alerts else "")
         )
 
-    instance = dg.DagsterInstance.get() if settings.dagster_home else dg.DagsterInstance.ephemeral()
+    # Without DAGSTER_HOME, a throwaway instance on disk, not an in-memory one: the weekly
+    # schedule adds the experiment's partition through its context's instance, which
+    # Dagster opens only from a persistent instance.
+    instance = (
+        dg.DagsterInstance.get() if settings.dagster_home else dg.DagsterInstance.local_temp()
+    )
     try:
         weeks = run_replay(settings, start.date(), every, through.date(), instance, on_week=say)
     except ReplayError as exc:

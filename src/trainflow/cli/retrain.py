@@ -24,21 +24,24 @@ from trainflow.settings import Settings
 )
 def retrain(as_of: dt.datetime | None) -> None:
     """Run training_dataset, model, evaluation_report and registry_entry (the weekly
-    schedule's job) now, as one Dagster run the UI shows, tagged trainflow/as_of=DAY if
-    given. A dated config trains on its dates whatever the day."""
+    schedule's job) for the code location's own experiment now, as one Dagster run the UI
+    shows, tagged trainflow/as_of=DAY if given. A dated config trains on its dates whatever the day."""
     import dagster as dg
 
     from trainflow.as_of import AS_OF_TAG
+    from trainflow.config import load_config
     from trainflow.definitions import ALL_ASSETS, build_resources
-    from trainflow.defs.automation import RETRAIN_ASSETS
+    from trainflow.defs.automation import RETRAIN_ASSETS, own_experiment
 
     settings = Settings.from_env()
     tags = {AS_OF_TAG: as_of.date().isoformat()} if as_of else {}
+    instance = dg.DagsterInstance.get() if settings.dagster_home else dg.DagsterInstance.ephemeral()
     result = dg.materialize(
         ALL_ASSETS,
         selection=RETRAIN_ASSETS,
+        partition_key=own_experiment(instance, load_config(settings.config_path)),
         resources=build_resources(settings),
-        instance=dg.DagsterInstance.get() if settings.dagster_home else None,
+        instance=instance,
         tags=tags,
         raise_on_error=False,
     )

@@ -31,6 +31,7 @@ from trainflow.config import ExperimentConfig
 from trainflow.defs.evaluation import evaluation_report, registry_entry
 from trainflow.defs.features import flight_features
 from trainflow.defs.ingest import raw_snapshot, validated_flights
+from trainflow.defs.partitions import add_experiment, experiments
 from trainflow.defs.predictions import champion_live_performance, flight_delay_predictions
 from trainflow.defs.resources import ExperimentConfigResource, WarehouseResource
 from trainflow.defs.training import model, training_dataset
@@ -138,6 +139,13 @@ def windows_gap(config: ExperimentConfig, landed: set[dt.date], as_of: dt.date) 
     )
 
 
+def own_experiment(instance: dg.DagsterInstance, config: ExperimentConfig) -> str:
+    """The code location's own experiment (TRAINFLOW_CONFIG) as an `experiments` partition
+    key, added to the instance if it is new: what the automation retrains. Added here, not
+    by a sensor's partition request, because a schedule cannot make one."""
+    return add_experiment(instance, config.name)
+
+
 def retrain_request(
     config: ExperimentConfig, changes: ChangeSet, now: Fingerprints
 ) -> tuple[dg.RunRequest | None, str]:
@@ -163,6 +171,7 @@ def retrain_request(
     request = dg.RunRequest(
         run_key=f"retrain@{as_of}:{digest}",
         asset_selection=RETRAIN_ASSETS,
+        partition_key=config.name,
         tags={AUTOMATION_TAG: "warehouse_days", AS_OF_TAG: str(as_of)},
     )
     return request, f"retrain at as-of {as_of}"
@@ -206,7 +215,9 @@ def warehouse_days_sensor(
     local = Settings.from_env().executor != "k8s"  # the executor definitions.py chose
     requests = changed_day_requests(changes, now, small_runs_in_process=local)
     retrain, retrain_says = retrain_request(experiment.load(), changes, now)
-    requests += [retrain] if retrain else []
+    if retrain:
+        own_experiment(context.instance, experiment.load())
+        requests.append(retrain)
     context.log.info(
         f"warehouse_days: {changes.describe()}; {retrain_says}; {len(requests)} run(s): "
         + ", ".join(str(r.run_key) for r in requests)
@@ -221,6 +232,7 @@ def warehouse_days_sensor(
 retrain_job = dg.define_asset_job(
     "retrain",
     selection=RETRAIN_ASSETS,
+    partitions_def=experiments,
     description="Dataset, model, evaluation and registration from the features in the lake.",
     tags={AUTOMATION_TAG: "weekly_retrain"},
 )
@@ -240,12 +252,13 @@ def weekly_retrain(
     experiment: ExperimentConfigResource,
     warehouse: WarehouseResource,
 ) -> dg.RunRequest | dg.SkipReason:
-    """The retrain job, unless a rolling config's windows still reach before the first
-    landed day (a run that could only fail, and page, every week until they fit)."""
+    """The retrain job for the code location's own experiment, unless a rolling config's
+    windows still reach before the first landed day (a run that could only fail, and
+    page, every week until they fit)."""
     config = experiment.load()
     if config.is_rolling:
         landed = landing.landed_days(warehouse.connect())
         gap = windows_gap(config, set(landed), max(landed)) if landed else "nothing landed"
         if gap:
             return dg.SkipReason(gap)
-    return dg.RunRequest()
+    return dg.RunRequest(partition_key=own_experiment(context.instance, config))

@@ -50,6 +50,10 @@ def derived_code_version(fn: Callable[..., Any]) -> CodeVersion:
     )
 
 
+# asset name -> its code version, as each versioned asset is defined (defined_code_versions).
+DEFINED_VERSIONS: dict[str, str] = {}
+
+
 def versioned_asset(**kwargs: Any) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
     """`dagster.asset` with the code version derived from the decorated function.
 
@@ -67,18 +71,16 @@ def versioned_asset(**kwargs: Any) -> Callable[[Callable[..., Any]], dg.AssetsDe
         # The time limit wraps the function outside its code version: how long a step may
         # run does not change what it computes (defs/pods.py).
         limited = time_limited(inspect.unwrap(fn).__name__, fn)
+        DEFINED_VERSIONS[kwargs.get("name") or inspect.unwrap(fn).__name__] = derived.version
         return dg.asset(code_version=derived.version, metadata=metadata, **kwargs)(limited)
 
     return decorate
 
 
-def code_versions_of_job(context: dg.AssetExecutionContext) -> dict[str, str]:
-    """name -> code version of every trainflow asset in the running job's asset graph (what
-    a manifest records), as Dagster knows them."""
-    graph = context.job_def.asset_layer.asset_graph
-    found = {}
-    for name in ASSET_CODE:
-        key = dg.AssetKey(name)
-        if graph.has(key) and graph.get(key).code_version is not None:
-            found[name] = str(graph.get(key).code_version)
-    return found
+def defined_code_versions() -> dict[str, str]:
+    """name -> code version of every trainflow asset defined so far (what a manifest
+    records and what upstream partitions are checked against): the definitions import every
+    asset module, so a step sees them all. From the definitions, not the running job: an
+    experiment's run holds the training side only, and `dagster.materialize` in process
+    sets no repository on the step's context."""
+    return {name: DEFINED_VERSIONS[name] for name in ASSET_CODE if name in DEFINED_VERSIONS}

@@ -5,6 +5,7 @@ import dagster as dg
 
 from trainflow.defs.caching import CachePolicyResource
 from trainflow.defs.code_versions import versioned_asset
+from trainflow.defs.partitions import ONE_EXPERIMENT_PER_RUN, experiments
 from trainflow.defs.pods import step_tags
 from trainflow.defs.resources import ExperimentConfigResource, LakeResource, MlflowResource
 from trainflow.defs.retries import IO_RETRY, fail_fast
@@ -18,7 +19,9 @@ __all__ = ["REJECTED_RUN_TAG", "evaluation_report", "registry_entry"]
 
 @versioned_asset(
     retry_policy=IO_RETRY,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    partitions_def=experiments,
+    # A backfill over several experiments: one run each, side by side up to the queue's limit.
+    backfill_policy=ONE_EXPERIMENT_PER_RUN,
     group_name="evaluation",
     kinds={"mlflow"},
     op_tags=step_tags("evaluation_report", stage="evaluation"),
@@ -46,7 +49,7 @@ def evaluation_report(
         step_of(context, cache_policy),
         training_dataset,
         model,
-        experiment.load(),
+        experiment.load_experiment(context.partition_key),
         lake.lake(),
         lake.object_store("_reports"),
         mlflow_tracking.client(),
@@ -55,7 +58,9 @@ def evaluation_report(
 
 @versioned_asset(
     retry_policy=IO_RETRY,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    partitions_def=experiments,
+    # A backfill over several experiments: one run each, side by side up to the queue's limit.
+    backfill_policy=ONE_EXPERIMENT_PER_RUN,
     group_name="evaluation",
     kinds={"mlflow"},
     op_tags=step_tags("registry_entry", stage="registry"),
@@ -83,7 +88,7 @@ def registry_entry(
         step_of(context, cache_policy),
         model,
         evaluation_report,
-        experiment.load(),
+        experiment.load_experiment(context.partition_key),
         lake.lake(),
         mlflow_tracking.tracking(),
     )

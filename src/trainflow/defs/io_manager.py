@@ -27,7 +27,7 @@ from trainflow.cache import (
     BOOKKEEPING_COLUMNS,
 )
 from trainflow.defs.partitions import day_window
-from trainflow.defs.resources import ExperimentConfigResource, LakeResource
+from trainflow.defs.resources import LakeResource
 from trainflow.defs.retries import fail_fast
 from trainflow.experiments import EXPERIMENT_TABLES
 from trainflow.lake.delta_lake import DayWindow, WriteResult
@@ -44,16 +44,18 @@ from trainflow.lake.tables import (
 
 class DeltaLakeIOManager(dg.ConfigurableIOManager):
     lake: LakeResource
-    # The config whose experiment the training-side tables' reads and writes are scoped to
-    # (None: an IO manager for the daily assets only, as tests build one).
-    experiment: ExperimentConfigResource | None = None
 
-    def _experiment(self, table: str) -> str | None:
+    @staticmethod
+    def _experiment(context: dg.InputContext | dg.OutputContext, table: str) -> str | None:
+        """The experiment partition a training-side table is read or written for (None for
+        the daily tables, which every experiment shares)."""
         if table not in EXPERIMENT_TABLES:
             return None
-        if self.experiment is None:
-            raise ValueError(f"{table} is stored per experiment: the IO manager needs a config")
-        return self.experiment.load().name
+        if not context.has_asset_partitions:
+            raise ValueError(
+                f"{table} is stored per experiment: name one (an experiments partition)"
+            )
+        return context.asset_partition_key
 
     @staticmethod
     def _table(context: dg.InputContext | dg.OutputContext) -> str:
@@ -61,7 +63,7 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
 
     @staticmethod
     def _window(context: dg.InputContext | dg.OutputContext) -> DayWindow | None:
-        if not context.has_asset_partitions:
+        if not _is_daily(context):
             return None
         return day_window(context.asset_partitions_time_window)
 
@@ -77,7 +79,9 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
         window = self._window(context)
         lake = self.lake.lake()
         code_version = context.asset_spec.code_version if context.has_asset_key else None
-        result = commit_output(lake, table, output, window, code_version, self._experiment(table))
+        result = commit_output(
+            lake, table, output, window, code_version, self._experiment(context, table)
+        )
         if result is None or output.frame is None:
             context.add_output_metadata(
                 {"delta_version": lake.version(table), "dagster/uri": lake.table_uri(table)}
@@ -89,7 +93,9 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
     def load_input(self, context: dg.InputContext) -> Any:
         table = self._table(context)
         window = self._window(context)
-        lazy, version = pinned_scan(self.lake.lake(), table, window, self._experiment(table))
+        lazy, version = pinned_scan(
+            self.lake.lake(), table, window, self._experiment(context, table)
+        )
         # (add_input_metadata cannot describe a multi-partition input, so this goes to the log.)
         context.log.info(f"reading {table} at Delta version {version}, days {window or 'all'}")
         wanted = context.dagster_type.typing_type
@@ -97,7 +103,14 @@ class DeltaLakeIOManager(dg.ConfigurableIOManager):
             return without_bookkeeping_columns(lazy)
         if wanted is not DeltaInput:
             return without_bookkeeping_columns(lazy).collect()
-        return read_input(lazy, table, version, daily=context.has_asset_partitions)
+        return read_input(lazy, table, version, daily=_is_daily(context))
+
+
+def _is_daily(context: dg.InputContext | dg.OutputContext) -> bool:
+    """A daily asset (its partitions are days), not an experiment's or an unpartitioned one."""
+    return context.has_asset_partitions and isinstance(
+        context.asset_partitions_def, dg.TimeWindowPartitionsDefinition
+    )
 
 
 def _written_metadata(

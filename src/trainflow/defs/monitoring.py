@@ -16,8 +16,9 @@ import dagster as dg
 
 from trainflow.alerts import Alert, deliver_in_order, live_performance_alert
 from trainflow.defs.alerts import materializations_after
-from trainflow.defs.automation import AUTOMATION_TAG, RETRAIN_ASSETS
+from trainflow.defs.automation import AUTOMATION_TAG, RETRAIN_ASSETS, own_experiment
 from trainflow.defs.predictions import champion_live_performance
+from trainflow.defs.resources import ExperimentConfigResource
 from trainflow.settings import Settings
 
 EVENTS_PER_TICK = 200
@@ -48,13 +49,14 @@ def breach_alert(breach: dict[str, str] | None) -> Alert | None:
     )
 
 
-def retrain_for(breach: dict[str, str]) -> dg.RunRequest:
+def retrain_for(breach: dict[str, str], experiment: str) -> dg.RunRequest:
     """The retrain a breach calls for, once per version as the alert: at the newest feature
     day (no as-of tag; an older day would train on staler data than the champion's next
     retrain). A cache hit when the new-day sensor has already trained there."""
     return dg.RunRequest(
         run_key=f"live-retrain:{breach['model']}:v{breach['version']}",
         asset_selection=RETRAIN_ASSETS,
+        partition_key=experiment,
         tags={AUTOMATION_TAG: "champion_live_watch", LIVE_BREACH_TAG: breach["day"]},
     )
 
@@ -67,7 +69,9 @@ def retrain_for(breach: dict[str, str]) -> dg.RunRequest:
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
-def champion_live_watch(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+def champion_live_watch(
+    context: dg.SensorEvaluationContext, experiment: ExperimentConfigResource
+) -> dg.SensorResult:
     read = materializations_after(context, LIVE, EVENTS_PER_TICK)  # no page for old days
     if isinstance(read, dg.SensorResult):
         return read
@@ -87,8 +91,9 @@ def champion_live_watch(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     said = f"{len(records)} day(s) read, {len(breaches)} breached"
     if delivery.refused:
         said += f"; {delivery.refused}: posted again next tick"
+    own = own_experiment(context.instance, experiment.load()) if first else ""
     return dg.SensorResult(
-        run_requests=[retrain_for(b) for b in first.values()],
+        run_requests=[retrain_for(b, own) for b in first.values()],
         cursor=json.dumps({"after": delivery.position, "posted": posted}),
         skip_reason=None if first else said,
     )

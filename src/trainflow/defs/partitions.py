@@ -41,3 +41,27 @@ def run_day_window(tags: Mapping[str, str]) -> DayWindow | None:
         return DayWindow(dt.date.fromisoformat(first), dt.date.fromisoformat(last))
     except ValueError:
         return None
+
+
+# The training side's dimension: one partition per experiment config, keyed by its `name`.
+# Dynamic, not a static list of config files: a key is added when an experiment is
+# (`trainflow experiments add FILE`, which stores the config in the lake for every step to
+# read) or by a search, for each trial, while the code location runs; a static list would
+# need a code-location reload per trial. The code location's own config is added the same
+# way (make materialize does it) or by the automation when it requests a retrain.
+EXPERIMENTS = "experiments"
+experiments = dg.DynamicPartitionsDefinition(name=EXPERIMENTS)
+
+
+def add_experiment(instance: dg.DagsterInstance, name: str) -> str:
+    """Experiment `name` as a key of the instance's `experiments` partitions (added once)."""
+    if not instance.has_dynamic_partition(EXPERIMENTS, name):
+        instance.add_dynamic_partitions(EXPERIMENTS, [name])
+    return name
+
+
+# Every training-side step reads every landed day it needs from the shared daily tables;
+# a day's predictions come from the champion, whichever experiment registered it.
+ALL_DAYS = dg.AllPartitionMapping()
+ALL_EXPERIMENTS = dg.AllPartitionMapping()
+ONE_EXPERIMENT_PER_RUN = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)

@@ -6,7 +6,7 @@ import dagster as dg
 
 from trainflow.defs.caching import CachePolicyResource
 from trainflow.defs.code_versions import versioned_asset
-from trainflow.defs.partitions import daily_2013, day_window
+from trainflow.defs.partitions import ALL_EXPERIMENTS, daily_2013, day_window
 from trainflow.defs.pods import step_tags
 from trainflow.defs.resources import ExperimentConfigResource, LakeResource, MlflowResource
 from trainflow.defs.retries import IO_RETRY, fail_fast
@@ -23,9 +23,9 @@ from trainflow.stages.predictions import score_days
     group_name="predictions",
     kinds={"lightgbm", "deltalake", "mlflow"},
     op_tags=step_tags("flight_delay_predictions", stage="predictions"),
-    # The model that scores is the registry's champion: in a run with the training chain
-    # this step waits for the registration (lineage shows where the model comes from).
-    deps=[dg.AssetKey("registry_entry")],
+    # The model that scores is the registry's champion, registered by one of the
+    # experiments' registry entries (lineage shows where the model comes from).
+    deps=[dg.AssetDep("registry_entry", partition_mapping=ALL_EXPERIMENTS)],
 )
 @fail_fast
 def flight_delay_predictions(

@@ -111,6 +111,7 @@ class Replay:
         result = dg.materialize(
             [*ALL_ASSETS, *ALL_CHECKS],
             selection=selection,
+            partition_key=request.partition_key,  # the experiment a retrain is for
             tags=tags,
             resources=self.resources,
             instance=self.instance,
@@ -133,6 +134,12 @@ class Replay:
                 week.alerts.append(f"gate rejected v{candidate.version}")
 
     def tick_sensors(self, week: Week, scheduled: dt.datetime) -> None:
+        # A retrain request names an experiment partition, which Dagster checks against
+        # the instance's dynamic partitions (the daemon sets this context itself).
+        with dg.partition_loading_context(dynamic_partitions_store=self.instance):
+            self._tick(week, scheduled)
+
+    def _tick(self, week: Week, scheduled: dt.datetime) -> None:
         # Each context in a `with`, as Dagster asks: a context may open an instance of its
         # own (the schedule's does, from the instance's ref), closed here rather than when
         # garbage collected, which, out of order, leaves a closed instance current.
@@ -147,8 +154,9 @@ class Replay:
         for request in days.run_requests or []:
             self.launch(request, "warehouse_days", week)
         with dg.build_sensor_context(
-            instance=self.instance, cursor=self.live_cursor, definitions=self.definitions
-        ) as context:
+            instance=self.instance, cursor=self.live_cursor, definitions=self.definitions,
+            resources={"experiment": self.resources["experiment"]},
+        ) as context:  # fmt: skip
             live = champion_live_watch.evaluate_tick(context)
         self.live_cursor = live.cursor
         for request in live.run_requests or []:
@@ -157,8 +165,9 @@ class Replay:
                 week.alerts.append(f"live: {str(request.run_key).split(':')[-1]} on {breach}")
             self.launch(request, "champion_live_watch", week)
         with dg.build_schedule_context(
-            instance=self.instance, scheduled_execution_time=scheduled, resources=resources
-        ) as context:
+            instance=self.instance, scheduled_execution_time=scheduled, resources=resources,
+            repository_def=self.definitions.get_repository_def(),
+        ) as context:  # fmt: skip
             schedule = weekly_retrain.evaluate_tick(context)
         for request in schedule.run_requests or []:
             self.launch(request, "weekly_retrain", week)

@@ -22,6 +22,7 @@ from dagster_aws.s3 import S3Resource
 
 from trainflow.config import ExperimentConfig, load_config
 from trainflow.contracts import Contract, load_contract
+from trainflow.experiment_store import STORE_FOLDER, ExperimentStore
 from trainflow.lake.delta_lake import DayWindow, DeltaLake
 from trainflow.lake.object_store import ObjectStore
 from trainflow.registry.tracking import MlflowTracking
@@ -43,15 +44,6 @@ from trainflow.warehouse.models import WarehouseModels
 
 if TYPE_CHECKING:  # MLflow is imported where a step uses it (definitions.STEP_MODULES)
     from mlflow import MlflowClient
-
-
-class ExperimentConfigResource(dg.ConfigurableResource):
-    """The experiment config file (TRAINFLOW_CONFIG); its hash goes into every metadata."""
-
-    path: str
-
-    def load(self) -> ExperimentConfig:
-        return load_config(Path(self.path))
 
 
 class ContractsResource(dg.ConfigurableResource):
@@ -185,6 +177,34 @@ class LakeResource(dg.ConfigurableResource):
         if not root.startswith("s3://"):
             return ObjectStore(root=root)
         return ObjectStore(root=root, s3_client_factory=self.s3_resource().get_client)
+
+
+class ExperimentConfigResource(dg.ConfigurableResource):
+    """The code location's experiment config (TRAINFLOW_CONFIG), which the daily steps and
+    the automation read, and the configs of the `experiments` partitions, which the
+    training-side steps read by their partition key (trainflow/experiment_store.py)."""
+
+    path: str
+    # Where `trainflow experiments add` stores the other experiments' configs (None: only
+    # the code location's own config, as tests of the daily steps build it).
+    lake: LakeResource | None = None
+
+    def load(self) -> ExperimentConfig:
+        return load_config(Path(self.path))
+
+    def store(self) -> ExperimentStore:
+        if self.lake is None:
+            raise ValueError("experiment configs other than TRAINFLOW_CONFIG need the lake")
+        return ExperimentStore(self.lake.object_store(STORE_FOLDER), Path(self.path))
+
+    def load_experiment(self, name: str) -> ExperimentConfig:
+        """The config of experiment partition `name`."""
+        if self.lake is None:
+            own = self.load()
+            if name != own.name:
+                raise ValueError(f"experiment {name!r}: this resource holds {own.name!r} only")
+            return own
+        return self.store().load(name)
 
 
 class MlflowResource(dg.ConfigurableResource):

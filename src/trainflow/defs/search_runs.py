@@ -10,7 +10,6 @@ Trials are never evaluated against the test window, nor registered: only the can
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import multiprocessing
 import resource
@@ -18,14 +17,13 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import dagster as dg
-import yaml
 
 from trainflow.cache import EXPERIMENT_COLUMN
-from trainflow.config import ExperimentConfig
+from trainflow.config import ExperimentConfig, load_config
 from trainflow.definitions import ALL_ASSETS, ALL_CHECKS, build_resources
+from trainflow.defs.partitions import add_experiment
 from trainflow.defs.replay import first_error
 from trainflow.lake.delta_lake import DeltaLake
 from trainflow.search import (
@@ -59,28 +57,27 @@ class SearchOutcome:
     cpu_seconds: float  # this process and its trial processes, all of the search
 
 
-def config_file(settings: Settings, config: ExperimentConfig) -> Path:
-    """Where a trial's or candidate's config is written for its run to read (under the
-    home; the run's manifest records the config itself, so reproduce never needs it)."""
-    path = settings.home / "experiments" / f"{config.name}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-    return path
+def store_config(settings: Settings, config: ExperimentConfig) -> str:
+    """A trial's or the candidate's config stored in the lake's experiment store, where
+    its run's steps read it by partition key (trainflow/experiment_store.py)."""
+    build_resources(settings)["experiment"].store().add(config)  # type: ignore[attr-defined]
+    return config.name
 
 
 def run_assets(
-    settings: Settings, config_path: Path, assets: Sequence[str], tags: dict[str, str]
+    settings: Settings, experiment: str, assets: Sequence[str], tags: dict[str, str]
 ) -> tuple[bool, str]:
-    """Materialize `assets` with the config at `config_path`, in this process, on the
-    DAGSTER_HOME instance (an ephemeral one without it). Returns success and the first error."""
-
-    run_settings = dataclasses.replace(settings, config_path=config_path)
+    """Materialize `assets` for experiment partition `experiment` (its config stored), in
+    this process, on the DAGSTER_HOME instance (an ephemeral one without it). Returns
+    success and the first error."""
     instance = dg.DagsterInstance.get() if settings.dagster_home else dg.DagsterInstance.ephemeral()
     with instance:
+        add_experiment(instance, experiment)
         result = dg.materialize(
             [*ALL_ASSETS, *ALL_CHECKS],
             selection=[dg.AssetKey(a) for a in assets],
-            resources=build_resources(run_settings),
+            partition_key=experiment,
+            resources=build_resources(settings),
             instance=instance,
             tags=tags,
             raise_on_error=False,
@@ -88,9 +85,9 @@ def run_assets(
     return result.success, "" if result.success else first_error(result)
 
 
-def _trial_run(settings: Settings, config_path: Path, tags: dict[str, str]) -> tuple[bool, str]:
+def _trial_run(settings: Settings, experiment: str, tags: dict[str, str]) -> tuple[bool, str]:
     """A trial's run in a worker process (a function at module level: the pool pickles it)."""
-    return run_assets(settings, config_path, TRIAL_ASSETS, tags)
+    return run_assets(settings, experiment, TRIAL_ASSETS, tags)
 
 
 def stored_result(
@@ -147,6 +144,15 @@ def run_search(
 
     `workers` trial runs at a time (default: the search's `parallel`, a round at once);
     fewer run the same trials one after the other, for the same bytes."""
+    own = load_config(settings.config_path).name
+    if config.name == own:
+        # Its steps would read TRAINFLOW_CONFIG's file for the candidate, not the best
+        # params (trainflow/experiment_store.py): the code location's own config is not
+        # a search's.
+        raise SearchError(
+            f"the search {config.name} is the code location's own experiment "
+            f"(TRAINFLOW_CONFIG={settings.config_path}): run it with another TRAINFLOW_CONFIG"
+        )
     started = time.perf_counter()  # wall clock for the reported duration only
     cpu_started = process_cpu_seconds()
     lake = DeltaLake(settings.lake_uri, settings.storage_options)
@@ -182,7 +188,7 @@ def run_search(
                 t.name: pool.submit(
                     _trial_run,
                     settings,
-                    config_file(settings, trial_config(config, t)),
+                    store_config(settings, trial_config(config, t)),
                     {SEARCH_TAG: config.name, TRIAL_TAG: t.name},
                 )
                 for t in todo
@@ -204,7 +210,7 @@ def run_search(
     )
     ok, error = run_assets(
         settings,
-        config_file(settings, candidate_config(config, top.trial)),
+        store_config(settings, candidate_config(config, top.trial)),
         CANDIDATE_ASSETS,
         {SEARCH_TAG: config.name},
     )

@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 
 from trainflow.defs.caching import CachePolicyResource, code_version_of
-from trainflow.defs.code_versions import ASSET_CODE
+from trainflow.defs.code_versions import defined_code_versions
 from trainflow.defs.metadata import to_dagster
 from trainflow.stages.step import Step
 
@@ -48,13 +48,12 @@ def step_of(
     cache_policy: CachePolicyResource | None = None,
     output_name: str | None = None,
 ) -> Step:
-    """The running asset as a stage sees it: name, run, code versions, forced or not."""
-    graph = context.job_def.asset_layer.asset_graph
-    versions = {
-        name: str(graph.get(dg.AssetKey(name)).code_version)
-        for name in ASSET_CODE
-        if graph.has(dg.AssetKey(name)) and graph.get(dg.AssetKey(name)).code_version is not None
-    }
+    """The running asset as a stage sees it: name, run, code versions, forced or not.
+
+    The code versions are those of every trainflow asset of the definitions, not of the
+    run's job alone: an experiment's run holds only the training side, and its manifest
+    still records the daily assets' versions (its lineage reaches the raw snapshot)."""
+    versions = defined_code_versions()
     return DagsterStep(
         asset=context.asset_key.to_user_string(),
         run_id=context.run_id,

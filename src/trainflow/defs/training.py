@@ -6,6 +6,7 @@ import dagster as dg
 
 from trainflow.defs.caching import CachePolicyResource
 from trainflow.defs.code_versions import versioned_asset
+from trainflow.defs.partitions import ALL_DAYS, ONE_EXPERIMENT_PER_RUN, experiments
 from trainflow.defs.pods import step_tags
 from trainflow.defs.resources import (
     ExperimentConfigResource,
@@ -23,10 +24,13 @@ from trainflow.stages.training import train_model
 
 @versioned_asset(
     retry_policy=IO_RETRY,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    partitions_def=experiments,
+    # A backfill over several experiments: one run each, side by side up to the queue's limit.
+    backfill_policy=ONE_EXPERIMENT_PER_RUN,
     group_name="training",
     kinds={"polars", "deltalake"},
     op_tags=step_tags("training_dataset", stage="training"),
+    ins={"flight_features": dg.AssetIn(partition_mapping=ALL_DAYS)},
 )
 @fail_fast
 def training_dataset(
@@ -42,13 +46,18 @@ def training_dataset(
     covers the data version of every feature day in the configured span.
     """
     return build_training_dataset(
-        step_of(context, cache_policy), flight_features, experiment.load(), lake.lake()
+        step_of(context, cache_policy),
+        flight_features,
+        experiment.load_experiment(context.partition_key),
+        lake.lake(),
     )
 
 
 @versioned_asset(
     retry_policy=IO_RETRY,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    partitions_def=experiments,
+    # A backfill over several experiments: one run each, side by side up to the queue's limit.
+    backfill_policy=ONE_EXPERIMENT_PER_RUN,
     group_name="training",
     kinds={"lightgbm", "pytorch", "mlflow"},  # the family is the config's `model.family`
     op_tags=step_tags("model", stage="training"),
@@ -74,7 +83,7 @@ def model(
     return train_model(
         step_of(context, cache_policy),
         training_dataset,
-        experiment.load(),
+        experiment.load_experiment(context.partition_key),
         lake.lake(),
         lake.object_store("_manifests"),
         mlflow_tracking.tracking(),
