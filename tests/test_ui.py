@@ -290,6 +290,14 @@ def test_the_checks_tab_shows_each_check_and_its_result(page, graph, screenshots
     shot(page, screenshots, "05-validated-flights-checks")
 
 
+def finished_run_of(dagster_dev: DagsterDev, partition: str) -> dict[str, Any] | None:
+    """The newest finished run of a partition (a day or an experiment), as the UI lists it."""
+    filter_ = {"tags": [{"key": "dagster/partition", "value": partition}]}
+    runs = dagster_dev.graphql(RUNS, {"filter": filter_})["runsOrError"]["results"]
+    done = [r for r in runs if r["status"] in {"SUCCESS", "FAILURE", "CANCELED"}]
+    return done[0] if done else None
+
+
 def test_a_partition_launched_from_the_ui_is_materialized(page, dagster_dev, screenshots) -> None:
     from playwright.sync_api import expect
 
@@ -305,13 +313,9 @@ def test_a_partition_launched_from_the_ui_is_materialized(page, dagster_dev, scr
     launch.click()
     expect(dialog).to_have_count(0)
 
-    def finished_run() -> dict[str, Any] | None:
-        filter_ = {"tags": [{"key": "dagster/partition", "value": UI_DAY}]}
-        runs = dagster_dev.graphql(RUNS, {"filter": filter_})["runsOrError"]["results"]
-        done = [r for r in runs if r["status"] in {"SUCCESS", "FAILURE", "CANCELED"}]
-        return done[0] if done else None
-
-    launched = dagster_dev.wait_for(finished_run, 300, f"the run of {UI_ASSET} {UI_DAY}")
+    launched = dagster_dev.wait_for(
+        lambda: finished_run_of(dagster_dev, UI_DAY), 300, f"the run of {UI_ASSET} {UI_DAY}"
+    )
     assert launched["status"] == "SUCCESS", (launched, dagster_dev.tail())
     tags = {t["key"]: t["value"] for t in launched["tags"]}
     assert tags.get("dagster/from_ui") == "true", tags
@@ -350,13 +354,9 @@ def test_an_experiment_launched_from_the_ui_trains_in_its_own_partition(
     launch.click()
     expect(dialog).to_have_count(0)
 
-    def finished_run() -> dict[str, Any] | None:
-        filter_ = {"tags": [{"key": "dagster/partition", "value": name}]}
-        runs = dagster_dev.graphql(RUNS, {"filter": filter_})["runsOrError"]["results"]
-        done = [r for r in runs if r["status"] in {"SUCCESS", "FAILURE", "CANCELED"}]
-        return done[0] if done else None
-
-    launched = dagster_dev.wait_for(finished_run, 600, f"the run of experiment {name}")
+    launched = dagster_dev.wait_for(
+        lambda: finished_run_of(dagster_dev, name), 600, f"the run of experiment {name}"
+    )
     assert launched["status"] == "SUCCESS", (launched, dagster_dev.tail())
     lake = DeltaLake(Settings.from_env(env).lake_uri)
     assert set(lake.read("model")["experiment"]) == {
